@@ -1,0 +1,61 @@
+"""The Trial: plain data passed from acquisition to inference (no model imports)."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+import numpy as np
+
+
+@dataclass
+class Trial:
+    """One EEG window cut around a stimulus marker.
+
+    Attributes
+    ----------
+    data : ndarray, float32, shape (n_channels, n_times)
+        Filtered and normalised EEG of ``[onset + tmin, onset + tmax]``.
+    marker : str
+        The marker string as received.
+    stim_id : str | None
+        Stimulus id mapped from the marker (None when the mapping found none).
+    onset : float
+        Marker time on the LSL clock (seconds), after clock-offset correction.
+    onset_sample : int
+        Index (in the source's running sample count) of the sample the onset fell on.
+    sfreq : float
+        Sampling rate (Hz).
+    ch_names : list of str
+        Channel names, in the order of ``data``'s rows.
+    index : int
+        Running trial number within the session (0-based).
+    last_sample_time : float
+        ``pylsl.local_clock()`` when the window's last sample was received.
+    emitted_time : float
+        ``pylsl.local_clock()`` when the Trial was made available.
+    reject_reason : str | None
+        Why the trial cannot be used (``"nan"``, ``"gap"``, ``"incomplete_window"``...),
+        or None for a good trial.
+    """
+
+    data: np.ndarray
+    marker: str
+    stim_id: str | None
+    onset: float
+    onset_sample: int
+    sfreq: float
+    ch_names: list[str]
+    index: int = 0
+    last_sample_time: float = float("nan")
+    emitted_time: float = float("nan")
+    reject_reason: str | None = None
+    extra: dict = field(default_factory=dict)
+
+    @property
+    def ok(self) -> bool:
+        return self.reject_reason is None
+
+    @property
+    def epoch_latency_ms(self) -> float:
+        """Delay from the window's last sample arriving to the Trial being available."""
+        return 1000.0 * (self.emitted_time - self.last_sample_time)

@@ -1,0 +1,1 @@
+"""Signal processing shared by the live epocher and the offline data-set loaders."""

@@ -1,0 +1,18 @@
+"""Stimulus sets shared by the presenter, the virtual subject and the models."""
+
+from __future__ import annotations
+
+from bci_app.stimuli.demo_set import COLOURS, SHAPES, DemoStimulusSet, StimulusParams
+from bci_app.stimuli.markers import MarkerMapper, format_marker
+from bci_app.stimuli.schedule import Schedule, make_schedule
+
+__all__ = [
+    "COLOURS",
+    "SHAPES",
+    "DemoStimulusSet",
+    "StimulusParams",
+    "MarkerMapper",
+    "format_marker",
+    "Schedule",
+    "make_schedule",
+]

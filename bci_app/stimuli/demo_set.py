@@ -1,0 +1,205 @@
+"""The procedural demo stimulus set: 40 classes (8 shapes x 5 colours) x 50 images.
+
+Shaped like the Spampinato EEG-ImageNet set (40 classes x 50 images). Every image is
+rendered deterministically from ``(seed, class, index)``: its own position, size,
+rotation and background, so that class, position, size and colour each vary.
+
+Stimulus ids are strings ``"c{class:02d}_i{index:02d}"`` (e.g. ``"c07_i23"``).
+"""
+
+from __future__ import annotations
+
+import math
+import re
+from dataclasses import dataclass
+from functools import lru_cache
+
+import numpy as np
+from PIL import Image, ImageDraw
+
+SHAPES: tuple[str, ...] = (
+    "circle",
+    "square",
+    "triangle",
+    "star",
+    "cross",
+    "hexagon",
+    "diamond",
+    "ring",
+)
+COLOURS: dict[str, tuple[int, int, int]] = {
+    "red": (220, 40, 40),
+    "green": (40, 180, 60),
+    "blue": (40, 80, 220),
+    "yellow": (235, 210, 40),
+    "purple": (150, 50, 190),
+}
+_COLOUR_NAMES = tuple(COLOURS)
+_ID_RE = re.compile(r"^c(\d{2})_i(\d{2})$")
+
+
+@dataclass(frozen=True)
+class StimulusParams:
+    """Everything that defines one demo image (all in unit coordinates)."""
+
+    stim_id: str
+    label: int
+    shape: str
+    colour: str
+    x: float  # centre, 0..1 from the left
+    y: float  # centre, 0..1 from the top
+    size: float  # radius as a fraction of the image side
+    rotation: float  # degrees
+    background: tuple[int, int, int]
+
+
+class DemoStimulusSet:
+    """Deterministic procedural images: ``n_classes`` x ``n_per_class``.
+
+    Parameters
+    ----------
+    seed : int
+        Seed of the per-image parameters (position, size, rotation, background).
+    n_per_class : int
+        Images per class (50 like the seed paper's data).
+    size : int
+        Side of the rendered square images, in pixels.
+    """
+
+    n_classes = len(SHAPES) * len(COLOURS)
+
+    def __init__(self, seed: int = 0, n_per_class: int = 50, size: int = 64) -> None:
+        if n_per_class < 1 or n_per_class > 99:
+            raise ValueError(f"n_per_class must be in 1..99, got {n_per_class}")
+        if size < 8:
+            raise ValueError(f"size must be at least 8 pixels, got {size}")
+        self.seed = int(seed)
+        self.n_per_class = int(n_per_class)
+        self.size = int(size)
+        self._params = self._make_params()
+        self._render = lru_cache(maxsize=4096)(self._render_uncached)
+
+    # ---------------------------------------------------------------- metadata
+    @property
+    def stim_ids(self) -> list[str]:
+        return list(self._params)
+
+    def __len__(self) -> int:
+        return len(self._params)
+
+    def __contains__(self, stim_id: object) -> bool:
+        return stim_id in self._params
+
+    @staticmethod
+    def class_name(label: int) -> str:
+        shape = SHAPES[label // len(COLOURS)]
+        colour = _COLOUR_NAMES[label % len(COLOURS)]
+        return f"{colour} {shape}"
+
+    @classmethod
+    def class_names(cls) -> list[str]:
+        return [cls.class_name(k) for k in range(cls.n_classes)]
+
+    @classmethod
+    def caption(cls, label: int) -> str:
+        """Label caption as in the seed paper: ``"an image of a red star"``."""
+        return f"an image of a {cls.class_name(label)}"
+
+    def params(self, stim_id: str) -> StimulusParams:
+        try:
+            return self._params[stim_id]
+        except KeyError:
+            raise KeyError(
+                f"unknown demo stimulus id {stim_id!r}; expected 'cKK_iNN' with class "
+                f"KK < {self.n_classes} and image NN < {self.n_per_class}"
+            ) from None
+
+    def label(self, stim_id: str) -> int:
+        return self.params(stim_id).label
+
+    @staticmethod
+    def make_id(label: int, index: int) -> str:
+        return f"c{label:02d}_i{index:02d}"
+
+    @staticmethod
+    def parse_id(stim_id: str) -> tuple[int, int] | None:
+        m = _ID_RE.match(stim_id)
+        return (int(m.group(1)), int(m.group(2))) if m else None
+
+    # ---------------------------------------------------------------- images
+    def image(self, stim_id: str, size: int | None = None) -> np.ndarray:
+        """The image as ``uint8 [H, W, 3]`` (a read-only cached array)."""
+        return self._render(stim_id, int(size or self.size))
+
+    def images(self, stim_ids: list[str], size: int | None = None) -> np.ndarray:
+        return np.stack([self.image(s, size) for s in stim_ids])
+
+    def _make_params(self) -> dict[str, StimulusParams]:
+        out: dict[str, StimulusParams] = {}
+        for label in range(self.n_classes):
+            shape = SHAPES[label // len(COLOURS)]
+            colour = _COLOUR_NAMES[label % len(COLOURS)]
+            for index in range(self.n_per_class):
+                rng = np.random.default_rng([self.seed, label, index])
+                size = float(rng.uniform(0.16, 0.34))
+                x = float(rng.uniform(size + 0.02, 1 - size - 0.02))
+                y = float(rng.uniform(size + 0.02, 1 - size - 0.02))
+                rotation = float(rng.uniform(0, 360))
+                grey = int(rng.integers(20, 110))
+                tint = rng.integers(-15, 16, size=3)
+                bg = tuple(int(np.clip(grey + t, 0, 255)) for t in tint)
+                sid = self.make_id(label, index)
+                out[sid] = StimulusParams(sid, label, shape, colour, x, y, size, rotation, bg)
+        return out
+
+    def _render_uncached(self, stim_id: str, size: int) -> np.ndarray:
+        p = self.params(stim_id)
+        ss = 4  # supersampling for smooth edges
+        n = size * ss
+        img = Image.new("RGB", (n, n), p.background)
+        draw = ImageDraw.Draw(img)
+        cx, cy, r = p.x * n, p.y * n, p.size * n
+        fill = COLOURS[p.colour]
+        rot = math.radians(p.rotation)
+
+        def poly(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
+            c, s = math.cos(rot), math.sin(rot)
+            return [(cx + px * c - py * s, cy + px * s + py * c) for px, py in points]
+
+        def regular(k: int, radius: float, phase: float = 0.0) -> list[tuple[float, float]]:
+            return [
+                (radius * math.cos(phase + 2 * math.pi * i / k), radius * math.sin(phase + 2 * math.pi * i / k))
+                for i in range(k)
+            ]
+
+        if p.shape == "circle":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+        elif p.shape == "ring":
+            draw.ellipse([cx - r, cy - r, cx + r, cy + r], fill=fill)
+            ri = r * 0.55
+            draw.ellipse([cx - ri, cy - ri, cx + ri, cy + ri], fill=p.background)
+        elif p.shape == "square":
+            draw.polygon(poly(regular(4, r * 1.1, math.pi / 4)), fill=fill)
+        elif p.shape == "diamond":
+            draw.polygon(poly([(0, -r * 1.1), (r * 0.6, 0), (0, r * 1.1), (-r * 0.6, 0)]), fill=fill)
+        elif p.shape == "triangle":
+            draw.polygon(poly(regular(3, r * 1.15, -math.pi / 2)), fill=fill)
+        elif p.shape == "hexagon":
+            draw.polygon(poly(regular(6, r)), fill=fill)
+        elif p.shape == "star":
+            pts = []
+            for i in range(10):
+                rad = r * 1.1 if i % 2 == 0 else r * 0.45
+                a = -math.pi / 2 + math.pi * i / 5
+                pts.append((rad * math.cos(a), rad * math.sin(a)))
+            draw.polygon(poly(pts), fill=fill)
+        elif p.shape == "cross":
+            w = r * 0.33
+            draw.polygon(poly([(-r, -w), (r, -w), (r, w), (-r, w)]), fill=fill)
+            draw.polygon(poly([(-w, -r), (w, -r), (w, r), (-w, r)]), fill=fill)
+        else:  # pragma: no cover - SHAPES is closed
+            raise ValueError(f"unknown shape {p.shape!r}")
+        img = img.resize((size, size), Image.LANCZOS)
+        arr = np.asarray(img, dtype=np.uint8).copy()
+        arr.setflags(write=False)
+        return arr

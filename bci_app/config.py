@@ -80,7 +80,7 @@ def _update(obj: Any, values: dict[str, Any], where: str) -> Any:
     for key, value in values.items():
         if key not in allowed:
             raise ValueError(
-                f"unknown setting {where}{key!r}; allowed: {', '.join(sorted(allowed))}"
+                f"unknown setting '{where}{key}'; allowed: {', '.join(sorted(allowed))}"
             )
         current = getattr(obj, key)
         if is_dataclass(current) and isinstance(value, dict):

@@ -1,1 +1,30 @@
-"""Signal processing shared by the live epocher and the offline data-set loaders."""
+"""Signal processing shared by the live epocher and the offline data-set loaders.
+
+Live (``acquisition.Epocher``) and offline (``epoch_raw``, ``epoch_array``) use the same
+causal SOS filters and the same window arithmetic, so a model trained on offline
+epochs sees the signal the live path produces.
+"""
+
+from __future__ import annotations
+
+from bci_app.preprocessing.epochs import (
+    EpochedData,
+    epoch_array,
+    epoch_raw,
+    marker_sample,
+    window_bounds,
+)
+from bci_app.preprocessing.filters import CausalFilter
+from bci_app.preprocessing.spec import PreprocessingSpec, compute_norm, normalise
+
+__all__ = [
+    "CausalFilter",
+    "EpochedData",
+    "PreprocessingSpec",
+    "compute_norm",
+    "epoch_array",
+    "epoch_raw",
+    "marker_sample",
+    "normalise",
+    "window_bounds",
+]

@@ -1,0 +1,59 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bci_app.stimuli import DemoStimulusSet, MarkerMapper, format_marker, make_schedule
+
+
+def test_demo_set_shape_and_determinism():
+    a = DemoStimulusSet(seed=3)
+    b = DemoStimulusSet(seed=3)
+    assert len(a) == 40 * 50
+    assert a.n_classes == 40
+    sid = a.make_id(17, 4)
+    img = a.image(sid)
+    assert img.shape == (64, 64, 3) and img.dtype == np.uint8
+    np.testing.assert_array_equal(img, b.image(sid))
+    # another seed moves the object around
+    assert not np.array_equal(img, DemoStimulusSet(seed=4).image(sid))
+    assert a.label(sid) == 17
+    assert a.caption(17) == "an image of a blue star"
+
+
+def test_images_of_a_class_differ_and_colour_is_right():
+    s = DemoStimulusSet()
+    imgs = s.images([s.make_id(0, i) for i in range(5)]).astype(float)
+    assert min(np.abs(imgs[i] - imgs[j]).mean() for i in range(5) for j in range(i)) > 1.0
+    # class 0 is a red circle: the reddest pixels are red
+    red = imgs[0][..., 0] - imgs[0][..., 1:].mean(-1)
+    assert red.max() > 120
+
+
+def test_unknown_id_is_a_clear_error():
+    with pytest.raises(KeyError, match="expected 'cKK_iNN'"):
+        DemoStimulusSet().params("c99_i00")
+
+
+def test_marker_mapper_counts_unknown():
+    m = MarkerMapper()
+    assert m(format_marker("c01_i02")) == "c01_i02"
+    assert m("boundary") is None
+    assert m.unknown == 1
+    custom = MarkerMapper(r"^img_(\w+)\.png$")
+    assert custom("img_dog.png") == "dog"
+    with pytest.raises(ValueError, match="no group"):
+        MarkerMapper(r"^stim")
+
+
+def test_schedules_random_and_block():
+    s = DemoStimulusSet()
+    labels = [s.label(i) for i in s.stim_ids]
+    rnd = make_schedule(s.stim_ids, labels, 400, order="random", seed=1)
+    blk = make_schedule(s.stim_ids, labels, 400, order="block", seed=1)
+    assert len(rnd) == len(blk) == 400
+    blk_labels = [s.label(i) for i in blk.stim_ids]
+    rnd_labels = [s.label(i) for i in rnd.stim_ids]
+    changes = lambda xs: sum(a != b for a, b in zip(xs, xs[1:]))  # noqa: E731
+    assert changes(blk_labels) <= 40 < 300 < changes(rnd_labels)
+    assert np.allclose(np.diff(rnd.onsets), 0.5)

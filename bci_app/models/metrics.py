@@ -49,6 +49,7 @@ __all__ = [
     "permutation_p_value",
     "ssim",
     "ssim_batch",
+    "shuffled_pair_null",
     "resize_images",
     "pixel_correlation",
     "two_way_identification",
@@ -344,13 +345,63 @@ def ssim(
     return float(np.mean(num / den))
 
 
-def ssim_batch(seen: np.ndarray, recon: np.ndarray, size: int) -> np.ndarray:
+def _ssim_nchw(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win_size: int = 11,
+               sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
+    """Mean SSIM per item of float stacks ``[N, C, H, W]`` (same definition as :func:`ssim`)."""
+    w = _gaussian_window(win_size, sigma)
+    c1 = (k1 * data_range) ** 2
+    c2 = (k2 * data_range) ** 2
+    mu_a = _filter_valid(a, w)
+    mu_b = _filter_valid(b, w)
+    var_a = _filter_valid(a * a, w) - mu_a**2
+    var_b = _filter_valid(b * b, w) - mu_b**2
+    cov = _filter_valid(a * b, w) - mu_a * mu_b
+    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
+    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
+    return (num / den).reshape(len(a), -1).mean(axis=1)
+
+
+def ssim_batch(seen: np.ndarray, recon: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
     """Per-pair SSIM of ``uint8 [N, H, W, 3]`` stacks after resizing both to ``size``."""
+    if size < 11:
+        raise ValueError(f"SSIM resolution must be at least the 11-pixel window, got {size}")
     seen = resize_images(seen, size)
     recon = resize_images(recon, size)
     if seen.shape != recon.shape:
         raise ValueError(f"seen and reconstructed stacks differ: {seen.shape} vs {recon.shape}")
-    return np.array([ssim(s, r) for s, r in zip(seen, recon, strict=True)])
+    out = []
+    for i in range(0, len(seen), chunk):
+        a = seen[i : i + chunk].transpose(0, 3, 1, 2).astype(np.float64)
+        b = recon[i : i + chunk].transpose(0, 3, 1, 2).astype(np.float64)
+        out.append(_ssim_nchw(a, b))
+    return np.concatenate(out) if out else np.zeros(0)
+
+
+def shuffled_pair_null(
+    seen: np.ndarray,
+    recon: np.ndarray,
+    score_fn,
+    n_pairs: int = 2000,
+    n_null: int = 1000,
+    rng: np.random.Generator | int | None = 0,
+) -> tuple[float, np.ndarray]:
+    """Chance level of a pairwise image score: reconstructions paired with *other* seen images.
+
+    Scores ``n_pairs`` random mismatched pairs ``(seen_j, recon_i)``, ``i != j``, with
+    ``score_fn(seen_stack, recon_stack) -> [n]``. Returns the mismatched mean (the chance
+    level) and ``n_null`` means of ``N`` mismatched scores resampled from them (the null
+    distribution of a mean over ``N`` trials, for :func:`permutation_p_value`).
+    """
+    n = len(seen)
+    if n < 2:
+        raise ValueError("a shuffled-pair chance level needs at least 2 trials")
+    rng = np.random.default_rng(rng)
+    i = rng.integers(0, n, n_pairs)
+    j = (i + rng.integers(1, n, n_pairs)) % n  # j != i
+    scores = np.asarray(score_fn(seen[j], recon[i]), dtype=np.float64)
+    scores = scores[np.isfinite(scores)]
+    null = scores[rng.integers(0, len(scores), (n_null, n))].mean(axis=1)
+    return float(scores.mean()), null
 
 
 def pixel_correlation(seen: np.ndarray, recon: np.ndarray) -> np.ndarray:
@@ -539,6 +590,16 @@ def clip_two_way(
     seen: np.ndarray, recon: np.ndarray, model_name: str = "openai/clip-vit-base-patch32"
 ) -> np.ndarray | MetricUnavailable:
     """CLIP image-embedding two-way identification; weights resolved with local_files_only."""
+    if not Path(model_name).is_dir():
+        # look in the Hugging Face cache first: importing transformers' CLIP costs seconds
+        try:
+            from huggingface_hub import try_to_load_from_cache
+        except ImportError:
+            return MetricUnavailable("clip", "huggingface_hub is not installed")
+        if not isinstance(try_to_load_from_cache(model_name, "config.json"), str):
+            return MetricUnavailable(
+                "clip", f"no local CLIP weights for {model_name!r} in the Hugging Face cache (no download is attempted)"
+            )
     try:
         import torch
         from transformers import CLIPModel, CLIPProcessor

@@ -89,9 +89,7 @@ class CausalFilter:
         """Filter ``chunk[C, n]`` continuing from the previous chunk; returns float64 ``[C, n]``."""
         x = np.array(chunk, dtype=np.float64)  # copy: we may patch non-finite values
         if x.ndim != 2 or x.shape[0] != self.n_channels:
-            raise ValueError(
-                f"chunk has shape {x.shape}; expected ({self.n_channels}, n_samples)"
-            )
+            raise ValueError(f"chunk has shape {x.shape}; expected ({self.n_channels}, n_samples)")
         if x.shape[1] == 0:
             return x
         bad = ~np.isfinite(x)

@@ -115,10 +115,10 @@ def normalise(x: np.ndarray, spec: PreprocessingSpec) -> np.ndarray:
 
 
 def compute_norm(X: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
-    """Per-channel mean and std over trials and time of ``X[N, C, T]`` (std floored at 1e-12)."""
+    """Per-channel mean and std over trials and time of ``X[N, C, T]`` (NaN ignored, std floored at 1e-12)."""
     X = np.asarray(X, dtype=np.float64)
     if X.ndim != 3:
         raise ValueError(f"X must have shape (n_trials, n_channels, n_times), got {X.shape}")
-    mean = X.mean(axis=(0, 2))
-    std = X.std(axis=(0, 2))
+    mean = np.nanmean(X, axis=(0, 2))  # NaN rows are incomplete windows
+    std = np.nanstd(X, axis=(0, 2))
     return mean, np.maximum(std, 1e-12)

@@ -135,7 +135,7 @@ class BackgroundNoise:
         self._next_blink = int(self._rngs["blink"].exponential(self.sfreq / self._blink_rate))
 
         # -- line noise and sensor noise
-        self._line_amp = mrng.uniform(0.5, 3.0, size=C) * _UV
+        self._line_amp = mrng.uniform(2.0, 8.0, size=C) * _UV
         self._line_phase = mrng.uniform(0, 2 * np.pi, size=C)
         self._sensor_sd = mrng.uniform(1.0, 2.5, size=C) * _UV
 
@@ -185,15 +185,20 @@ class BackgroundNoise:
         self._blink_carry = out[n:].copy()
         return out[:n]
 
-    def _line(self, n: int) -> np.ndarray:
-        if self.line_freq is None:
-            return np.zeros((self.n_channels, n))
+    def _line(self, n: int) -> tuple[np.ndarray, np.ndarray]:
+        """Line noise as a rank-4 product: per-channel weights ``[C, 4]`` x waves ``[4, n]``.
+
+        ``a sin(w t + p) = a cos(p) sin(w t) + a sin(p) cos(w t)`` (same for the 3rd
+        harmonic), which is much cheaper than a sine per channel and sample.
+        """
         t = (self.n_generated + np.arange(n)) / self.sfreq
         ph = 2 * np.pi * self.line_freq * t
-        return self._line_amp[:, None] * (
-            np.sin(ph[None, :] + self._line_phase[:, None])
-            + 0.2 * np.sin(3 * ph[None, :] + 2 * self._line_phase[:, None])
+        waves = np.stack([np.sin(ph), np.cos(ph), np.sin(3 * ph), np.cos(3 * ph)])
+        a, p = self._line_amp, self._line_phase
+        weights = np.stack(
+            [a * np.cos(p), a * np.sin(p), 0.2 * a * np.cos(2 * p), 0.2 * a * np.sin(2 * p)], axis=1
         )
+        return weights, waves
 
     def _drift(self, n: int) -> np.ndarray:
         # leaky random walk (time constant ~20 s), unit-ish variance
@@ -215,10 +220,13 @@ class BackgroundNoise:
         n = int(n)
         if n < 0:
             raise ValueError(f"n must be >= 0 samples, got {n}")
-        sources = np.concatenate([self._pink(n), self._alpha(n), self._blinks(n)[None, :]], axis=0)
-        mix = np.concatenate([self._pink_mix, self._alpha_mix, self._blink_topo[:, None]], axis=1)
-        x = mix @ sources
-        x += self._line(n)
+        sources = [self._pink(n), self._alpha(n), self._blinks(n)[None, :]]
+        mix = [self._pink_mix, self._alpha_mix, self._blink_topo[:, None]]
+        if self.line_freq is not None:
+            weights, waves = self._line(n)
+            sources.append(waves)
+            mix.append(weights)
+        x = np.concatenate(mix, axis=1) @ np.concatenate(sources, axis=0)
         x += self._sensor_sd[:, None] * self._rngs["sensor"].standard_normal((n, self.n_channels)).T
         if self.drift:
             x += self._drift(n)

@@ -1,0 +1,242 @@
+"""EEG (and its own markers) from a BrainFlow board, on the LSL clock.
+
+BrainFlow stamps samples with Unix time (``time.time()``). They are mapped onto the LSL
+clock with an offset measured by bracketing ``time.time()`` between two
+``local_clock()`` reads (the tightest of many brackets wins), re-measured every
+``resync_seconds``. Board timestamps jitter (the synthetic board stamps samples as its
+thread wakes up), so the source regularises them: sample ``k`` is stamped
+``anchor + k / sfreq`` where ``anchor`` follows the measured stamps slowly (median of
+the latest chunk's residuals, smoothed). Lost samples are detected from the board's
+package-number channel. Markers placed with ``BoardShim.insert_marker(value)`` land in
+the board's marker channel on one sample; they come out of :meth:`pull` with that
+sample's timestamp, so the epocher puts them on exactly that sample.
+"""
+
+from __future__ import annotations
+
+import logging
+import time
+
+import numpy as np
+
+from bci_app.acquisition.markers import numeric_marker
+from bci_app.acquisition.sources import check_stream_shape
+
+logger = logging.getLogger(__name__)
+
+
+def unix_to_lsl_offset(n: int = 50) -> float:
+    """``time.time() - local_clock()`` from the tightest of ``n`` brackets (s)."""
+    from mne_lsl.lsl import local_clock
+
+    best, offset = np.inf, 0.0
+    for _ in range(n):
+        a = local_clock()
+        u = time.time()
+        b = local_clock()
+        if b - a < best:
+            best, offset = b - a, u - 0.5 * (a + b)
+    return offset
+
+
+def board_id_from(board) -> int:
+    """A BrainFlow board id from an int, a numeric string or a name like ``"synthetic"``."""
+    from brainflow.board_shim import BoardIds
+
+    if isinstance(board, int):
+        return board
+    s = str(board).strip()
+    if s.lstrip("-").isdigit():
+        return int(s)
+    key = s.upper().replace("-", "_")
+    for cand in (key, key + "_BOARD"):
+        if cand in BoardIds.__members__:
+            return int(BoardIds[cand].value)
+    raise ValueError(
+        f"unknown BrainFlow board {board!r}; expected a board id or a name such as "
+        "'synthetic', 'playback_file', 'cyton' (see brainflow.board_shim.BoardIds)"
+    )
+
+
+class BrainFlowSource:
+    """A BrainFlow board as an ``EEGSource`` and a marker source.
+
+    Parameters
+    ----------
+    board_id : int | str
+        e.g. ``BoardIds.SYNTHETIC_BOARD`` (-1), ``"synthetic"``, ``"playback_file"``.
+    params : dict
+        Fields of ``BrainFlowInputParams`` (serial_port, file, master_board, ip_address...).
+    n_channels, sfreq : optional
+        Expected shape; ``connect`` fails naming both sides when the board differs.
+    extra_rows : tuple of str
+        Other rows to append as channels after the EEG ones, by their name in the
+        board description (``"package_num"``, ``"marker"``); handy for checks.
+    marker_table : dict, optional
+        Marker value -> marker string (default: the value itself, ``"3"``).
+    """
+
+    def __init__(
+        self,
+        board_id=-1,
+        params: dict | None = None,
+        *,
+        n_channels: int | None = None,
+        sfreq: float | None = None,
+        extra_rows: tuple[str, ...] = (),
+        marker_table: dict | None = None,
+        resync_seconds: float = 30.0,
+        streamer_params: str = "",
+        ring_size: int = 450000,
+    ) -> None:
+        self.board_id = board_id_from(board_id)
+        self.params = dict(params or {})
+        self.expected_n_channels = n_channels
+        self.expected_sfreq = sfreq
+        self.extra_rows = tuple(extra_rows)
+        self.marker_table = marker_table
+        self.resync_seconds = float(resync_seconds)
+        self.streamer_params = streamer_params
+        self.ring_size = int(ring_size)
+        self.state = "disconnected"
+        self.samples_lost = 0
+        self.ch_names: list[str] = []
+        self.sfreq = 0.0
+        self._board = None
+        self._markers: list[tuple[str, float]] = []
+        self._n = 0  # samples delivered
+        self._anchor: float | None = None
+        self._last_pkg: int | None = None
+        self._offset = 0.0
+        self._next_sync = 0.0
+        self._info = None
+
+    # -- connection ----------------------------------------------------------------------
+    def connect(self) -> None:
+        from brainflow.board_shim import BoardShim, BrainFlowInputParams
+
+        desc = BoardShim.get_board_descr(self.board_id)
+        eeg = list(desc.get("eeg_channels", []))
+        names = str(desc.get("eeg_names", "")).split(",") if desc.get("eeg_names") else []
+        if len(names) != len(eeg):
+            names = [f"EEG{i:03d}" for i in range(len(eeg))]
+        sfreq = float(desc["sampling_rate"])
+        rows = list(eeg)
+        for r in self.extra_rows:
+            key = f"{r}_channel"
+            if key not in desc:
+                raise ValueError(
+                    f"board {desc.get('name')} has no {key!r} row; rows available: "
+                    f"{sorted(k for k in desc if k.endswith('_channel'))}"
+                )
+            rows.append(int(desc[key]))
+            names.append(r)
+        check_stream_shape(
+            f"BrainFlow board {desc.get('name')} (id {self.board_id})",
+            len(rows),
+            sfreq,
+            self.expected_n_channels,
+            self.expected_sfreq,
+        )
+        p = BrainFlowInputParams()
+        for k, v in self.params.items():
+            if not hasattr(p, k):
+                raise ValueError(
+                    f"unknown BrainFlowInputParams field {k!r}; allowed: "
+                    f"{sorted(a for a in vars(p) if not a.startswith('_'))}"
+                )
+            setattr(p, k, v)
+        self._board = BoardShim(self.board_id, p)
+        self._board.prepare_session()
+        self._board.start_stream(self.ring_size, self.streamer_params)
+        self._rows = rows
+        self._ts_row = int(desc["timestamp_channel"])
+        self._marker_row = int(desc["marker_channel"]) if "marker_channel" in desc else None
+        self._pkg_row = int(desc["package_num_channel"]) if "package_num_channel" in desc else None
+        self._n_eeg = len(eeg)
+        self.ch_names = names
+        self.sfreq = sfreq
+        self.desc = desc
+        self._resync()
+        self.state = "connected"
+        logger.info("BrainFlow board %s streaming at %s Hz", desc.get("name"), sfreq)
+
+    def disconnect(self) -> None:
+        if self._board is not None:
+            try:
+                self._board.stop_stream()
+            except Exception:
+                pass
+            try:
+                self._board.release_session()
+            except Exception:
+                pass
+        self._board = None
+        self.state = "disconnected"
+
+    @property
+    def board(self):
+        """The ``BoardShim`` (e.g. for ``insert_marker``)."""
+        return self._board
+
+    def insert_marker(self, value: float) -> None:
+        if self._board is None:
+            raise RuntimeError("the BrainFlow source is not connected; call connect() first")
+        self._board.insert_marker(float(value))
+
+    @property
+    def info(self):
+        if self._info is None:
+            import mne
+
+            types = ["eeg"] * self._n_eeg + ["misc"] * (len(self.ch_names) - self._n_eeg)
+            self._info = mne.create_info(self.ch_names, self.sfreq, types)
+        return self._info
+
+    def _resync(self) -> None:
+        self._offset = unix_to_lsl_offset()
+        self._next_sync = time.monotonic() + self.resync_seconds
+
+    # -- data ----------------------------------------------------------------------------
+    def read(self) -> tuple[np.ndarray, np.ndarray]:
+        """New samples ``(data[C, n] volts (EEG rows), LSL timestamps[n])``."""
+        empty = np.zeros((len(self.ch_names), 0)), np.zeros(0)
+        if self._board is None:
+            return empty
+        if time.monotonic() > self._next_sync:
+            self._resync()
+        raw = self._board.get_board_data()
+        n = raw.shape[1]
+        if n == 0:
+            return empty
+        lsl_ts = raw[self._ts_row] - self._offset
+        if self._pkg_row is not None:
+            pkg = raw[self._pkg_row].astype(np.int64)
+            prev = self._last_pkg if self._last_pkg is not None else (pkg[0] - 1)
+            d = np.diff(np.concatenate([[prev], pkg])) % 256  # 8-bit package counter
+            lost = np.where(d == 0, 0, d - 1)
+            self.samples_lost += int(lost.sum())
+            self._last_pkg = int(pkg[-1])
+            k = self._n + np.arange(n) + np.cumsum(lost)
+        else:
+            k = self._n + np.arange(n)
+        resid = lsl_ts - k / self.sfreq
+        if self._anchor is None:
+            self._anchor = float(np.median(resid))
+        else:
+            # follow clock drift slowly; a median resists the stamps of late bursts
+            self._anchor += 0.05 * (float(np.median(resid)) - self._anchor)
+        ts = self._anchor + k / self.sfreq
+        self._n = int(k[-1]) + 1
+        data = raw[self._rows].astype(np.float64)
+        data[: self._n_eeg] *= 1e-6  # BrainFlow EEG is in microvolts
+        if self._marker_row is not None:
+            mk = raw[self._marker_row]
+            for i in np.nonzero(mk)[0]:
+                self._markers.append((numeric_marker(mk[i], self.marker_table), float(ts[i])))
+        return data, ts
+
+    def pull(self) -> list[tuple[str, float]]:
+        """Markers read from the board's marker channel since the last call."""
+        out, self._markers = self._markers, []
+        return out

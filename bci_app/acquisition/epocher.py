@@ -1,0 +1,224 @@
+"""Live epoching: causal filtering as chunks arrive, windows cut when complete.
+
+The window arithmetic is the offline one (:mod:`bci_app.preprocessing.epochs`): a marker
+at ``t_m`` falls on the first sample with timestamp ``>= t_m - 0.5 / sfreq`` and the
+window is ``[k0 + round(tmin * sfreq), ... + n_times)``. Markers may arrive before or
+after their EEG; a marker whose sample is not known yet waits.
+
+Reject reasons: ``"gap"`` (samples were lost inside the window, or the marker fell in
+lost data), ``"nan"`` (a non-finite raw sample in the window), ``"incomplete_window"``
+(the window starts before the oldest sample still held, e.g. a marker that arrived too
+late or before the stream started).
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass
+
+import numpy as np
+
+from bci_app.acquisition.ring_buffer import RingBuffer
+from bci_app.acquisition.trial import Trial
+from bci_app.preprocessing import CausalFilter, PreprocessingSpec, normalise
+from bci_app.preprocessing.epochs import window_bounds
+
+logger = logging.getLogger(__name__)
+
+
+def _local_clock() -> float:
+    from mne_lsl.lsl import local_clock
+
+    return local_clock()
+
+
+def count_lost(dt: np.ndarray | float, sfreq: float) -> np.ndarray:
+    """Samples missing between consecutive timestamps ``dt`` apart (0 when ``dt`` < 1.5 periods)."""
+    dt = np.asarray(dt, dtype=np.float64)
+    lost = np.rint(dt * sfreq).astype(np.int64) - 1
+    return np.where(dt * sfreq >= 1.5, np.maximum(lost, 1), 0)
+
+
+@dataclass
+class _Pending:
+    marker: str
+    stim_id: str
+    t: float
+    k0: int | None = None
+    start: int = 0
+    stop: int = 0
+    reason: str | None = None
+
+
+class Epocher:
+    """Keep a filtered ring buffer and cut a :class:`Trial` for every stimulus marker.
+
+    Parameters
+    ----------
+    spec : PreprocessingSpec
+        Channels, rate, window, filters and normalisation.
+    mapper : MarkerMapper, optional
+        Marker string -> stimulus id; markers it does not map are counted in
+        ``unknown_markers`` and ignored. Without one, every marker is a stimulus id.
+    buffer_seconds : float
+        How much history to keep (markers older than that are ``incomplete_window``).
+    clock : callable
+        Returns the current LSL time (``mne_lsl.lsl.local_clock`` by default).
+    """
+
+    def __init__(
+        self,
+        spec: PreprocessingSpec,
+        mapper=None,
+        *,
+        buffer_seconds: float = 10.0,
+        clock=None,
+    ) -> None:
+        if spec.n_channels < 1:
+            raise ValueError("the spec names no channels; expected the stream's channel names")
+        self.spec = spec
+        self.mapper = mapper
+        self.sfreq = float(spec.sfreq)
+        capacity = int(round(buffer_seconds * self.sfreq))
+        if capacity < spec.n_times + abs(min(spec.start_offset, 0)):
+            raise ValueError(
+                f"buffer_seconds={buffer_seconds} holds {capacity} samples, fewer than one "
+                f"window ({spec.n_times} samples); expected a longer buffer"
+            )
+        self.buffer = RingBuffer(spec.n_channels, capacity)
+        self.filter = CausalFilter(spec)
+        self._clock = clock or _local_clock
+        self._pending: list[_Pending] = []
+        self._gaps: list[int] = []  # absolute index i: samples were lost between i-1 and i
+        self._last_ts: float | None = None
+        self.n_trials = 0
+        self.unknown_markers = 0
+        self.samples_lost = 0
+        self.rejected: dict[str, int] = {}
+
+    # -- input ---------------------------------------------------------------------------
+    def push_data(
+        self, data: np.ndarray, timestamps: np.ndarray, arrival: float | None = None
+    ) -> list[Trial]:
+        """Add EEG ``data[C, n]`` (volts) with LSL ``timestamps[n]``; returns the Trials now ready.
+
+        ``arrival`` is the local clock when the chunk was received (now by default).
+        """
+        if arrival is None:
+            arrival = self._clock()
+        data = np.asarray(data)
+        timestamps = np.asarray(timestamps, dtype=np.float64).ravel()
+        if data.ndim != 2 or data.shape[0] != self.spec.n_channels:
+            raise ValueError(
+                f"EEG chunk has shape {data.shape}; expected ({self.spec.n_channels}, n_samples) "
+                "for the spec's channels"
+            )
+        if data.shape[1] != timestamps.size:
+            raise ValueError(
+                f"EEG chunk has {data.shape[1]} samples but {timestamps.size} timestamps"
+            )
+        n = timestamps.size
+        if n == 0:
+            return self._collect()
+        prev = self._last_ts if self._last_ts is not None else timestamps[0] - 1.0 / self.sfreq
+        dt = np.diff(np.concatenate([[prev], timestamps]))
+        lost = count_lost(dt, self.sfreq)
+        base = self.buffer.n_total
+        for i in np.nonzero((lost > 0) | (dt < 0))[0]:
+            self._gaps.append(base + int(i))
+            self.samples_lost += int(lost[i])
+        self._last_ts = float(timestamps[-1])
+        bad = ~np.isfinite(data).all(axis=0)
+        self.buffer.append(self.filter.process(data), timestamps, arrival, bad)
+        first = self.buffer.first_index
+        self._gaps = [g for g in self._gaps if g > first]
+        return self._collect()
+
+    def push_markers(self, markers: list[tuple[str, float]]) -> list[Trial]:
+        """Add ``[(marker string, LSL time)]``; returns the Trials now ready."""
+        for marker, t in markers:
+            if self.mapper is not None:
+                sid = self.mapper(marker)
+                if sid is None:
+                    self.unknown_markers += 1
+                    logger.debug("unknown marker %r ignored", marker)
+                    continue
+            else:
+                sid = marker
+            self._pending.append(_Pending(marker=str(marker), stim_id=sid, t=float(t)))
+        return self._collect()
+
+    # -- windows -------------------------------------------------------------------------
+    def _locate(self, p: _Pending) -> bool:
+        """Find the marker's sample; False if the EEG has not reached it yet."""
+        ts = self.buffer.timestamps()
+        if ts.size == 0:
+            return False
+        half = 0.5 / self.sfreq
+        if ts[-1] < p.t - half:
+            return False
+        first = self.buffer.first_index
+        rel = int(np.searchsorted(ts, p.t - half, side="left"))
+        p.k0 = first + rel
+        p.start, p.stop = window_bounds(p.k0, self.spec)
+        if rel == 0 and ts[0] - p.t > half + 1.0 / self.sfreq:
+            # the nearest sample is older than anything held (late marker, or before the stream)
+            p.reason = "incomplete_window"
+        elif ts[rel] - p.t > half + 1.0 / self.sfreq:
+            p.reason = "gap"  # the marker's own sample was lost
+        elif p.start < first:
+            p.reason = "incomplete_window"
+        return True
+
+    def _collect(self) -> list[Trial]:
+        out: list[Trial] = []
+        still: list[_Pending] = []
+        for p in self._pending:
+            if p.k0 is None and not self._locate(p):
+                still.append(p)
+                continue
+            if p.reason is None and self.buffer.n_total < p.stop:
+                if p.start < self.buffer.first_index:  # evicted while waiting
+                    p.reason = "incomplete_window"
+                else:
+                    still.append(p)
+                    continue
+            out.append(self._make_trial(p))
+        self._pending = still
+        return out
+
+    def _make_trial(self, p: _Pending) -> Trial:
+        C, T = self.spec.n_channels, self.spec.n_times
+        reason = p.reason
+        last_arrival = float("nan")
+        if reason is None:
+            data, _, arrival, bad = self.buffer.get(p.start, p.stop)
+            last_arrival = float(arrival[-1])
+            if any(p.start < g < p.stop for g in self._gaps):
+                reason = "gap"
+            elif bad.any():
+                reason = "nan"
+            x = normalise(data, self.spec)
+        else:
+            x = np.full((C, T), np.nan, dtype=np.float32)
+        if reason is not None:
+            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+        trial = Trial(
+            data=x,
+            marker=p.marker,
+            stim_id=p.stim_id,
+            onset=p.t,
+            onset_sample=int(p.k0) if p.k0 is not None else -1,
+            sfreq=self.sfreq,
+            ch_names=list(self.spec.ch_names),
+            index=self.n_trials,
+            last_sample_time=last_arrival,
+            emitted_time=self._clock(),
+            reject_reason=reason,
+        )
+        self.n_trials += 1
+        return trial
+
+    @property
+    def n_pending(self) -> int:
+        return len(self._pending)

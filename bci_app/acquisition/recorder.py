@@ -1,0 +1,296 @@
+"""Record raw EEG + markers to FIF, crash-safe to within one chunk (<= 1 s by default).
+
+Session directory layout::
+
+    SESSION/
+      session.json              channel names, sfreq, start time (LSL clock), chunk length,
+                                "finalized": true once session_raw.fif is complete
+      markers.tsv               one line per marker, appended and flushed as it is placed:
+                                sample<TAB>lsl_time<TAB>marker   (sample = running sample
+                                index of the marker's nearest sample, as in the epocher)
+      gaps.tsv                  sample<TAB>n_lost, one line per timestamp gap
+      chunks/chunk_000000_raw.fif, chunk_000001_raw.fif, ...
+                                consecutive pieces of the raw EEG (volts), each at most
+                                ``chunk_seconds`` long, written atomically (temporary
+                                name, then rename), with the markers known by then as
+                                annotations; the LSL timestamps of their samples in
+                                chunk_000000_ts.npy, ...
+      session_raw.fif           written by ``close()``: all chunks concatenated, every
+                                marker as an annotation (description = marker string),
+                                lost samples as ``BAD_gap`` annotations. The chunks are
+                                then removed.
+
+A process killed with SIGKILL leaves the chunks and markers.tsv; :func:`read_session`
+rebuilds the same raw from them (losing only the samples not yet in a chunk, at most
+``chunk_seconds``), and :func:`finalize_session` writes session_raw.fif from them.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+import os
+import shutil
+from pathlib import Path
+
+import numpy as np
+
+from bci_app.preprocessing.epochs import GAP_DESCRIPTION
+
+logger = logging.getLogger(__name__)
+
+SESSION_FIF = "session_raw.fif"
+
+
+def _save_raw(data: np.ndarray, ch_names: list[str], sfreq: float, path: Path, ann=None) -> None:
+    import mne
+
+    info = mne.create_info(list(ch_names), sfreq, "eeg")
+    raw = mne.io.RawArray(data, info, verbose="error")
+    if ann is not None and len(ann[0]):
+        raw.set_annotations(mne.Annotations(ann[0], np.zeros(len(ann[0])), ann[1]))
+    tmp = path.with_name("tmp_" + path.name)
+    raw.save(tmp, overwrite=True, verbose="error")
+    os.replace(tmp, path)
+
+
+class Recorder:
+    """Write every EEG chunk and marker of a session to ``directory`` (see module docs).
+
+    Parameters
+    ----------
+    directory : path
+        Session directory (created; must not already hold a session).
+    ch_names, sfreq
+        The stream's channels and rate.
+    chunk_seconds : float
+        Longest stretch of data not yet on disk.
+    """
+
+    def __init__(
+        self,
+        directory: str | Path,
+        ch_names: list[str],
+        sfreq: float,
+        *,
+        chunk_seconds: float = 1.0,
+    ) -> None:
+        self.dir = Path(directory)
+        if (self.dir / "session.json").exists():
+            raise ValueError(
+                f"{self.dir} already holds a recorded session; expected a new or empty directory"
+            )
+        (self.dir / "chunks").mkdir(parents=True, exist_ok=True)
+        self.ch_names = list(ch_names)
+        self.sfreq = float(sfreq)
+        self.chunk_len = max(1, int(round(chunk_seconds * self.sfreq)))
+        self._buf: list[np.ndarray] = []
+        self._buf_ts: list[np.ndarray] = []
+        self._n_buf = 0
+        self.n_written = 0  # samples on disk
+        self.n_chunks = 0
+        self._ts_tail = np.zeros(0)  # timestamps of recent samples, to place markers
+        self._tail_start = 0
+        self._last_ts: float | None = None
+        self._pending: list[tuple[str, float]] = []
+        self._placed: list[tuple[int, str]] = []  # markers not yet in a written chunk
+        self.n_markers = 0
+        self.closed = False
+        self._meta = {
+            "ch_names": self.ch_names,
+            "sfreq": self.sfreq,
+            "chunk_seconds": chunk_seconds,
+            "start_time": None,
+            "finalized": False,
+        }
+        self._write_meta()
+        self._markers_fh = open(self.dir / "markers.tsv", "a", encoding="utf-8")
+        self._gaps_fh = open(self.dir / "gaps.tsv", "a", encoding="utf-8")
+
+    def _write_meta(self) -> None:
+        tmp = self.dir / "session.json.tmp"
+        tmp.write_text(json.dumps(self._meta, indent=1))
+        os.replace(tmp, self.dir / "session.json")
+
+    @property
+    def n_samples(self) -> int:
+        return self.n_written + self._n_buf
+
+    def write(self, data: np.ndarray, timestamps: np.ndarray) -> None:
+        """Append raw ``data[C, n]`` (volts) with its LSL timestamps."""
+        if self.closed:
+            raise RuntimeError("the recorder is closed; start a new Recorder for a new session")
+        n = timestamps.size
+        if n == 0:
+            return
+        if data.shape[0] != len(self.ch_names):
+            raise ValueError(
+                f"recorder got {data.shape[0]} channels; expected {len(self.ch_names)}"
+            )
+        if self._meta["start_time"] is None:
+            self._meta["start_time"] = float(timestamps[0])
+            self._write_meta()
+        from bci_app.acquisition.epocher import count_lost
+
+        prev = self._last_ts if self._last_ts is not None else timestamps[0] - 1 / self.sfreq
+        lost = count_lost(np.diff(np.concatenate([[prev], timestamps])), self.sfreq)
+        for i in np.nonzero(lost)[0]:
+            self._gaps_fh.write(f"{self.n_samples + int(i)}\t{int(lost[i])}\n")
+        if lost.any():
+            self._gaps_fh.flush()
+        self._last_ts = float(timestamps[-1])
+        self._buf.append(np.asarray(data, dtype=np.float64))
+        self._buf_ts.append(np.asarray(timestamps, dtype=np.float64))
+        self._n_buf += n
+        # keep a few seconds of timestamps to place markers that arrive late
+        keep = int(10 * self.sfreq)
+        self._ts_tail = np.concatenate([self._ts_tail, timestamps])
+        if self._ts_tail.size > keep:
+            cut = self._ts_tail.size - keep
+            self._ts_tail = self._ts_tail[cut:]
+            self._tail_start += cut
+        self._place_markers()
+        while self._n_buf >= self.chunk_len:
+            self._flush_chunk(self.chunk_len)
+
+    def add_markers(self, markers: list[tuple[str, float]]) -> None:
+        """Markers ``[(string, LSL time)]``; placed on their nearest sample once the EEG has it."""
+        self._pending.extend((str(m), float(t)) for m, t in markers)
+        self._place_markers()
+
+    def _place_markers(self, force: bool = False) -> None:
+        if not self._pending or (self._ts_tail.size == 0 and not force):
+            return
+        half = 0.5 / self.sfreq
+        still = []
+        for m, t in self._pending:
+            if self._ts_tail.size and self._ts_tail[-1] >= t - half:
+                k = self._tail_start + int(np.searchsorted(self._ts_tail, t - half))
+            elif force:  # past the end: extrapolate at the nominal rate
+                last = self._ts_tail[-1] if self._ts_tail.size else t
+                k = self.n_samples + int(round((t - last) * self.sfreq)) - 1
+            else:
+                still.append((m, t))
+                continue
+            self._markers_fh.write(f"{k}\t{t!r}\t{m}\n")
+            self._placed.append((k, m))
+            self.n_markers += 1
+        self._pending = still
+        self._markers_fh.flush()
+
+    def _flush_chunk(self, n: int) -> None:
+        data = np.concatenate(self._buf, axis=1)
+        ts = np.concatenate(self._buf_ts)
+        chunk, rest = data[:, :n], data[:, n:]
+        start = self.n_written
+        inside = [(k, m) for k, m in self._placed if start <= k < start + n]
+        self._placed = [(k, m) for k, m in self._placed if k >= start + n]
+        stem = f"chunk_{self.n_chunks:06d}"
+        np.save(self.dir / "chunks" / f"{stem}_ts.npy", ts[:n])
+        _save_raw(
+            chunk,
+            self.ch_names,
+            self.sfreq,
+            self.dir / "chunks" / f"{stem}_raw.fif",
+            ([(k - start) / self.sfreq for k, _ in inside], [m for _, m in inside]),
+        )
+        self.n_chunks += 1
+        self.n_written += n
+        self._buf = [rest] if rest.shape[1] else []
+        self._buf_ts = [ts[n:]] if rest.shape[1] else []
+        self._n_buf = rest.shape[1]
+
+    def close(self) -> Path | None:
+        """Write what is buffered, place pending markers, write ``session_raw.fif``."""
+        if self.closed:
+            return None
+        self._place_markers(force=True)
+        if self._n_buf:
+            self._flush_chunk(self._n_buf)
+        self._markers_fh.close()
+        self._gaps_fh.close()
+        self.closed = True
+        if self.n_chunks == 0:
+            logger.warning("recorder %s: no data was recorded", self.dir)
+            return None
+        return finalize_session(self.dir)
+
+
+def _read_tsv(path: Path) -> list[list[str]]:
+    if not path.exists():
+        return []
+    rows = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        parts = line.split("\t", 2)
+        if len(parts) >= 2 and parts[0].lstrip("-").isdigit():
+            rows.append(parts)
+    return rows
+
+
+def _raw_from_chunks(directory: Path):
+    import mne
+
+    meta = json.loads((directory / "session.json").read_text())
+    files = sorted((directory / "chunks").glob("chunk_*_raw.fif"))
+    files = [f for f in files if not f.name.startswith("tmp_")]
+    if not files:
+        raise ValueError(f"{directory} holds no recorded chunk; expected chunks/chunk_*_raw.fif")
+    raws = [mne.io.read_raw_fif(f, preload=True, verbose="error") for f in files]
+    raw = mne.concatenate_raws(raws, verbose="error") if len(raws) > 1 else raws[0]
+    n = raw.n_times
+    sfreq = float(meta["sfreq"])
+    onsets, descs, durs = [], [], []
+    for k, _t, m in _read_tsv(directory / "markers.tsv"):
+        k = int(k)
+        if 0 <= k < n:
+            onsets.append(k / sfreq)
+            descs.append(m)
+            durs.append(0.0)
+    for k, lost in _read_tsv(directory / "gaps.tsv"):
+        k = int(k)
+        if 0 <= k < n:
+            onsets.append(k / sfreq)
+            descs.append(GAP_DESCRIPTION)
+            durs.append(int(lost) / sfreq)
+    raw.set_annotations(mne.Annotations(onsets, durs, descs, orig_time=raw.annotations.orig_time))
+    return raw
+
+
+def read_session(path: str | Path, preload: bool = True):
+    """The recorded raw (annotations = markers) of a session directory or .fif file.
+
+    A finished session reads ``session_raw.fif``; an unfinished one (the recording
+    process was killed) is rebuilt from its chunks and ``markers.tsv``.
+    """
+    import mne
+
+    path = Path(path)
+    if path.is_file():
+        return mne.io.read_raw_fif(path, preload=preload, verbose="error")
+    if not path.is_dir():
+        raise FileNotFoundError(f"{path} is neither a session directory nor a .fif file")
+    final = path / SESSION_FIF
+    if final.exists():
+        return mne.io.read_raw_fif(final, preload=preload, verbose="error")
+    if not (path / "session.json").exists():
+        raise ValueError(
+            f"{path} is not a recorded session; expected session_raw.fif or session.json + chunks/"
+        )
+    return _raw_from_chunks(path)
+
+
+def finalize_session(directory: str | Path, remove_chunks: bool = True) -> Path:
+    """Write ``session_raw.fif`` from the chunks (also for a session whose recorder was killed)."""
+    directory = Path(directory)
+    raw = _raw_from_chunks(directory)
+    out = directory / SESSION_FIF
+    tmp = directory / ("tmp_" + SESSION_FIF)
+    raw.save(tmp, overwrite=True, verbose="error")
+    os.replace(tmp, out)
+    meta = json.loads((directory / "session.json").read_text())
+    meta["finalized"] = True
+    meta["n_samples"] = int(raw.n_times)
+    (directory / "session.json").write_text(json.dumps(meta, indent=1))
+    if remove_chunks:
+        shutil.rmtree(directory / "chunks", ignore_errors=True)
+    return out

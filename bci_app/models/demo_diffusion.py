@@ -1,0 +1,373 @@
+"""Training of the demo refiner: a tiny autoencoder and a small conditional latent
+diffusion model on the procedural demo images, conditioned on caption embeddings.
+
+Two phases, both seeded and resumable from checkpoints:
+
+1. :class:`~diffusers.AutoencoderTiny` (64x64x3 <-> 16x16x4) trained with L1 + MSE on the
+   procedural images; the latent scaling factor is set to ``1 / std`` of the latents.
+2. :class:`~diffusers.UNet2DConditionModel` (x0-prediction, cross-attention to the
+   caption embeddings at the two lowest resolutions) trained as a denoiser: the noisy
+   input is built, with probability ``p_degraded``, from a *degraded* copy of the target
+   image (blur, low contrast, colour shifts, noise - what the saliency GAN produces) and
+   otherwise from the clean image (ordinary diffusion training). At sampling time
+   (img2img from the saliency map, 2-3 DDIM steps) it therefore sharpens a rough saliency
+   map into the captioned shape and colour while keeping its position and size, and still
+   generates the captioned object from pure noise (``strength=1``).
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from dataclasses import asdict, dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+
+from bci_app.models.refiner import DemoRefiner
+
+log = logging.getLogger(__name__)
+
+
+@dataclass
+class DemoRefinerConfig:
+    """Settings of the demo refiner (architecture and training).
+
+    The defaults fit the demo bundle budget on 2 CPU cores (about 8-9 minutes in all):
+    see ``docs`` of the refiner for the measured step times.
+    """
+
+    resolution: int = 64
+    latent_channels: int = 4
+    ae_width: int = 32  # AutoencoderTiny keeps one width across its levels
+    ae_levels: int = 3  # 2 downsamplings: 64 px -> 16x16 latents
+    ae_steps: int = 300
+    ae_batch_size: int = 32
+    ae_lr: float = 2e-3
+    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_layers_per_block: int = 1
+    unet_heads: int = 4
+    unet_steps: int = 700
+    batch_size: int = 32
+    lr: float = 1e-3
+    warmup_steps: int = 30
+    ema_decay: float = 0.995
+    p_degraded: float = 0.7
+    blur_sigma: tuple[float, float] = (0.5, 3.0)
+    emb_noise: float = 0.1  # Gaussian noise on the embeddings, x their std (robustness to M_s)
+    beta_schedule: str = "squaredcos_cap_v2"
+    steps: int = 3  # sampling defaults stored with the refiner
+    strength: float = 0.67
+    seed: int = 0
+    checkpoint_dir: str | None = None
+    checkpoint_every: int = 100
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any] | None) -> DemoRefinerConfig:
+        d = dict(d or {})
+        known = {f for f in cls.__dataclass_fields__}
+        unknown = set(d) - known
+        if unknown:
+            raise ValueError(f"unknown demo refiner settings {sorted(unknown)}; known: {sorted(known)}")
+        for k in ("unet_channels", "blur_sigma"):
+            if k in d:
+                d[k] = tuple(d[k])
+        return cls(**d)
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+
+# --------------------------------------------------------------------------- components
+def make_demo_components(cfg: DemoRefinerConfig, cross_attention_dim: int = 384):
+    """Untrained ``(unet, vae, scheduler)`` of the demo refiner (seeded by the caller)."""
+    from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
+
+    n_ae = int(cfg.ae_levels)
+    vae = AutoencoderTiny(
+        in_channels=3,
+        out_channels=3,
+        encoder_block_out_channels=(cfg.ae_width,) * n_ae,
+        decoder_block_out_channels=(cfg.ae_width,) * n_ae,
+        # No residual blocks at full resolution (the expensive level): only the in/out convs.
+        num_encoder_blocks=(0,) + (1,) * (n_ae - 1),
+        num_decoder_blocks=(1,) * (n_ae - 1) + (0,),
+        latent_channels=cfg.latent_channels,
+    )
+    factor = 2 ** (n_ae - 1)
+    if cfg.resolution % factor:
+        raise ValueError(f"resolution {cfg.resolution} is not divisible by the autoencoder's factor {factor}")
+    n = len(cfg.unet_channels)
+    # Cross-attention only at the lowest resolutions (the cheap ones): at 16x16 latents
+    # with 3 levels that is 8x8 and 4x4 (plus the mid block).
+    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (n - 1)
+    up = ["CrossAttnUpBlock2D"] * (n - 1) + ["UpBlock2D"]
+    unet = UNet2DConditionModel(
+        sample_size=cfg.resolution // factor,
+        in_channels=cfg.latent_channels,
+        out_channels=cfg.latent_channels,
+        down_block_types=tuple(down),
+        up_block_types=tuple(up),
+        block_out_channels=tuple(cfg.unet_channels),
+        layers_per_block=cfg.unet_layers_per_block,
+        attention_head_dim=cfg.unet_heads,
+        cross_attention_dim=cross_attention_dim,
+        norm_num_groups=32 if min(cfg.unet_channels) % 32 == 0 else 8,
+    )
+    scheduler = DDIMScheduler(
+        num_train_timesteps=1000,
+        beta_schedule=cfg.beta_schedule,
+        prediction_type="sample",
+        timestep_spacing="trailing",
+        clip_sample=False,
+        set_alpha_to_one=True,
+    )
+    return unet, vae, scheduler
+
+
+# --------------------------------------------------------------------------- data
+def stimulus_tensors(stimuli, resolution: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of a stimulus set as float ``[N, 3, R, R]`` in [0, 1] and labels ``[N]``."""
+    ids = list(stimuli.stim_ids)
+    imgs = np.stack([stimuli.image(s, resolution) if _takes_size(stimuli) else stimuli.image(s) for s in ids])
+    x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
+    if x.shape[-1] != resolution:
+        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+    y = torch.tensor([stimuli.label(s) for s in ids], dtype=torch.long)
+    return x.clamp(0, 1), y
+
+
+def _takes_size(stimuli) -> bool:
+    import inspect
+
+    try:
+        return "size" in inspect.signature(stimuli.image).parameters
+    except (TypeError, ValueError):
+        return False
+
+
+def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
+    """Per-sample Gaussian blur: ``x [B, C, H, W]``, ``sigma [B]`` in pixels."""
+    b, c, h, w = x.shape
+    radius = int(math.ceil(3 * float(sigma.max())))
+    if radius < 1:
+        return x
+    r = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
+    k = torch.exp(-(r[None] ** 2) / (2 * sigma.clamp_min(1e-3)[:, None].to(x.dtype) ** 2))
+    k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [B*C, K]
+    y = x.reshape(1, b * c, h, w)
+    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=b * c)
+    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=b * c)
+    return y.reshape(b, c, h, w)
+
+
+def degrade(x: torch.Tensor, generator: torch.Generator, blur_sigma=(0.5, 3.0)) -> torch.Tensor:
+    """Saliency-map-like degradations of images in [0, 1]: blur, lower contrast, colour
+    and brightness shifts, pixel noise. Position and size are kept."""
+    b = x.shape[0]
+
+    def u(*shape):
+        return torch.rand(*shape, generator=generator)
+
+    sigma = blur_sigma[0] + (blur_sigma[1] - blur_sigma[0]) * u(b)
+    y = gaussian_blur(x, sigma)
+    mean = y.mean(dim=(1, 2, 3), keepdim=True)
+    y = torch.lerp(y, mean.expand_as(y), 0.5 * u(b, 1, 1, 1))  # low contrast
+    y = y * (1 + 0.3 * (u(b, 3, 1, 1) - 0.5)) + 0.15 * (u(b, 3, 1, 1) - 0.5)  # colour cast
+    y = y + 0.08 * u(b, 1, 1, 1) * torch.randn(y.shape, generator=generator)
+    return y.clamp(0, 1)
+
+
+# --------------------------------------------------------------------------- training
+def _save_ckpt(path: Path, step: int, modules: dict, opt, extra: dict | None = None) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_suffix(".tmp")
+    torch.save(
+        {"step": step, "modules": {k: m.state_dict() for k, m in modules.items()},
+         "opt": opt.state_dict(), "rng": torch.get_rng_state(), **(extra or {})},
+        tmp,
+    )
+    tmp.replace(path)
+
+
+def _load_ckpt(path: Path, modules: dict, opt) -> tuple[int, dict]:
+    ck = torch.load(path, map_location="cpu", weights_only=False)
+    for k, m in modules.items():
+        m.load_state_dict(ck["modules"][k])
+    opt.load_state_dict(ck["opt"])
+    torch.set_rng_state(ck["rng"])
+    log.info("resumed %s at step %d", path, ck["step"])
+    return int(ck["step"]), ck
+
+
+def train_autoencoder(
+    vae, images: torch.Tensor, cfg: DemoRefinerConfig, progress: bool = True, device: str = "cpu"
+) -> list[float]:
+    """Train the tiny autoencoder on ``images [N, 3, R, R]`` in [0, 1]; sets its scaling factor."""
+    from tqdm.auto import tqdm
+
+    vae.to(device).train()
+    opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
+    ckpt = Path(cfg.checkpoint_dir) / "autoencoder.pt" if cfg.checkpoint_dir else None
+    start, losses = 0, []
+    if ckpt is not None and ckpt.is_file():
+        start, ck = _load_ckpt(ckpt, {"vae": vae}, opt)
+        losses = list(ck.get("losses", []))
+    g = torch.Generator().manual_seed(cfg.seed + 1)
+    for _ in range(start):  # keep the batch sequence identical after a resume
+        torch.randint(0, len(images), (cfg.ae_batch_size,), generator=g)
+    for step in tqdm(range(start, cfg.ae_steps), desc="refiner autoencoder", disable=not progress,
+                     initial=start, total=cfg.ae_steps):
+        idx = torch.randint(0, len(images), (cfg.ae_batch_size,), generator=g)
+        x = images[idx].to(device) * 2 - 1
+        lr = cfg.ae_lr * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.ae_steps)))
+        for group in opt.param_groups:
+            group["lr"] = lr
+        rec = vae.decode(vae.encode(x).latents).sample
+        loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        opt.step()
+        losses.append(float(loss))
+        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0:
+            _save_ckpt(ckpt, step + 1, {"vae": vae}, opt, {"losses": losses})
+    vae.eval()
+    with torch.no_grad():
+        lat = torch.cat([vae.encode(images[i : i + 256].to(device) * 2 - 1).latents for i in range(0, len(images), 256)])
+    scale = float(1.0 / lat.std().clamp_min(1e-6))
+    vae.register_to_config(scaling_factor=scale)
+    vae.scaling_factor = scale
+    return losses
+
+
+def train_unet(
+    refiner: DemoRefiner,
+    images: torch.Tensor,
+    labels: torch.Tensor,
+    class_embeds: torch.Tensor,
+    cfg: DemoRefinerConfig,
+    progress: bool = True,
+    device: str = "cpu",
+) -> list[float]:
+    """Train ``refiner.unet`` as an x0 denoiser (see the module docstring). Returns losses."""
+    from diffusers.training_utils import EMAModel
+    from tqdm.auto import tqdm
+
+    unet, sched = refiner.unet, refiner.scheduler
+    unet.to(device).train()
+    refiner.vae.to(device).eval().requires_grad_(False)
+    with torch.no_grad():
+        clean_lat = torch.cat([refiner.encode(images[i : i + 256].to(device)) for i in range(0, len(images), 256)])
+    class_embeds = class_embeds.to(device)
+    emb_std = float(class_embeds.std())
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    ckpt = Path(cfg.checkpoint_dir) / "unet.pt" if cfg.checkpoint_dir else None
+    start, losses = 0, []
+    if ckpt is not None and ckpt.is_file():
+        start, ck = _load_ckpt(ckpt, {"unet": unet}, opt)
+        losses = list(ck.get("losses", []))
+        if ema is not None and "ema" in ck:
+            ema.load_state_dict(ck["ema"])
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    # Fast-forward the data generator on resume: same batches as an uninterrupted run.
+    n_train = sched.config.num_train_timesteps
+    alphas = sched.alphas_cumprod.to(device)
+    for step in tqdm(range(cfg.unet_steps), desc="refiner unet", disable=not progress,
+                     initial=0, total=cfg.unet_steps):
+        b = cfg.batch_size
+        idx = torch.randint(0, len(images), (b,), generator=g)
+        t = torch.randint(0, n_train, (b,), generator=g)
+        use_deg = torch.rand(b, generator=g) < cfg.p_degraded
+        noise = torch.randn(clean_lat[:b].shape, generator=g)
+        deg = degrade(images[idx], g, cfg.blur_sigma)
+        emb_noise = torch.randn((b, *class_embeds.shape[1:]), generator=g)
+        if step < start:
+            continue
+        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
+        lr *= 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.unet_steps))) * 0.9 + 0.1
+        for group in opt.param_groups:
+            group["lr"] = lr
+        target = clean_lat[idx.to(device)]
+        with torch.no_grad():
+            base = torch.where(use_deg.to(device)[:, None, None, None], refiner.encode(deg.to(device)), target)
+        t = t.to(device)
+        a = alphas[t][:, None, None, None]
+        zt = a.sqrt() * base + (1 - a).sqrt() * noise.to(device)
+        emb = class_embeds[labels[idx].to(device)]
+        emb = emb + cfg.emb_noise * emb_std * emb_noise.to(device) * (emb != 0)
+        pred = unet(zt, t, encoder_hidden_states=emb).sample
+        loss = F.mse_loss(pred, target)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
+        opt.step()
+        if ema is not None:
+            ema.step(unet.parameters())
+        losses.append(float(loss))
+        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0:
+            extra = {"losses": losses}
+            if ema is not None:
+                extra["ema"] = ema.state_dict()
+            _save_ckpt(ckpt, step + 1, {"unet": unet}, opt, extra)
+    if ema is not None and len(losses) > 0:
+        ema.copy_to(unet.parameters())
+    unet.eval()
+    return losses
+
+
+def train_demo_refiner(
+    stimuli,
+    text_encoder,
+    cfg: DemoRefinerConfig | dict | None = None,
+    progress: bool = True,
+    device: str = "cpu",
+) -> DemoRefiner:
+    """Train the demo refiner on a stimulus set's images and label captions.
+
+    Parameters
+    ----------
+    stimuli : DemoStimulusSet (or anything with ``stim_ids``, ``image``, ``label``, ``caption``)
+    text_encoder : TextEncoder
+        Gives the caption embeddings ``[n_classes, L, D]`` used as cross-attention input;
+        the semantic head must be trained against the same encoder.
+    cfg : DemoRefinerConfig or dict
+    device : str
+
+    Returns
+    -------
+    DemoRefiner
+        Trained, in eval mode, on ``device``; ``refiner.extra`` holds the config, final
+        losses and wall times.
+    """
+    cfg = cfg if isinstance(cfg, DemoRefinerConfig) else DemoRefinerConfig.from_dict(cfg)
+    t0 = time.perf_counter()
+    torch.manual_seed(cfg.seed)
+    images, labels = stimulus_tensors(stimuli, cfg.resolution)
+    n_classes = int(labels.max()) + 1
+    captions = [stimuli.caption(k) for k in range(n_classes)]
+    class_embeds = text_encoder.encode(captions).float()
+    unet, vae, scheduler = make_demo_components(cfg, cross_attention_dim=int(text_encoder.dim))
+    ae_losses = train_autoencoder(vae, images, cfg, progress=progress, device=device)
+    t_ae = time.perf_counter() - t0
+    refiner = DemoRefiner(
+        unet.to(device), vae.to(device), scheduler, resolution=cfg.resolution, steps=cfg.steps,
+        strength=cfg.strength, seq_len=int(text_encoder.seq_len),
+        text_encoder=text_encoder.config() if hasattr(text_encoder, "config") else None,
+    )
+    losses = train_unet(refiner, images, labels, class_embeds, cfg, progress=progress, device=device)
+    refiner.unet.requires_grad_(False)
+    refiner.extra = {
+        "config": cfg.to_dict(),
+        "autoencoder_loss_last": float(np.mean(ae_losses[-20:])) if ae_losses else None,
+        "unet_loss_first": float(np.mean(losses[:20])) if losses else None,
+        "unet_loss_last": float(np.mean(losses[-20:])) if losses else None,
+        "train_seconds": {"autoencoder": round(t_ae, 1), "total": round(time.perf_counter() - t0, 1)},
+        "n_images": len(images),
+    }
+    return refiner

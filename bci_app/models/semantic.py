@@ -1,0 +1,77 @@
+"""Sample-level decoding: the semantic head ``M_s``.
+
+Maps the EEG feature ``f_theta(x)`` to the text-conditioning embeddings ``[L, D]`` the
+refiner's cross-attention expects (eq. 7: L2 to the caption embeddings of the seen
+image). Two forms, chosen by ``n_prototypes``:
+
+- ``0``: an MLP regressing the ``L * D`` values directly (the paper's form);
+- ``K > 0``: a soft mixture of ``K`` learned embedding prototypes (initialised from the
+  class-caption embeddings) plus a low-rank residual. With label captions the targets
+  are ``K`` distinct points, so the mixture keeps the prediction on the manifold of real
+  caption embeddings instead of averaging them into an embedding no caption has.
+"""
+
+from __future__ import annotations
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+from bci_app.models.bundle import ConfigModule
+from bci_app.models.losses import semantic_l2_loss
+
+
+class SemanticHead(ConfigModule):
+    """``M_s``: features ``[B, in_features]`` -> embeddings ``[B, seq_len, embed_dim]``."""
+
+    def __init__(self, in_features: int, seq_len: int = 16, embed_dim: int = 384,
+                 hidden: int = 256, n_prototypes: int = 0, dropout: float = 0.1,
+                 temperature: float = 1.0) -> None:
+        super().__init__()
+        self.register_config(in_features=in_features, seq_len=seq_len, embed_dim=embed_dim,
+                             hidden=hidden, n_prototypes=n_prototypes, dropout=dropout,
+                             temperature=temperature)
+        self.in_features, self.seq_len, self.embed_dim = in_features, seq_len, embed_dim
+        self.n_prototypes = n_prototypes
+        self.temperature = temperature
+        self.trunk = nn.Sequential(nn.LayerNorm(in_features), nn.Linear(in_features, hidden),
+                                   nn.GELU(), nn.Dropout(dropout))
+        out = seq_len * embed_dim
+        if n_prototypes > 0:
+            self.logits = nn.Linear(hidden, n_prototypes)
+            self.prototypes = nn.Parameter(torch.zeros(n_prototypes, out))
+            self.residual = nn.Linear(hidden, out)
+            nn.init.zeros_(self.residual.weight)
+            nn.init.zeros_(self.residual.bias)
+        else:
+            self.head = nn.Linear(hidden, out)
+
+    @torch.no_grad()
+    def init_prototypes(self, embeddings: torch.Tensor) -> None:
+        """Set the prototypes to ``embeddings [K, L, D]`` (e.g. the class captions')."""
+        if self.n_prototypes == 0:
+            raise RuntimeError("init_prototypes needs a head built with n_prototypes > 0")
+        expected = (self.n_prototypes, self.seq_len, self.embed_dim)
+        if tuple(embeddings.shape) != expected:
+            raise ValueError(f"prototype embeddings must be {expected}, got {tuple(embeddings.shape)}")
+        self.prototypes.copy_(embeddings.reshape(self.n_prototypes, -1))
+
+    def mixture_weights(self, feats: torch.Tensor) -> torch.Tensor | None:
+        if self.n_prototypes == 0:
+            return None
+        return F.softmax(self.logits(self.trunk(feats)) / self.temperature, dim=-1)
+
+    def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        if feats.ndim != 2 or feats.shape[1] != self.in_features:
+            raise ValueError(f"SemanticHead expects features [B, {self.in_features}], got {tuple(feats.shape)}")
+        h = self.trunk(feats)
+        if self.n_prototypes > 0:
+            w = F.softmax(self.logits(h) / self.temperature, dim=-1)
+            out = w @ self.prototypes + self.residual(h)
+        else:
+            out = self.head(h)
+        return out.view(len(feats), self.seq_len, self.embed_dim)
+
+    def loss(self, feats: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+        """Eq. (7)."""
+        return semantic_l2_loss(self(feats), target)

@@ -1,0 +1,244 @@
+"""Offline epoching with the live window arithmetic.
+
+The marker at time ``t_m`` falls on sample ``k0``, the first sample with timestamp
+``>= t_m - 0.5 / sfreq`` (the nearest sample). The window is
+``[k0 + round(tmin * sfreq), k0 + round(tmin * sfreq) + n_times)``. The signal is
+filtered causally over the whole recording (:class:`CausalFilter`) before the windows
+are cut, exactly as the live epocher filters chunk by chunk.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from bci_app.preprocessing.filters import CausalFilter
+from bci_app.preprocessing.spec import PreprocessingSpec, normalise
+
+GAP_DESCRIPTION = "BAD_gap"  # annotation the recorder writes where samples were lost
+
+
+def marker_sample(timestamps: np.ndarray, t_marker: float, sfreq: float) -> int:
+    """Index of the first sample whose timestamp is ``>= t_marker - 0.5 / sfreq``.
+
+    Returns ``len(timestamps)`` when the marker lies after every sample.
+    """
+    return int(np.searchsorted(timestamps, t_marker - 0.5 / sfreq, side="left"))
+
+
+def time_to_sample(t: np.ndarray | float, sfreq: float) -> np.ndarray:
+    """Nearest-sample index of times ``t`` (s, sample 0 at t=0), the same rule as above."""
+    # first k with k / sfreq >= t - 0.5 / sfreq; the epsilon absorbs float error
+    return np.ceil(np.asarray(t, dtype=np.float64) * sfreq - 0.5 - 1e-6).astype(np.int64)
+
+
+def window_bounds(onset_sample: int, spec: PreprocessingSpec) -> tuple[int, int]:
+    """``(start, stop)`` sample indices of the window of a marker on ``onset_sample``."""
+    start = int(onset_sample) + spec.start_offset
+    return start, start + spec.n_times
+
+
+@dataclass
+class EpochedData:
+    """Windows cut around markers.
+
+    ``X[i]`` is NaN where ``reject[i] == "incomplete_window"`` (the data does not cover
+    it); use :meth:`good` for the usable trials only.
+    """
+
+    X: np.ndarray  # float32 [N, C, T]
+    stim_ids: list[str]
+    markers: list[str]
+    onset_samples: np.ndarray  # int64 [N]
+    onsets: np.ndarray  # float64 [N], s
+    reject: list[str | None]
+    ch_names: list[str] = field(default_factory=list)
+    sfreq: float = 0.0
+    n_unknown: int = 0
+
+    def __len__(self) -> int:
+        return len(self.stim_ids)
+
+    @property
+    def ok(self) -> np.ndarray:
+        return np.array([r is None for r in self.reject], dtype=bool)
+
+    def good(self) -> EpochedData:
+        """Only the trials with no reject reason."""
+        keep = self.ok
+        idx = np.nonzero(keep)[0]
+        return EpochedData(
+            X=self.X[keep],
+            stim_ids=[self.stim_ids[i] for i in idx],
+            markers=[self.markers[i] for i in idx],
+            onset_samples=self.onset_samples[keep],
+            onsets=self.onsets[keep],
+            reject=[None] * len(idx),
+            ch_names=list(self.ch_names),
+            sfreq=self.sfreq,
+            n_unknown=self.n_unknown,
+        )
+
+    def reject_counts(self) -> dict[str, int]:
+        out: dict[str, int] = {}
+        for r in self.reject:
+            if r is not None:
+                out[r] = out.get(r, 0) + 1
+        return out
+
+
+def epoch_array(
+    data: np.ndarray,
+    onset_samples: Sequence[int] | np.ndarray,
+    markers: Sequence[str],
+    spec: PreprocessingSpec,
+    mapper=None,
+    *,
+    onsets: Sequence[float] | None = None,
+    gaps: Sequence[tuple[int, int]] = (),
+    filtered: bool = False,
+) -> EpochedData:
+    """Epoch a continuous array ``data[C, n]`` (volts) at known marker samples.
+
+    Parameters
+    ----------
+    data : ndarray [C, n]
+        Raw continuous EEG, channels in the spec's order.
+    onset_samples : ints
+        Sample index of each marker (see :func:`marker_sample` / :func:`time_to_sample`).
+    markers : strings
+        The marker strings; with ``mapper`` (a :class:`bci_app.stimuli.MarkerMapper`)
+        those that do not map are counted as unknown and skipped. Without a mapper
+        every marker is its own stimulus id.
+    gaps : (start, stop) sample ranges
+        Lost or bad data; windows overlapping one are rejected as ``"gap"``.
+    filtered : bool
+        True if ``data`` is already filtered (skip the causal filter).
+    """
+    data = np.asarray(data)
+    if data.ndim != 2:
+        raise ValueError(f"data must have shape (n_channels, n_samples), got {data.shape}")
+    if spec.n_channels and data.shape[0] != spec.n_channels:
+        raise ValueError(
+            f"data has {data.shape[0]} channels but the spec has {spec.n_channels}; "
+            "pick the spec's channels first"
+        )
+    onset_samples = np.asarray(onset_samples, dtype=np.int64).ravel()
+    if len(markers) != onset_samples.size:
+        raise ValueError(
+            f"got {onset_samples.size} onset samples but {len(markers)} markers; expected one each"
+        )
+    if onsets is None:
+        onsets = onset_samples / spec.sfreq
+    onsets = np.asarray(onsets, dtype=np.float64)
+    n_ch, n = data.shape
+    bad_mask = ~np.isfinite(data).all(axis=0)
+    if filtered:
+        y = np.asarray(data, dtype=np.float64)
+    else:
+        y = CausalFilter(
+            sfreq=spec.sfreq,
+            n_channels=n_ch,
+            l_freq=spec.l_freq,
+            h_freq=spec.h_freq,
+            order=spec.filter_order,
+            notch=spec.notch,
+        ).process(data)
+    n_unknown = 0
+    X, ids, mks, oss, ons, rej = [], [], [], [], [], []
+    T = spec.n_times
+    for k0, marker, t in zip(onset_samples, markers, onsets, strict=True):
+        if mapper is not None:
+            sid = mapper(marker)
+            if sid is None:
+                n_unknown += 1
+                continue
+        else:
+            sid = marker
+        start, stop = window_bounds(int(k0), spec)
+        reason = None
+        if start < 0 or stop > n:
+            reason = "incomplete_window"
+            win = np.full((n_ch, T), np.nan)
+        else:
+            win = y[:, start:stop]
+            if bad_mask[start:stop].any():
+                reason = "nan"
+            elif any(g0 < stop and g1 > start for g0, g1 in gaps):
+                reason = "gap"
+        X.append(win)
+        ids.append(sid)
+        mks.append(marker)
+        oss.append(int(k0))
+        ons.append(float(t))
+        rej.append(reason)
+    Xa = np.stack(X).astype(np.float64) if X else np.zeros((0, n_ch, T))
+    return EpochedData(
+        X=normalise(Xa, spec) if spec.has_norm else Xa.astype(np.float32),
+        stim_ids=ids,
+        markers=mks,
+        onset_samples=np.asarray(oss, dtype=np.int64),
+        onsets=np.asarray(ons, dtype=np.float64),
+        reject=rej,
+        ch_names=list(spec.ch_names),
+        sfreq=spec.sfreq,
+        n_unknown=n_unknown,
+    )
+
+
+def _annotation_times(raw) -> np.ndarray:
+    """Annotation onsets in seconds from the raw's first sample."""
+    ann = raw.annotations
+    onset = np.asarray(ann.onset, dtype=np.float64)
+    if ann.orig_time is not None:
+        onset = onset - raw.first_time
+    return onset
+
+
+def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
+    """Epoch an MNE raw at its annotations, exactly as the live epocher would.
+
+    The channels of ``spec.ch_names`` are picked in the spec's order (all channels when
+    the spec names none); ``raw``'s sampling rate must equal ``spec.sfreq``. Annotations
+    named ``BAD_gap`` mark lost samples (windows overlapping them are rejected as
+    ``"gap"``); other annotations are markers, mapped to stimulus ids with ``mapper``.
+    """
+    sfreq = float(raw.info["sfreq"])
+    if abs(sfreq - spec.sfreq) > 1e-6:
+        raise ValueError(
+            f"recording sampled at {sfreq} Hz but the spec expects {spec.sfreq} Hz; "
+            "resample the recording or use a spec for its rate"
+        )
+    if spec.ch_names:
+        missing = [c for c in spec.ch_names if c not in raw.ch_names]
+        if missing:
+            raise ValueError(
+                f"recording lacks {len(missing)} channel(s) of the spec (e.g. {missing[:5]}); "
+                f"recording has {len(raw.ch_names)} channels (e.g. {raw.ch_names[:5]})"
+            )
+        data = raw.get_data(picks=list(spec.ch_names))
+    else:
+        data = raw.get_data()
+        spec = PreprocessingSpec(**{**spec.to_dict(), "ch_names": list(raw.ch_names)})
+    times = _annotation_times(raw)
+    desc = list(raw.annotations.description)
+    samples = time_to_sample(times, sfreq)
+    gaps = []
+    keep = []
+    for i, d in enumerate(desc):
+        if d.startswith(GAP_DESCRIPTION):
+            dur = float(raw.annotations.duration[i])
+            gaps.append((int(samples[i]), int(samples[i]) + max(1, int(round(dur * sfreq)))))
+        else:
+            keep.append(i)
+    return epoch_array(
+        data,
+        samples[keep],
+        [desc[i] for i in keep],
+        spec,
+        mapper,
+        onsets=times[keep],
+        gaps=gaps,
+    )

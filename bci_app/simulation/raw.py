@@ -1,0 +1,181 @@
+"""A whole simulated session as an ``mne.io.RawArray`` (what ``bci-app simulate`` writes)."""
+
+from __future__ import annotations
+
+import logging
+
+import numpy as np
+
+from bci_app.simulation.montage import MONTAGE_NAME, channel_directions, direction, scalp_blob
+from bci_app.simulation.noise import BackgroundNoise
+from bci_app.simulation.subject import SubjectModel
+from bci_app.stimuli import DemoStimulusSet, format_marker, make_schedule
+
+logger = logging.getLogger(__name__)
+
+_UV = 1e-6
+DESIGNS = ("rapid", "block")
+
+
+def trial_variability(rng: np.random.Generator, sfreq: float) -> tuple[int, float]:
+    """One trial's latency shift (samples) and amplitude factor: neurons are not clocks."""
+    shift = int(round(rng.normal(0.0, 0.006) * sfreq))
+    gain = float(np.exp(rng.normal(0.0, 0.2)))
+    return shift, gain
+
+
+def shifted(evoked: np.ndarray, shift: int) -> np.ndarray:
+    """``evoked`` delayed by ``shift`` samples (advanced when negative), zero-padded."""
+    if shift == 0:
+        return evoked
+    out = np.zeros_like(evoked)
+    if shift > 0:
+        out[:, shift:] = evoked[:, :-shift]
+    else:
+        out[:, :shift] = evoked[:, -shift:]
+    return out
+
+
+def _block_offsets(
+    labels: list[int], onset_samples: np.ndarray, n_samples: int, ch_names: list[str], rng: np.random.Generator, sfreq: float
+) -> np.ndarray:
+    """Per-block DC offsets ``[C, n_samples]`` (float32) with 1 s ramps between blocks."""
+    dirs = channel_directions(ch_names)
+    level = np.zeros(n_samples, dtype=np.int32)
+    starts = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
+    topo = np.zeros((len(ch_names), len(starts)), dtype=np.float32)
+    for b, i in enumerate(starts):
+        level[onset_samples[i] if b else 0 :] = b
+        centre = direction(rng.uniform(0, 360), rng.uniform(0, 70))
+        topo[:, b] = scalp_blob(dirs, centre, 0.8) * rng.normal(0.0, 15.0) * _UV
+    # smooth the steps: 1 s moving average of the block index weights
+    out = topo[:, level]
+    k = int(sfreq)
+    cs = np.cumsum(out, axis=1, dtype=np.float64)
+    sm = np.empty_like(out)
+    sm[:, k:] = (cs[:, k:] - cs[:, :-k]) / k
+    sm[:, :k] = out[:, :k]
+    return sm
+
+
+def simulate_raw(
+    n_trials: int,
+    seed: int = 0,
+    design: str = "rapid",
+    snr: float = 1.0,
+    on: float = 0.5,
+    stimuli: DemoStimulusSet | None = None,
+    *,
+    off: float = 0.0,
+    sfreq: float = 1000.0,
+    line_freq: float | None = 50.0,
+    subject_seed: int = 0,
+    start: float = 1.0,
+    tail: float = 1.0,
+    noise_scale: float = 1.0,
+):
+    """Simulate a session: EEG of the virtual subject watching ``n_trials`` demo images.
+
+    Parameters
+    ----------
+    n_trials : int
+        Number of stimuli shown.
+    seed : int
+        Seed of the session: schedule, background noise, trial-to-trial variability.
+    design : {"rapid", "block"}
+        ``"rapid"``: randomised order, no slow drift. ``"block"``: classes in blocks
+        (like the Spampinato data set) plus slow drift and a per-block offset, so that
+        a classifier can learn time within the session instead of the image (the
+        known flaw of block designs).
+    snr : float
+        Multiplies the evoked responses (1.0: calibrated default).
+    on, off : float
+        Seconds each image is shown and blank seconds between images.
+    stimuli : DemoStimulusSet | None
+        The stimulus set (default ``DemoStimulusSet()``).
+    sfreq : float
+        Sampling rate (Hz).
+    line_freq : float | None
+        Mains frequency (Hz), ``None`` for no line noise.
+    subject_seed : int
+        Identity of the virtual subject (:class:`SubjectModel` ``seed``); keep the
+        default to get the same subject as the demo's live virtual subject.
+    start, tail : float
+        Seconds of EEG before the first and after the last stimulus.
+    noise_scale : float
+        Multiplies the background noise.
+
+    Returns
+    -------
+    raw : mne.io.RawArray
+        128 EEG channels (``biosemi128`` names and montage), volts, annotations
+        ``"stim/<stim_id>"`` at each onset with duration ``on``.
+    """
+    import mne
+
+    if design not in DESIGNS:
+        raise ValueError(f"design must be one of {DESIGNS}, got {design!r}")
+    if n_trials < 1:
+        raise ValueError(f"n_trials must be >= 1, got {n_trials}")
+    if on <= 0 or off < 0:
+        raise ValueError(f"on must be > 0 and off >= 0 seconds, got on={on}, off={off}")
+    stimuli = stimuli if stimuli is not None else DemoStimulusSet()
+    model = SubjectModel(stimuli, snr=snr, seed=subject_seed, sfreq=sfreq)
+    ch_names = model.ch_names
+    C = len(ch_names)
+
+    ids = stimuli.stim_ids
+    schedule = make_schedule(
+        ids,
+        [stimuli.label(s) for s in ids],
+        n_trials,
+        on=on,
+        off=off,
+        order="block" if design == "block" else "random",
+        seed=seed,
+        start=start,
+    )
+    onset_samples = np.round(schedule.onsets * sfreq).astype(np.int64)
+    n_samples = int(onset_samples[-1] + model.n_times + round(tail * sfreq))
+
+    # background, chunk by chunk into one float64 array (what RawArray keeps)
+    data = np.empty((C, n_samples), dtype=np.float64)
+    noise = BackgroundNoise(
+        C, sfreq, seed=seed, line_freq=line_freq, drift=design == "block", ch_names=ch_names, scale=noise_scale
+    )
+    step = int(60 * sfreq)
+    for a in range(0, n_samples, step):
+        b = min(n_samples, a + step)
+        data[:, a:b] = noise.generate(b - a)
+    if design == "block":
+        rng_b = np.random.default_rng([seed, 0xB10C])
+        data += _block_offsets(
+            [stimuli.label(s) for s in schedule.stim_ids], onset_samples, n_samples, ch_names, rng_b, sfreq
+        )
+
+    # evoked responses: one small matmul per distinct image, added per trial
+    rng = np.random.default_rng([seed, 0x7A1])
+    L = model.n_times
+    cache: dict[str, np.ndarray] = {}
+    for sid, k0 in zip(schedule.stim_ids, onset_samples, strict=True):
+        ev = cache.get(sid)
+        if ev is None:
+            ev = cache[sid] = model.evoked(sid).astype(np.float32)
+        shift, gain = trial_variability(rng, sfreq)
+        data[:, k0 : k0 + L] += gain * shifted(ev, shift)
+        if len(cache) > 4096:
+            cache.clear()
+
+    info = mne.create_info(ch_names, sfreq, ch_types="eeg")
+    info["line_freq"] = line_freq
+    raw = mne.io.RawArray(data, info, copy="auto", verbose="error")
+    raw.set_montage(MONTAGE_NAME, verbose="error")
+    raw.set_annotations(
+        mne.Annotations(
+            onset=onset_samples / sfreq,
+            duration=np.full(n_trials, float(on)),
+            description=[format_marker(s) for s in schedule.stim_ids],
+        )
+    )
+    logger.info("simulated %d trials (%s design), %.1f s of EEG", n_trials, design, n_samples / sfreq)
+    return raw

@@ -1,0 +1,121 @@
+"""Replay over LSL reproduces offline epochs; mne-lsl's PlayerLSL feeds the epocher."""
+
+from __future__ import annotations
+
+import mne
+import numpy as np
+import pytest
+
+from bci_app.acquisition import Acquisition, Epocher, LSLMarkerSource, LSLSource, SessionPlayer
+from bci_app.preprocessing import PreprocessingSpec, epoch_raw
+from bci_app.stimuli import MarkerMapper
+
+
+def _handmade_raw(n_trials=8, sfreq=500.0, n_ch=16, seed=0, first=1.5):
+    rng = np.random.default_rng(seed)
+    n = int((first + 0.5 * n_trials + 1.0) * sfreq)
+    x = rng.standard_normal((n_ch, n)) * 1e-5
+    x[0] = np.arange(n)  # ramp
+    raw = mne.io.RawArray(
+        x, mne.create_info([f"e{i}" for i in range(n_ch)], sfreq, "eeg"), verbose="error"
+    )
+    onsets = first + 0.5 * np.arange(n_trials) + rng.uniform(0, 0.01, n_trials)
+    raw.set_annotations(
+        mne.Annotations(onsets, 0, [f"stim/c{i % 3}_i{i}" for i in range(n_trials)])
+    )
+    return raw
+
+
+def _replay_and_epoch(raw, spec, name, sid, wait, speed):
+    trials = []
+    player = SessionPlayer(raw, speed=speed, name=name, source_id=sid)
+    acq = Acquisition(
+        LSLSource(
+            name, source_id=sid, n_channels=len(raw.ch_names), sfreq=raw.info["sfreq"], timeout=5
+        ),
+        LSLMarkerSource(f"{name}-markers", timeout=5),
+        Epocher(spec, MarkerMapper(), buffer_seconds=5),
+        on_trial=trials.append,
+    )
+    try:
+        player.open()  # outlets first so the sources can resolve them
+        acq.start()
+        player.start(wait_for_consumers=5)
+        assert player.wait(60)
+        wait(
+            lambda: acq.epocher.buffer.n_total == player.n_times and acq.epocher.n_pending == 0,
+            10,
+            what="all samples and trials",
+        )
+    finally:
+        acq.stop()
+        player.stop()
+    return trials, acq
+
+
+@pytest.mark.parametrize("source", ["handmade", "simulate_raw"])
+def test_replay_reproduces_offline_epochs(source, stream_id, wait):
+    if source == "simulate_raw":
+        sim = pytest.importorskip("bci_app.simulation")
+        if not hasattr(sim, "simulate_raw"):
+            pytest.skip("bci_app.simulation.simulate_raw not available yet")
+        raw = sim.simulate_raw(10, seed=3)
+        speed = 4.0
+    else:
+        raw = _handmade_raw()
+        speed = 2.0
+    spec = PreprocessingSpec(
+        sfreq=raw.info["sfreq"], ch_names=list(raw.ch_names)
+    )  # 1-40 Hz + notch
+    offline = epoch_raw(raw, spec, MarkerMapper())
+    trials, acq = _replay_and_epoch(raw, spec, *stream_id, wait, speed)
+    assert len(trials) == len(offline) > 0
+    assert [t.stim_id for t in trials] == offline.stim_ids
+    diffs = np.array([t.onset_sample for t in trials]) - offline.onset_samples
+    assert np.abs(diffs).max() <= 1
+    assert [t.reject_reason for t in trials] == offline.reject
+    good = [i for i, r in enumerate(offline.reject) if r is None]
+    assert good
+    X = np.stack([trials[i].data for i in good])
+    np.testing.assert_allclose(X, offline.X[good], rtol=1e-4, atol=1e-4 * np.abs(offline.X).max())
+    assert acq.stats["samples_lost"] == 0
+
+
+@pytest.mark.parametrize("encoding", ["one-hot", "string"])
+def test_mne_lsl_player_annotations_feed_epocher(encoding, stream_id, tmp_path, wait):
+    from mne_lsl.player import PlayerLSL
+
+    name, sid = stream_id
+    # the player streams as soon as it starts: the first marker comes after 3.5 s, time
+    # enough for the inlets to subscribe
+    raw2 = _handmade_raw(n_trials=6, sfreq=250.0, n_ch=8, first=3.5)
+    fname = tmp_path / "play_raw.fif"
+    raw2.save(fname, verbose="error")
+    spec = PreprocessingSpec(sfreq=250.0, ch_names=list(raw2.ch_names), tmin=0.0, tmax=0.3)
+    trials = []
+    player = PlayerLSL(
+        fname,
+        chunk_size=10,
+        n_repeat=1,
+        name=name,
+        source_id=sid,
+        annotations=True,
+        annotations_encoding=encoding,
+    )
+    player.start()
+    acq = Acquisition(
+        LSLSource(name, stype=None, source_id=sid, n_channels=8, sfreq=250.0, timeout=5),
+        LSLMarkerSource(f"{name}-annotations", stype="annotations", timeout=5),
+        Epocher(spec, MarkerMapper(), buffer_seconds=5),
+        on_trial=trials.append,
+    )
+    try:
+        acq.start()
+        assert acq.markers.encoding == encoding
+        wait(lambda: len(trials) == 6, 20, what="6 trials from PlayerLSL")
+    finally:
+        acq.stop()
+        player.stop()
+    assert [t.stim_id for t in trials] == [f"c{i % 3}_i{i}" for i in range(6)]
+    assert all(t.ok for t in trials)
+    assert acq.stats["unknown_markers"] == 0

@@ -1,0 +1,60 @@
+"""The linear baseline decoder (shrinkage LDA on time-binned channels)."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from bci_app.models.baseline import LinearBaseline
+from bci_app.simulation import simulate_raw
+from bci_app.simulation.calibration import epoch_session, zscore_split
+from bci_app.stimuli import DemoStimulusSet
+
+
+@pytest.fixture(scope="module")
+def session():
+    """480 trials of a rapid session (12 images per class), epoched like the app does."""
+    stimuli = DemoStimulusSet(n_per_class=12)
+    raw = simulate_raw(480, seed=11, stimuli=stimuli)
+    X, y, index, _ = epoch_session(raw, stimuli)
+    test = index >= 9  # held-out images
+    Xtr, Xte = zscore_split(X[~test], X[test])
+    return Xtr, y[~test], Xte, y[test]
+
+
+def test_above_chance_on_simulated_data(session):
+    Xtr, ytr, Xte, yte = session
+    clf = LinearBaseline().fit(Xtr, ytr)
+    acc = clf.score(Xte, yte)
+    assert acc > 0.10, f"40-way accuracy {acc:.3f} is not above chance (0.025)"
+    proba = clf.predict_proba(Xte)
+    assert proba.shape == (len(yte), 40)
+    np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
+    np.testing.assert_array_equal(clf.classes_[proba.argmax(axis=1)], clf.predict(Xte))
+
+
+def test_at_chance_with_shuffled_labels(session):
+    Xtr, ytr, Xte, yte = session
+    rng = np.random.default_rng(0)
+    clf = LinearBaseline().fit(Xtr, rng.permutation(ytr))
+    acc = clf.score(Xte, yte)
+    # chance is 1/40; 120 test trials -> mean 3 correct, sd ~1.7
+    assert acc < 0.08, f"accuracy {acc:.3f} with shuffled labels: the baseline leaks"
+
+
+def test_features_and_errors():
+    X = np.arange(2 * 3 * 100, dtype=np.float32).reshape(2, 3, 100)
+    clf = LinearBaseline(bin_ms=25.0, sfreq=1000.0)
+    F = clf.features(X)
+    assert F.shape == (2, 3 * 4)
+    np.testing.assert_allclose(F[0, 0], X[0, 0, :25].mean())
+    with pytest.raises(RuntimeError, match="not fitted"):
+        clf.predict(X)
+    with pytest.raises(ValueError, match="n_trials, n_channels, n_times"):
+        clf.features(X[0])
+    with pytest.raises(ValueError, match="bin_ms"):
+        LinearBaseline(bin_ms=0)
+    y = np.array([0, 1])
+    clf.fit(X, y)
+    with pytest.raises(ValueError, match="fitted on"):
+        clf.predict(X[:, :2])

@@ -1,0 +1,65 @@
+from __future__ import annotations
+
+import numpy as np
+import pytest
+import torch
+
+from bci_app.models.encoders import ENCODERS, build_encoder
+from bci_app.models.losses import triplet_loss
+
+
+@pytest.mark.parametrize("name", sorted(ENCODERS))
+def test_encoder_shapes_and_bad_input(name):
+    torch.manual_seed(0)
+    enc = build_encoder(name, n_chans=8, n_outputs=6, n_times=100, sfreq=250.0)
+    out = enc(torch.randn(3, 8, 100))
+    assert out.shape == (3, 6) and torch.isfinite(out).all()
+    assert enc.config["n_chans"] == 8 and enc.config["n_outputs"] == 6
+    with pytest.raises(ValueError, match=r"\(batch, 8, 100\)"):
+        enc(torch.randn(3, 7, 100))
+
+
+def test_unknown_encoder_is_a_clear_error():
+    with pytest.raises(ValueError, match="allowed"):
+        build_encoder("transformer", 8, 6, 100)
+
+
+def _toy_trials(n_per_class, n_classes=4, seed=0, C=8, T=60):
+    rng = np.random.default_rng(seed)
+    patterns = np.random.default_rng(123).standard_normal((n_classes, C, T)) * 0.6
+    y = np.repeat(np.arange(n_classes), n_per_class)
+    X = patterns[y] + rng.standard_normal((len(y), C, T))
+    return torch.as_tensor(X, dtype=torch.float32), torch.as_tensor(y)
+
+
+@pytest.mark.parametrize("name", ["shallow", "binned_linear"])
+def test_triplet_trained_encoder_separates_held_out_classes(name):
+    from bci_app.models.training import centroid_accuracy
+
+    torch.manual_seed(0)
+    Xtr, ytr = _toy_trials(30, seed=0)
+    Xte, yte = _toy_trials(15, seed=1)
+    enc = build_encoder(name, 8, 8, 60, sfreq=100.0)
+    opt = torch.optim.Adam(enc.parameters(), lr=3e-3)
+    for _ in range(60):
+        enc.train()
+        idx = torch.randperm(len(ytr))[:48]
+        loss = triplet_loss(enc(Xtr[idx]), ytr[idx], margin=0.2, mining="batch_hard")
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+    enc.eval()
+    with torch.no_grad():
+        acc = centroid_accuracy(enc(Xtr), ytr, enc(Xte), yte)
+    assert acc > 0.6  # chance is 0.25
+
+
+def test_whitening_is_fitted_from_data():
+    enc = build_encoder("binned_linear", 4, 3, 40, sfreq=100.0)
+    X = np.random.default_rng(0).standard_normal((50, 4, 40))
+    X[:, 1] += 3 * X[:, 0]  # correlated channels
+    enc.fit_whitening(X, np.zeros(50, dtype=int))
+    W = enc.whitening.numpy()
+    assert not np.allclose(W, np.eye(4))
+    white = np.einsum("dc,nct->ndt", W, X).transpose(0, 2, 1).reshape(-1, 4)
+    assert np.allclose(np.cov(white.T), np.eye(4), atol=0.25)

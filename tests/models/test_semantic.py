@@ -1,0 +1,34 @@
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bci_app.models.semantic import SemanticHead
+from bci_app.models.training import train_semantic
+
+
+@pytest.mark.parametrize("prototypes", [False, True])
+def test_semantic_loss_decreases_and_predicts_class(prototypes):
+    torch.manual_seed(0)
+    K, L, D = 4, 3, 8
+    class_emb = torch.randn(K, L, D)
+    y = torch.arange(K).repeat(20)
+    f = torch.nn.functional.one_hot(y, 6).float() + 0.2 * torch.randn(len(y), 6)
+    cfg = {"hidden": 32, "dropout": 0.0, "epochs": 40, "batch_size": 16, "lr": 3e-3,
+           "weight_decay": 0.0, "patience": 100}
+    head, m = train_semantic(f[:60], class_emb[y[:60]], f[60:], class_emb[y[60:]], cfg,
+                             class_emb if prototypes else None, seed=0, device="cpu")
+    assert m["loss_last"] < 0.5 * m["loss_first"]
+    pred = head(f[60:])
+    assert pred.shape == (20, L, D)
+    nearest = ((pred[:, None] - class_emb[None]) ** 2).flatten(2).mean(2).argmin(1)
+    assert (nearest == y[60:]).float().mean() > 0.8
+
+
+def test_semantic_head_checks():
+    torch.manual_seed(0)
+    head = SemanticHead(6, seq_len=3, embed_dim=8, hidden=16, n_prototypes=4)
+    with pytest.raises(ValueError, match=r"\(4, 3, 8\)"):
+        head.init_prototypes(torch.zeros(4, 3, 7))
+    with pytest.raises(ValueError, match=r"\[B, 6\]"):
+        head(torch.zeros(2, 5))

@@ -1,0 +1,24 @@
+"""`bci-app bench` writes the contract JSON from a real (short) pipeline run."""
+
+from __future__ import annotations
+
+import json
+
+from bci_app.cli import main
+
+KEYS = {"device", "arch", "resolution", "steps", "trials", "latency_ms", "model_floor_ms",
+        "overhead_ratio", "throughput_per_s", "weights"}
+
+
+def test_bench_pipeline_json(tmp_path):
+    out = tmp_path / "bench.json"
+    assert main(["bench", "--device", "cpu", "--trials", "10", "--rate", "5", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert KEYS <= set(d)
+    assert d["arch"] == "demo" and d["trials"] == 10 and d["device"].startswith("cpu")
+    assert d["weights"] in ("pretrained", "random-init")
+    assert 0 < d["model_floor_ms"]["p50"] <= d["latency_ms"]["p50"] * 1.5
+    assert d["latency_ms"]["p50"] <= d["latency_ms"]["p95"]
+    assert abs(d["overhead_ratio"] - d["latency_ms"]["p50"] / d["model_floor_ms"]["p50"]) < 0.01
+    assert d["reconstructed"] + d["dropped"] + sum(d["rejected"].values()) == 10
+    assert d["throughput_per_s"] > 0

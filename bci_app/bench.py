@@ -173,6 +173,15 @@ def run_bench(args: Any) -> int:
         from bci_app.acquisition.bench import run_acquisition_bench
 
         return run_acquisition_bench(args)
+    if getattr(args, "mode", "pipeline") == "window":
+        fps = measure_window_fps()
+        fps.pop("frame_ms", None)
+        out = Path(args.out)
+        out.parent.mkdir(parents=True, exist_ok=True)
+        out.write_text(json.dumps({"mode": "window", **fps}, indent=2) + "\n")
+        print(json.dumps(fps))
+        print(f"wrote {out}")
+        return 0
     result = run_pipeline_bench(args)
     out = Path(args.out)
     out.parent.mkdir(parents=True, exist_ok=True)

@@ -112,7 +112,7 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("bench", help="latency/throughput benchmark, JSON out")
     p.add_argument("--device", default="cpu")
     p.add_argument("--arch", choices=("demo", "sd-turbo"), default="demo")
-    p.add_argument("--mode", choices=("pipeline", "acquisition"), default="pipeline")
+    p.add_argument("--mode", choices=("pipeline", "acquisition", "window"), default="pipeline")
     p.add_argument("--trials", type=int, default=100)
     p.add_argument("--rate", type=float, default=5.0, help="trials per second offered")
     p.add_argument("--steps", type=int, default=None)

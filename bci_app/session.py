@@ -411,12 +411,12 @@ def build_demo(args: Any, *, headless: bool, n_trials: int | None):
     from bci_app.acquisition.virtual_subject import VirtualSubject
     from bci_app.ui.presenter import make_marker_outlet, schedule_for
 
+    rate = float(args.rate if getattr(args, "rate", None) is not None else DEFAULT_DEMO_RATE)
+    if rate <= 0:
+        raise ValueError(f"--rate must be > 0 stimuli per second, got {rate}")
     cfg = _inference_config(args)
     rec = load_reconstructor(args.bundle, cfg)
     stimuli = DemoStimulusSet()
-    rate = float(getattr(args, "rate", None) or DEFAULT_DEMO_RATE)
-    if rate <= 0:
-        raise ValueError(f"--rate must be > 0 stimuli per second, got {rate}")
     eeg_name, mk_name = _unique("bci-app-demo-eeg"), _unique("bci-app-demo-markers")
     outlet = make_marker_outlet(mk_name, mk_name)
     snr = args.snr if getattr(args, "snr", None) is not None else 1.0
@@ -437,6 +437,8 @@ def build_demo(args: Any, *, headless: bool, n_trials: int | None):
 
 def run_demo(args: Any) -> int:
     """``bci-app demo``: virtual subject + marker schedule + live pipeline (+ window)."""
+    if getattr(args, "rate", None) is not None and args.rate <= 0:
+        raise ValueError(f"--rate must be > 0 stimuli per second, got {args.rate}")
     headless = _headless_requested(args)
     n_trials = args.trials
     if headless and n_trials is None:

@@ -380,6 +380,7 @@ def sd_turbo_scheduler_config() -> dict[str, Any]:
         beta_schedule="scaled_linear",
         prediction_type="epsilon",
         timestep_spacing="trailing",
+        steps_offset=1,
     )
 
 

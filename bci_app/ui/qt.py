@@ -23,6 +23,12 @@ def guard_none_refcount() -> None:
     global _NONE_GUARDED
     if _NONE_GUARDED or sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
         return
+    import PySide6
+
+    # pyproject pins PySide6-Essentials<6.12; this only protects environments that
+    # installed 6.12 anyway (6.11.3 was checked to keep None's count balanced).
+    if not PySide6.__version__.startswith("6.12"):
+        return
     import ctypes
 
     for obj in (None, True, False, Ellipsis, NotImplemented):

@@ -33,7 +33,7 @@ class LinearBaseline:
     >>> clf.score(X_test, y_test)
     """
 
-    def __init__(self, bin_ms: float = 25.0, sfreq: float = 1000.0) -> None:
+    def __init__(self, bin_ms: float = 40.0, sfreq: float = 1000.0) -> None:
         if bin_ms <= 0:
             raise ValueError(f"bin_ms must be > 0 ms, got {bin_ms}")
         if sfreq <= 0:

@@ -48,7 +48,7 @@ class DemoRefinerConfig:
     ae_steps: int = 300
     ae_batch_size: int = 32
     ae_lr: float = 2e-3
-    unet_channels: tuple[int, ...] = (64, 128, 128)
+    unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     unet_heads: int = 4
     unet_steps: int = 700

@@ -14,7 +14,6 @@ by name through :data:`ENCODERS` / :func:`build_encoder`:
 
 from __future__ import annotations
 
-
 import numpy as np
 import torch
 import torch.nn.functional as F

@@ -461,6 +461,19 @@ def evaluate(
         "per_subject": per_subject,
         "notes": notes,
     }
+    agree = metrics["classifier_agreement_on_seen"]
+    if agree < 0.5:
+        notes.insert(0, (
+            f"CLASSIFIER WARNING: the image classifier names the data set's class of only {agree:.1%} of the "
+            f"seen images (chance {1 / n_classes:.1%}); the N-way figure measures agreement with a classifier "
+            "that does not recognise these images. Use a classifier that works on the stimuli."
+        ))
+    if main["acc"] > metrics["chance"] and (main["acc_p"] is None or main["acc_p"] >= 0.05):
+        notes.insert(0, (
+            f"NOT SIGNIFICANT: N-way accuracy {main['acc']:.3f} is above the nominal chance {metrics['chance']:.3f} "
+            f"but not above the label-shuffled null (p = {main['acc_p']:.3g}): it reflects the classifier's "
+            "preference for some classes, not the reconstructions."
+        ))
     if metrics.get("inception_score") is None and "inception_score_reason" in metrics:
         notes.append(f"Inception Score unavailable: {metrics['inception_score_reason']}")
 

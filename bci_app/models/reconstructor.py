@@ -226,13 +226,5 @@ def _load_classifier(p: Path, config: dict, device: torch.device):
     except ImportError:
         log.warning("bundle %s has a classifier but bci_app.models.image_classifier is missing", p)
         return None
-    path = p / info.get("path", "classifier.safetensors")
-    for name in ("load_classifier", "load_image_classifier"):
-        fn = getattr(ic, name, None)
-        if fn is not None:
-            return fn(path)
-    cls = getattr(ic, "ImageClassifier", None)
-    if cls is not None and hasattr(cls, "load"):
-        return cls.load(path)
-    log.warning("bci_app.models.image_classifier has no loader; classify_images returns None")
-    return None
+    path = p / info.get("path", "classifier")
+    return ic.ImageClassifier.load(path, device=device)

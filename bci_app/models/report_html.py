@@ -94,6 +94,16 @@ def _metric_rows(m: dict[str, Any]) -> list[list[str]]:
             _p(m.get("acc_p")),
         ]
     ]
+    if m.get("acc_vs_dataset_labels") is not None:
+        rows.append(
+            [
+                f"{ways}-way top-{k} against the data set's labels",
+                _fmt(m.get("acc_vs_dataset_labels")),
+                "",
+                _fmt(m.get("chance")),
+                "",
+            ]
+        )
     b = m.get("baseline") or {}
     if b:
         rows.append(
@@ -261,7 +271,10 @@ def render_report(
     elif probe:
         parts.append(f'<div class="ok">{html.escape(str(probe.get("message", "")))}</div>')
     for note in m.get("notes", []):
-        parts.append(f'<p class="note">{html.escape(str(note))}</p>')
+        if probe.get("flagged") and note == probe.get("message"):
+            continue  # already shown in the leakage box above
+        loud = str(note).split(":", 1)[0] in {"CLASSIFIER WARNING", "NOT SIGNIFICANT", "SPLIT WARNING", "LEAKAGE"}
+        parts.append(f'<p class="{"leak" if loud else "note"}">{html.escape(str(note))}</p>')
 
     parts.append("<h2>Overall (Table 1)</h2>")
     parts.append(_table(["metric", "value", "95% CI", "chance", "p (permutation)"], _metric_rows(m)))

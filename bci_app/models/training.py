@@ -669,19 +669,12 @@ def _train_classifier(ccfg: dict, out: Path, device: str) -> dict | None:
     except ImportError:
         log.warning("bci_app.models.image_classifier not available: bundle has no image classifier")
         return None
-    trainer = getattr(ic, "train_demo_classifier", None) or getattr(ic, "train_image_classifier", None)
-    if trainer is None:
-        log.warning("image_classifier has no train_demo_classifier(): bundle has no image classifier")
-        return None
     from bci_app.stimuli import DemoStimulusSet
 
     kwargs = {k: v for k, v in ccfg.items() if k != "train"}
-    clf = trainer(DemoStimulusSet(), **kwargs)
-    if hasattr(clf, "save"):
-        clf.save(out / "classifier.safetensors")
-    elif hasattr(clf, "save_pretrained"):
-        clf.save_pretrained(out / "classifier")
-    return {"path": "classifier.safetensors"}
+    clf, metrics = ic.train_image_classifier(DemoStimulusSet(), kwargs or None, progress=True, device=device)
+    clf.save(out / "classifier", extra=metrics)
+    return {"path": "classifier", "metrics": metrics}
 
 
 def run_train(args) -> int:

@@ -43,18 +43,18 @@ def test_at_chance_with_shuffled_labels(session):
 
 
 def test_features_and_errors():
-    X = np.arange(2 * 3 * 100, dtype=np.float32).reshape(2, 3, 100)
-    clf = LinearBaseline(bin_ms=25.0, sfreq=1000.0)
+    X = np.arange(4 * 3 * 100, dtype=np.float32).reshape(4, 3, 100)
+    clf = LinearBaseline(bin_ms=40.0, sfreq=1000.0)
     F = clf.features(X)
-    assert F.shape == (2, 3 * 4)
-    np.testing.assert_allclose(F[0, 0], X[0, 0, :25].mean())
+    assert F.shape == (4, 3 * 2)
+    np.testing.assert_allclose(F[0, 0], X[0, 0, :40].mean())  # 40 ms bins; the last 20 samples are dropped
     with pytest.raises(RuntimeError, match="not fitted"):
         clf.predict(X)
     with pytest.raises(ValueError, match="n_trials, n_channels, n_times"):
         clf.features(X[0])
     with pytest.raises(ValueError, match="bin_ms"):
         LinearBaseline(bin_ms=0)
-    y = np.array([0, 1])
+    y = np.array([0, 1, 0, 1])
     clf.fit(X, y)
     with pytest.raises(ValueError, match="fitted on"):
         clf.predict(X[:, :2])

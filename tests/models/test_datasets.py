@@ -90,8 +90,9 @@ def test_things_eeg2_malformed(tmp_path):
     np.save(tmp_path / "preprocessed_eeg_test.npy", {"eeg": 1}, allow_pickle=True)
     with pytest.raises(ValueError, match=r"found \['eeg'\]"):
         load_spec(f"things-eeg2:{tmp_path}")
+    (tmp_path / "empty").mkdir()
     with pytest.raises(FileNotFoundError, match="no preprocessed_eeg_training.npy"):
-        load_spec(f"things-eeg2:{tmp_path / 'empty'}" if (tmp_path / "empty").mkdir() is None else "")
+        load_spec(f"things-eeg2:{tmp_path / 'empty'}")
 
 
 def test_spec_parsing_and_errors():

@@ -235,3 +235,73 @@ def test_report_screenshot_is_not_blank(evaluated, tmp_path):
     img = np.asarray(Image.open(shot).convert("RGB"))
     # many distinct colours = rendered demo images, not just text on white
     assert len(np.unique(img.reshape(-1, 3), axis=0)) > 200
+
+
+# ----------------------------------------------------------------------------- end to end
+TINY_TOML = """
+[train]
+seed = 0
+[data]
+split_seed = 0
+test_frac = 0.2
+val_frac = 0.2
+[encoder]
+name = "binned_linear"
+n_outputs = 16
+kwargs = { bin_ms = 40.0, dropout = 0.2 }
+epochs = 2
+batch_classes = 8
+per_class = 2
+[gan]
+resolution = 16
+z_dim = 8
+base_channels = 8
+epochs = 1
+batch_size = 16
+[semantic]
+text_encoder = { type = "minilm", seq_len = 8 }
+hidden = 32
+epochs = 2
+batch_size = 32
+[refiner]
+type = "demo"
+train = { resolution = 16, ae_width = 8, ae_levels = 2, unet_channels = [16, 16], ae_steps = 2, ae_batch_size = 8, unet_steps = 2, batch_size = 8, steps = 2, strength = 0.5 }
+[classifier]
+train = false
+"""
+
+
+@pytest.mark.slow
+def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
+    """`bci-app evaluate` on a bundle trained here (tiny config) writes both files (~3 min on CPU)."""
+    import torch
+
+    from bci_app.cli import main
+    from bci_app.models.image_classifier import train_image_classifier
+    from bci_app.models.training import train_bundle
+
+    cfg = tmp_path / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    torch.manual_seed(0)
+    bundle = train_bundle("synthetic:120,seed=3", tmp_path / "bundle", config=cfg, device="cpu", seed=0)
+    # a (barely trained) demo image classifier, so that N-way top-k can be computed
+    clf, _ = train_image_classifier(DemoStimulusSet(), {"steps": 3, "width": 4}, progress=False)
+    clf.save(bundle / "classifier")
+    conf = json.loads((bundle / "config.json").read_text())
+    conf["classifier"] = {"path": "classifier"}
+    (bundle / "config.json").write_text(json.dumps(conf))
+
+    out = tmp_path / "eval"
+    rc = main(["evaluate", "--bundle", str(bundle), "--data", "synthetic:160,seed=7", "--out", str(out),
+               "--draws", "10", "--device", "cpu", "--ablation"])
+    assert rc == 0
+    m = json.loads((out / "metrics.json").read_text())
+    assert CONTRACT_KEYS <= set(m)
+    assert m["ways"] == 40 and m["chance"] == pytest.approx(0.025)
+    assert 0 <= m["acc"] <= 1 and -1 <= m["ssim"] <= 1
+    assert m["baseline"]["acc"] is not None
+    assert set(m["leakage_probe"]) >= {"acc", "chance", "flagged"}
+    # evaluated on another session than the bundle trained on, without recorded images: said so
+    assert m["split"]["guaranteed_unseen"] is False
+    assert {"I+S (full)", "S only", "I only", "I, no refiner"} <= set(m["ablation"]["rows"])
+    assert check_html(out / "report.html")["images"] > 0

@@ -46,9 +46,9 @@ def test_wrong_channel_count_fails_clearly(rec):
 
 
 def test_device_and_dtype_checks(tmp_path):
-    from bci_app.models.reconstructor import resolve_dtype
-
     import torch
+
+    from bci_app.models.reconstructor import resolve_dtype
 
     assert resolve_dtype("auto", torch.device("cpu")) == torch.float32
     with pytest.raises(ValueError, match="dtype"):

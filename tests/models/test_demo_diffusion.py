@@ -1,0 +1,142 @@
+"""The demo refiner: a small latent diffusion model trained on the procedural images."""
+
+from __future__ import annotations
+
+import pytest
+import torch
+
+from bci_app.models.demo_diffusion import (
+    DemoRefinerConfig,
+    degrade,
+    make_demo_components,
+    stimulus_tensors,
+    train_demo_refiner,
+)
+from bci_app.models.refiner import DemoRefiner, build_refiner, load_refiner
+from bci_app.stimuli import DemoStimulusSet
+
+
+class ToyTextEncoder:
+    """Deterministic caption embeddings [N, 6, 32] (the MiniLM one is tested in test_text)."""
+
+    seq_len, dim, name, kind = 6, 32, "toy", "toy"
+
+    def encode(self, captions, batch_size=64):
+        out = []
+        for c in captions:
+            g = torch.Generator().manual_seed(sum(ord(ch) * (i + 1) for i, ch in enumerate(c)) % (2**31))
+            out.append(torch.randn(self.seq_len, self.dim, generator=g))
+        return torch.stack(out)
+
+    def config(self):
+        return {"type": "toy", "seq_len": self.seq_len, "dim": self.dim}
+
+
+def tiny_cfg(**kw):
+    base = dict(resolution=16, ae_width=16, ae_levels=2, ae_steps=6, ae_batch_size=8, unet_channels=(32, 32),
+                unet_heads=2, unet_steps=40, batch_size=8, lr=2e-3, warmup_steps=2, ema_decay=0.0,
+                steps=2, strength=1.0, seed=0)
+    base.update(kw)
+    return DemoRefinerConfig(**base)
+
+
+@pytest.fixture(scope="module")
+def stimuli():
+    return DemoStimulusSet(seed=0, n_per_class=2, size=16)
+
+
+@pytest.fixture(scope="module")
+def trained(stimuli):
+    return train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(), progress=False)
+
+
+def test_training_reduces_the_denoising_loss(trained):
+    ex = trained.extra
+    assert ex["n_images"] == 80
+    assert ex["unet_loss_last"] < 0.7 * ex["unet_loss_first"], ex
+    assert trained.latent_scale > 0 and trained.vae.config.scaling_factor == trained.latent_scale
+
+
+def test_demo_refiner_save_load_identical_outputs(trained, tmp_path):
+    trained.save(tmp_path / "refiner")
+    for loaded in (DemoRefiner.from_pretrained(tmp_path / "refiner"), load_refiner(tmp_path / "refiner"),
+                   build_refiner({"type": "demo", "model": "refiner"}, base_dir=tmp_path)):
+        assert isinstance(loaded, DemoRefiner) and loaded.config["steps"] == 2
+        sal = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(1))
+        emb = ToyTextEncoder().encode(["an image of a red star"] * 3)
+        a = trained.refine(sal, emb, generator=torch.Generator().manual_seed(0))
+        b = loaded.refine(sal, emb, generator=torch.Generator().manual_seed(0))
+        assert a.shape == (3, 3, 16, 16) and 0 <= a.min() and a.max() <= 1
+        assert torch.equal(a, b)
+    # the directory is a diffusers pipeline too
+    from diffusers import StableDiffusionImg2ImgPipeline
+
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(tmp_path / "refiner", local_files_only=True)
+    assert pipe.unet.config.cross_attention_dim == 32
+
+
+def test_demo_refiner_img2img_counts_steps_and_checks(trained):
+    calls = []
+    h = trained.unet.register_forward_pre_hook(lambda m, a: calls.append(a[1]))
+    try:
+        sal = torch.rand(1, 3, 16, 16)
+        emb = ToyTextEncoder().encode(["an image of a red star"])
+        trained.refine(sal, emb, steps=3, strength=0.67)
+    finally:
+        h.remove()
+    assert len(calls) == 2  # int(3 * 0.67) steps, the last two of the trailing schedule
+    assert [int(t) for t in calls] == [int(t) for t in trained.timesteps(3, 1.0)[1:]]
+    with pytest.raises(ValueError, match="steps \\* strength"):
+        trained.refine(sal, emb, steps=3, strength=0.3)
+    with pytest.raises(ValueError, match="prompt_embeds"):
+        trained.refine(sal, torch.zeros(1, 16, 384))
+
+
+def test_checkpoints_resume_to_the_same_model(stimuli, tmp_path, monkeypatch):
+    import bci_app.models.demo_diffusion as dd
+
+    cfg = tiny_cfg(ae_steps=4, unet_steps=4, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
+    full = train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(ae_steps=4, unet_steps=4), progress=False)
+
+    class Killed(Exception):
+        pass
+
+    real_save = dd._save_ckpt
+
+    def save_then_die(path, *a, **k):
+        real_save(path, *a, **k)
+        if path.name == "unet.pt":
+            raise Killed  # the process dies right after the UNet's first checkpoint (step 2)
+
+    monkeypatch.setattr(dd, "_save_ckpt", save_then_die)
+    with pytest.raises(Killed):
+        train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
+    monkeypatch.setattr(dd, "_save_ckpt", real_save)
+    assert torch.load(tmp_path / "ck" / "unet.pt", weights_only=False)["step"] == 2
+    resumed = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
+    for (k, a), b in zip(full.unet.state_dict().items(), resumed.unet.state_dict().values()):
+        torch.testing.assert_close(a, b, msg=k)
+
+
+def test_degrade_keeps_position():
+    stim = DemoStimulusSet(seed=0, n_per_class=1, size=64)
+    x, _ = stimulus_tensors(stim, 64)
+    y = degrade(x, torch.Generator().manual_seed(0))
+    assert y.shape == x.shape and 0 <= y.min() and y.max() <= 1
+
+    def centroid(img):  # of the distance to the background colour (corner pixel)
+        d = (img - img[:, :, :1, :1]).abs().sum(1)
+        w = d / d.sum((1, 2), keepdim=True)
+        r = torch.arange(img.shape[-1], dtype=torch.float32)
+        return torch.stack([(w.sum(2) * r).sum(1), (w.sum(1) * r).sum(1)], 1)
+
+    assert (centroid(x) - centroid(y)).abs().median() < 3.0
+
+
+def test_components_follow_the_config():
+    unet, vae, sched = make_demo_components(DemoRefinerConfig(), cross_attention_dim=384)
+    assert unet.config.sample_size == 16 and unet.config.cross_attention_dim == 384
+    assert sched.config.prediction_type == "sample"
+    assert sum(p.numel() for p in unet.parameters()) < 6e6
+    with pytest.raises(ValueError, match="unknown demo refiner settings"):
+        DemoRefinerConfig.from_dict({"unet_step": 3})

@@ -71,7 +71,10 @@ def test_demo_refiner_save_load_identical_outputs(trained, tmp_path):
     # the directory is a diffusers pipeline too
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(tmp_path / "refiner", local_files_only=True)
+    pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
+        tmp_path / "refiner", local_files_only=True, text_encoder=None, tokenizer=None, safety_checker=None,
+        feature_extractor=None, requires_safety_checker=False,
+    )
     assert pipe.unet.config.cross_attention_dim == 32
 
 

@@ -26,7 +26,9 @@ def _check_out(path: Path) -> Path:
         except OSError as err:
             raise ValueError(f"cannot create the folder {str(parent)!r} for --out: {err}") from None
     if not parent.is_dir() or not os.access(parent, os.W_OK):
-        raise ValueError(f"cannot write --out {str(path)!r}: folder {str(parent)!r} is not writable")
+        raise ValueError(
+            f"cannot write --out {str(path)!r}: folder {str(parent)!r} is not writable"
+        )
     if path.exists() and (path.is_dir() or not os.access(path, os.W_OK)):
         raise ValueError(f"cannot write --out {str(path)!r}: it exists and is not a writable file")
     return path
@@ -41,7 +43,9 @@ def run_simulate(args: argparse.Namespace) -> int:
         raise ValueError(f"--snr must be >= 0, got {args.snr}")
     on = float(getattr(args, "on", 0.5))
     stimuli = DemoStimulusSet()
-    raw = simulate_raw(args.trials, seed=args.seed, design=args.design, snr=args.snr, on=on, stimuli=stimuli)
+    raw = simulate_raw(
+        args.trials, seed=args.seed, design=args.design, snr=args.snr, on=on, stimuli=stimuli
+    )
     raw.save(out, overwrite=True, verbose="error")
     labels = [stimuli.label(d.removeprefix("stim/")) for d in raw.annotations.description]
     print(

@@ -97,7 +97,12 @@ class VirtualSubject:
         self.chunk_size = int(chunk_size)
         self.mapper = MarkerMapper(marker_pattern) if marker_pattern else MarkerMapper()
         self._noise = BackgroundNoise(
-            len(self.ch_names), self.sfreq, seed=seed, line_freq=line_freq, ch_names=self.ch_names, scale=noise_scale
+            len(self.ch_names),
+            self.sfreq,
+            seed=seed,
+            line_freq=line_freq,
+            ch_names=self.ch_names,
+            scale=noise_scale,
         )
         self._rng = np.random.default_rng([self.seed, 0x7A1])
         self._markers: deque[tuple[str, float]] = deque()
@@ -132,7 +137,9 @@ class VirtualSubject:
     def _make_outlet(self):
         from mne_lsl.lsl import StreamInfo, StreamOutlet
 
-        sinfo = StreamInfo(self.name, "EEG", len(self.ch_names), self.sfreq, "float32", self.source_id)
+        sinfo = StreamInfo(
+            self.name, "EEG", len(self.ch_names), self.sfreq, "float32", self.source_id
+        )
         # channel labels, types, units (V) and electrode positions, like a real amplifier
         sinfo.set_channel_info(self.mne_info())
         return StreamOutlet(sinfo, chunk_size=self.chunk_size)
@@ -148,8 +155,12 @@ class VirtualSubject:
         self._outlet = self._make_outlet()
         self.t0 = local_clock()
         self._threads = [
-            threading.Thread(target=self._guard(self._stream_loop), name=f"vs-eeg-{self.name}", daemon=True),
-            threading.Thread(target=self._guard(self._marker_loop), name=f"vs-markers-{self.name}", daemon=True),
+            threading.Thread(
+                target=self._guard(self._stream_loop), name=f"vs-eeg-{self.name}", daemon=True
+            ),
+            threading.Thread(
+                target=self._guard(self._marker_loop), name=f"vs-markers-{self.name}", daemon=True
+            ),
         ]
         for t in self._threads:
             t.start()
@@ -161,7 +172,9 @@ class VirtualSubject:
         for t in self._threads:
             t.join(timeout)
             if t.is_alive():
-                logger.error("virtual subject thread %s did not stop within %.1f s", t.name, timeout)
+                logger.error(
+                    "virtual subject thread %s did not stop within %.1f s", t.name, timeout
+                )
         self._threads = []
         self._outlet = None
         self.markers_connected.clear()
@@ -169,7 +182,9 @@ class VirtualSubject:
     def check(self) -> None:
         """Raise ``RuntimeError`` if a thread of the virtual subject failed."""
         if self.error is not None:
-            raise RuntimeError(f"virtual subject {self.name!r} failed: {self.error!r}") from self.error
+            raise RuntimeError(
+                f"virtual subject {self.name!r} failed: {self.error!r}"
+            ) from self.error
 
     def __enter__(self) -> VirtualSubject:
         return self.start()
@@ -237,7 +252,9 @@ class VirtualSubject:
     def wait_for_markers(self, timeout: float = 10.0) -> None:
         """Block until the marker stream is connected; ``TimeoutError`` otherwise."""
         if not self.markers_connected.wait(timeout):
-            what = repr(self.markers_name) if self.markers_name else f"of type {self.markers_type!r}"
+            what = (
+                repr(self.markers_name) if self.markers_name else f"of type {self.markers_type!r}"
+            )
             raise TimeoutError(f"virtual subject found no marker stream {what} within {timeout} s")
 
     def add_marker(self, marker: str, timestamp: float) -> None:
@@ -271,7 +288,11 @@ class VirtualSubject:
             need = off + ev.shape[1]
             if need > self._pending.shape[1]:
                 self._pending = np.concatenate(
-                    [self._pending, np.zeros((self._pending.shape[0], need - self._pending.shape[1]))], axis=1
+                    [
+                        self._pending,
+                        np.zeros((self._pending.shape[0], need - self._pending.shape[1])),
+                    ],
+                    axis=1,
                 )
             self._pending[:, off:need] += ev
             self.events.append((marker, sid, k))

@@ -60,7 +60,9 @@ class LinearBaseline:
             )
         n_bins = t // self.bin_samples
         if n_bins < 1:
-            raise ValueError(f"windows of {t} samples are shorter than one {self.bin_samples}-sample bin")
+            raise ValueError(
+                f"windows of {t} samples are shorter than one {self.bin_samples}-sample bin"
+            )
         Xb = X[:, :, : n_bins * self.bin_samples].reshape(n, c, n_bins, self.bin_samples)
         return Xb.mean(axis=3, dtype=np.float64).reshape(n, c * n_bins)
 

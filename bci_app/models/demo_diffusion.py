@@ -233,7 +233,7 @@ def train_autoencoder(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0:
             _save_ckpt(ckpt, step + 1, {"vae": vae}, opt, {"losses": losses})
     vae.eval()
@@ -309,7 +309,7 @@ def train_unet(
         opt.step()
         if ema is not None:
             ema.step(unet.parameters())
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
         if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0:
             extra = {"losses": losses}
             if ema is not None:

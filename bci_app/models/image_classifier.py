@@ -201,7 +201,7 @@ def train_image_classifier(
         opt.zero_grad(set_to_none=True)
         loss.backward()
         opt.step()
-        losses.append(float(loss))
+        losses.append(float(loss.detach()))
     model.eval()
     metrics: dict[str, Any] = {"chance": 1.0 / n_classes, "n_train": len(tr_x), "n_val": len(va_x),
                                "loss_first": float(np.mean(losses[:10])), "loss_last": float(np.mean(losses[-10:]))}

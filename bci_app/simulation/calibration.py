@@ -40,7 +40,11 @@ def zscore_split(X_train: np.ndarray, X_test: np.ndarray) -> tuple[np.ndarray, n
 
 
 def baseline_accuracy(
-    n_trials: int = 2000, snr: float = 1.0, seed: int = 0, test_fraction: float = 0.2, bin_ms: float = 40.0
+    n_trials: int = 2000,
+    snr: float = 1.0,
+    seed: int = 0,
+    test_fraction: float = 0.2,
+    bin_ms: float = 40.0,
 ) -> dict:
     """Single-trial 40-way accuracy of the linear baseline on a simulated session (held-out images)."""
     from bci_app.models.baseline import LinearBaseline

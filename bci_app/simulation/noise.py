@@ -24,7 +24,12 @@ from __future__ import annotations
 import numpy as np
 from scipy import signal
 
-from bci_app.simulation.montage import channel_directions, direction, scalp_blob, standard_montage_128
+from bci_app.simulation.montage import (
+    channel_directions,
+    direction,
+    scalp_blob,
+    standard_montage_128,
+)
 
 # Paul Kellet's economy pink-noise filter (-3 dB/octave over the audio band).
 _PINK_B = np.array([0.049922035, -0.095993537, 0.050612699, -0.004408786])
@@ -123,7 +128,10 @@ class BackgroundNoise:
         self._env_gain = 1.0 / _unit_response_std(*signal.sos2tf(self._env_sos), n=400_000)
         self._env_zi = np.zeros((self._env_sos.shape[0], 2, 2))
         self._alpha_mix = np.stack(
-            [scalp_blob(dirs, direction(200, 10), 0.45), scalp_blob(dirs, direction(160, 10), 0.45)],
+            [
+                scalp_blob(dirs, direction(200, 10), 0.45),
+                scalp_blob(dirs, direction(160, 10), 0.45),
+            ],
             axis=1,
         ) * (8.0 * _UV)
         self._alpha(int(10 * self.sfreq))
@@ -141,7 +149,10 @@ class BackgroundNoise:
 
         # -- slow drift
         self._drift_mix = np.stack(
-            [scalp_blob(dirs, direction(mrng.uniform(0, 360), mrng.uniform(0, 60)), 0.9) for _ in range(4)],
+            [
+                scalp_blob(dirs, direction(mrng.uniform(0, 360), mrng.uniform(0, 60)), 0.9)
+                for _ in range(4)
+            ],
             axis=1,
         ) * (20.0 * _UV)
         self._drift_state = np.zeros(4)

@@ -37,7 +37,12 @@ def shifted(evoked: np.ndarray, shift: int) -> np.ndarray:
 
 
 def _block_offsets(
-    labels: list[int], onset_samples: np.ndarray, n_samples: int, ch_names: list[str], rng: np.random.Generator, sfreq: float
+    labels: list[int],
+    onset_samples: np.ndarray,
+    n_samples: int,
+    ch_names: list[str],
+    rng: np.random.Generator,
+    sfreq: float,
 ) -> np.ndarray:
     """Per-block DC offsets ``[C, n_samples]`` (float32) with 1 s ramps between blocks."""
     dirs = channel_directions(ch_names)
@@ -141,7 +146,13 @@ def simulate_raw(
     # background, chunk by chunk into one float64 array (what RawArray keeps)
     data = np.empty((C, n_samples), dtype=np.float64)
     noise = BackgroundNoise(
-        C, sfreq, seed=seed, line_freq=line_freq, drift=design == "block", ch_names=ch_names, scale=noise_scale
+        C,
+        sfreq,
+        seed=seed,
+        line_freq=line_freq,
+        drift=design == "block",
+        ch_names=ch_names,
+        scale=noise_scale,
     )
     step = int(60 * sfreq)
     for a in range(0, n_samples, step):
@@ -150,7 +161,12 @@ def simulate_raw(
     if design == "block":
         rng_b = np.random.default_rng([seed, 0xB10C])
         data += _block_offsets(
-            [stimuli.label(s) for s in schedule.stim_ids], onset_samples, n_samples, ch_names, rng_b, sfreq
+            [stimuli.label(s) for s in schedule.stim_ids],
+            onset_samples,
+            n_samples,
+            ch_names,
+            rng_b,
+            sfreq,
         )
 
     # evoked responses: one small matmul per distinct image, added per trial
@@ -177,5 +193,7 @@ def simulate_raw(
             description=[format_marker(s) for s in schedule.stim_ids],
         )
     )
-    logger.info("simulated %d trials (%s design), %.1f s of EEG", n_trials, design, n_samples / sfreq)
+    logger.info(
+        "simulated %d trials (%s design), %.1f s of EEG", n_trials, design, n_samples / sfreq
+    )
     return raw

@@ -28,7 +28,12 @@ from __future__ import annotations
 
 import numpy as np
 
-from bci_app.simulation.montage import channel_directions, direction, scalp_blob, standard_montage_128
+from bci_app.simulation.montage import (
+    channel_directions,
+    direction,
+    scalp_blob,
+    standard_montage_128,
+)
 from bci_app.stimuli import COLOURS, SHAPES, DemoStimulusSet
 
 _UV = 1e-6
@@ -42,7 +47,9 @@ DEFAULT_GAIN = 1.9
 
 def _wave(t: np.ndarray, latency: float, width: float, freq: float, phase: float) -> np.ndarray:
     """A Gaussian-windowed cosine (``freq=0``: a plain Gaussian bump)."""
-    return np.exp(-0.5 * ((t - latency) / width) ** 2) * np.cos(2 * np.pi * freq * (t - latency) + phase)
+    return np.exp(-0.5 * ((t - latency) / width) ** 2) * np.cos(
+        2 * np.pi * freq * (t - latency) + phase
+    )
 
 
 class SubjectModel:
@@ -101,8 +108,10 @@ class SubjectModel:
             # mostly posterior and lateral (visual, parietal, temporal cortex)
             az = rng.uniform(90, 270)
             el = rng.uniform(-10, 60)
-            topo += rng.choice([-1.0, 1.0]) * rng.uniform(0.6, 1.0) * scalp_blob(
-                self._dirs, direction(az, el), rng.uniform(0.3, 0.6)
+            topo += (
+                rng.choice([-1.0, 1.0])
+                * rng.uniform(0.6, 1.0)
+                * scalp_blob(self._dirs, direction(az, el), rng.uniform(0.3, 0.6))
             )
         return topo / max(np.abs(topo).max(), 1e-12)
 

@@ -43,7 +43,9 @@ def test_simulate_console_script(tmp_path):
     out = tmp_path / "s_raw.fif"
     proc = subprocess.run(
         [sys.executable, "-m", "bci_app.cli", "simulate", "--out", str(out), "--trials", "3"],
-        capture_output=True, text=True, timeout=120,
+        capture_output=True,
+        text=True,
+        timeout=120,
     )
     assert proc.returncode == 0, proc.stderr
     assert len(mne.io.read_raw_fif(out, verbose="error").annotations) == 3

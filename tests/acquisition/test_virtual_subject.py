@@ -44,7 +44,11 @@ class _Reader:
             self.ts.append(np.array(t))
 
     def until(self, t_end: float, timeout: float = 30.0) -> tuple[np.ndarray, np.ndarray]:
-        _wait(lambda: (self.pull(), bool(self.ts) and self.ts[-1][-1] >= t_end)[1], timeout, "EEG samples")
+        _wait(
+            lambda: (self.pull(), bool(self.ts) and self.ts[-1][-1] >= t_end)[1],
+            timeout,
+            "EEG samples",
+        )
         return np.concatenate(self.data).T, np.concatenate(self.ts)
 
     def close(self) -> None:
@@ -100,7 +104,9 @@ def test_evoked_response_appears_at_marker_time(marker_outlet):
             outlet.push_sample([f"stim/{stim}"], t)
             times.append(t)
             _wait(lambda i=i: vs.stats["markers"] > i, 5.0, f"marker {i}")
-            time.sleep(soa)  # the stimulus-onset asynchrony of this session, not a wait on a condition
+            time.sleep(
+                soa
+            )  # the stimulus-onset asynchrony of this session, not a wait on a condition
         data, ts = reader.until(times[-1] + 1.0)
         reader.close()
     vs.check()
@@ -122,7 +128,9 @@ def test_evoked_response_appears_at_marker_time(marker_outlet):
         return float(np.corrcoef(average(lag).ravel(), e.ravel())[0, 1])
 
     r0 = corr(0)
-    assert r0 > 0.6, f"average of {n_markers} trials does not look like the evoked response (r={r0:.2f})"
+    assert r0 > 0.6, (
+        f"average of {n_markers} trials does not look like the evoked response (r={r0:.2f})"
+    )
     lags = range(-30, 31, 3)
     best = max(lags, key=corr)
     assert abs(best) <= 6, f"evoked response found {best} ms away from the marker"
@@ -141,7 +149,7 @@ def test_late_markers_are_counted_and_scheduled_now(marker_outlet, caplog):
     vs.check()
     assert vs.stats["markers_late"] == 1
     assert vs.stats["markers_unknown"] == 1
-    (_, sid, k), = vs.events
+    ((_, sid, k),) = vs.events
     assert sid == "c00_i00"
     assert k > round((t_late - vs.t0) * vs.sfreq) + 900  # moved to "now", about 1 s later
     assert "after its sample was sent" in caplog.text
@@ -162,7 +170,9 @@ def test_injected_nan_burst_and_gap():
     assert 45 <= nan_cols.sum() <= 55
     assert np.isnan(data[:, nan_cols]).all()
     jumps = np.diff(ts)
-    assert np.isclose(jumps.max(), 0.201, atol=2e-3), f"largest step {jumps.max():.4f} s, expected a 0.2 s gap"
+    assert np.isclose(jumps.max(), 0.201, atol=2e-3), (
+        f"largest step {jumps.max():.4f} s, expected a 0.2 s gap"
+    )
     assert vs.stats["samples_skipped"] == 200
     with pytest.raises(ValueError, match="seconds"):
         vs.inject_gap(0)

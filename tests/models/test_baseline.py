@@ -13,9 +13,13 @@ from bci_app.stimuli import DemoStimulusSet
 
 @pytest.fixture(scope="module")
 def session():
-    """480 trials of a rapid session (12 images per class), epoched like the app does."""
+    """480 trials of a rapid session (12 images per class), epoched like the app does.
+
+    9 training trials per class is a quarter of the calibration session, so the
+    evoked responses are doubled (snr=2) to keep the test quick and its margin wide.
+    """
     stimuli = DemoStimulusSet(n_per_class=12)
-    raw = simulate_raw(480, seed=11, stimuli=stimuli)
+    raw = simulate_raw(480, seed=11, stimuli=stimuli, snr=2.0)
     X, y, index, _ = epoch_session(raw, stimuli)
     test = index >= 9  # held-out images
     Xtr, Xte = zscore_split(X[~test], X[test])
@@ -26,7 +30,7 @@ def test_above_chance_on_simulated_data(session):
     Xtr, ytr, Xte, yte = session
     clf = LinearBaseline().fit(Xtr, ytr)
     acc = clf.score(Xte, yte)
-    assert acc > 0.10, f"40-way accuracy {acc:.3f} is not above chance (0.025)"
+    assert acc > 0.15, f"40-way accuracy {acc:.3f} is not above chance (0.025)"
     proba = clf.predict_proba(Xte)
     assert proba.shape == (len(yte), 40)
     np.testing.assert_allclose(proba.sum(axis=1), 1.0, rtol=1e-6)
@@ -47,7 +51,9 @@ def test_features_and_errors():
     clf = LinearBaseline(bin_ms=40.0, sfreq=1000.0)
     F = clf.features(X)
     assert F.shape == (4, 3 * 2)
-    np.testing.assert_allclose(F[0, 0], X[0, 0, :40].mean())  # 40 ms bins; the last 20 samples are dropped
+    np.testing.assert_allclose(
+        F[0, 0], X[0, 0, :40].mean()
+    )  # 40 ms bins; the last 20 samples are dropped
     with pytest.raises(RuntimeError, match="not fitted"):
         clf.predict(X)
     with pytest.raises(ValueError, match="n_trials, n_channels, n_times"):

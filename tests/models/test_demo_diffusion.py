@@ -129,7 +129,8 @@ def test_degrade_keeps_position():
 
     def centroid(img):  # of the distance to the background colour (corner pixel)
         d = (img - img[:, :, :1, :1]).abs().sum(1)
-        w = d / d.sum((1, 2), keepdim=True)
+        w = (d > 0.5 * d.amax((1, 2), keepdim=True)).float()  # the shape, not the noise
+        w = w / w.sum((1, 2), keepdim=True)
         r = torch.arange(img.shape[-1], dtype=torch.float32)
         return torch.stack([(w.sum(2) * r).sum(1), (w.sum(1) * r).sum(1)], 1)
 

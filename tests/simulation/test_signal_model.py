@@ -31,7 +31,9 @@ def test_background_magnitude_and_spectrum():
     fs = 1000.0
     x = BackgroundNoise(128, fs, seed=1).generate(60_000)
     rms_uv = x.std(axis=1) * 1e6
-    assert 5 < np.median(rms_uv) < 60, f"background RMS {np.median(rms_uv):.1f} uV is not tens of uV"
+    assert 5 < np.median(rms_uv) < 60, (
+        f"background RMS {np.median(rms_uv):.1f} uV is not tens of uV"
+    )
     f, p = signal.welch(x, fs=fs, nperseg=4000, axis=1)
     p = p.mean(axis=0)
     band = lambda lo, hi: p[(f >= lo) & (f < hi)].mean()  # noqa: E731
@@ -45,9 +47,13 @@ def test_background_topography_alpha_occipital_blinks_frontal():
     names = standard_montage_128()
     x = BackgroundNoise(128, fs, seed=2, line_freq=None).generate(120_000)
     occ, front = names.index("A23"), names.index("C17")  # Oz-ish, Fpz-ish
-    alpha = signal.sosfiltfilt(signal.butter(4, [8, 12], btype="band", fs=fs, output="sos"), x, axis=1)
+    alpha = signal.sosfiltfilt(
+        signal.butter(4, [8, 12], btype="band", fs=fs, output="sos"), x, axis=1
+    )
     assert alpha[occ].std() > 1.5 * alpha[front].std()
-    slow = signal.sosfiltfilt(signal.butter(4, [1, 4], btype="band", fs=fs, output="sos"), x, axis=1)
+    slow = signal.sosfiltfilt(
+        signal.butter(4, [1, 4], btype="band", fs=fs, output="sos"), x, axis=1
+    )
     assert np.abs(slow[front]).max() > 2 * np.abs(slow[occ]).max(), "no frontal blinks"
 
 
@@ -80,7 +86,10 @@ def test_snr_scales_evoked():
 def test_each_class_has_its_own_signature(model):
     stimuli = model.stimuli
     means = np.stack(
-        [np.mean([model.evoked(stimuli.make_id(c, i)) for i in range(10)], axis=0).ravel() for c in range(40)]
+        [
+            np.mean([model.evoked(stimuli.make_id(c, i)) for i in range(10)], axis=0).ravel()
+            for c in range(40)
+        ]
     )
     means -= means.mean(axis=0)  # remove what all classes share
     r = np.corrcoef(means)
@@ -162,7 +171,9 @@ def test_evoked_is_added_at_onsets():
 
 def test_block_design_orders_classes_in_blocks():
     raw = simulate_raw(400, seed=0, design="block", on=0.05)  # 10 images per class block
-    labels = [DemoStimulusSet.parse_id(d.removeprefix("stim/"))[0] for d in raw.annotations.description]
+    labels = [
+        DemoStimulusSet.parse_id(d.removeprefix("stim/"))[0] for d in raw.annotations.description
+    ]
     changes = sum(a != b for a, b in zip(labels, labels[1:], strict=False))
     assert changes == 39
     assert len(set(labels)) == 40

@@ -42,12 +42,12 @@ class DemoRefinerConfig:
     """
 
     resolution: int = 64
-    latent_channels: int = 4
+    latent_channels: int = 8  # 16x16x8: 6x compression keeps flat colours and edges
     ae_width: int = 32  # AutoencoderTiny keeps one width across its levels
     ae_levels: int = 3  # 2 downsamplings: 64 px -> 16x16 latents
-    ae_steps: int = 300
+    ae_steps: int = 400
     ae_batch_size: int = 32
-    ae_lr: float = 2e-3
+    ae_lr: float = 3e-3
     unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     unet_heads: int = 4
@@ -73,7 +73,9 @@ class DemoRefinerConfig:
         known = {f for f in cls.__dataclass_fields__}
         unknown = set(d) - known
         if unknown:
-            raise ValueError(f"unknown demo refiner settings {sorted(unknown)}; known: {sorted(known)}")
+            raise ValueError(
+                f"unknown demo refiner settings {sorted(unknown)}; known: {sorted(known)}"
+            )
         for k in ("unet_channels", "blur_sigma"):
             if k in d:
                 d[k] = tuple(d[k])
@@ -101,7 +103,9 @@ def make_demo_components(cfg: DemoRefinerConfig, cross_attention_dim: int = 384)
     )
     factor = 2 ** (n_ae - 1)
     if cfg.resolution % factor:
-        raise ValueError(f"resolution {cfg.resolution} is not divisible by the autoencoder's factor {factor}")
+        raise ValueError(
+            f"resolution {cfg.resolution} is not divisible by the autoencoder's factor {factor}"
+        )
     n = len(cfg.unet_channels)
     # Cross-attention only at the lowest resolutions (the cheap ones): at 16x16 latents
     # with 3 levels that is 8x8 and 4x4 (plus the mid block).
@@ -134,10 +138,14 @@ def make_demo_components(cfg: DemoRefinerConfig, cross_attention_dim: int = 384)
 def stimulus_tensors(stimuli, resolution: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
     """All images of a stimulus set as float ``[N, 3, R, R]`` in [0, 1] and labels ``[N]``."""
     ids = list(stimuli.stim_ids)
-    imgs = np.stack([stimuli.image(s, resolution) if _takes_size(stimuli) else stimuli.image(s) for s in ids])
+    imgs = np.stack(
+        [stimuli.image(s, resolution) if _takes_size(stimuli) else stimuli.image(s) for s in ids]
+    )
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-1] != resolution:
-        x = F.interpolate(x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False)
+        x = F.interpolate(
+            x, size=(resolution, resolution), mode="bilinear", antialias=True, align_corners=False
+        )
     y = torch.tensor([stimuli.label(s) for s in ids], dtype=torch.long)
     return x.clamp(0, 1), y
 
@@ -161,8 +169,12 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     k = torch.exp(-(r[None] ** 2) / (2 * sigma.clamp_min(1e-3)[:, None].to(x.dtype) ** 2))
     k = (k / k.sum(1, keepdim=True)).repeat_interleave(c, 0)  # [B*C, K]
     y = x.reshape(1, b * c, h, w)
-    y = F.conv2d(F.pad(y, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=b * c)
-    y = F.conv2d(F.pad(y, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=b * c)
+    y = F.conv2d(
+        F.pad(y, (radius, radius, 0, 0), mode="reflect"), k[:, None, None, :], groups=b * c
+    )
+    y = F.conv2d(
+        F.pad(y, (0, 0, radius, radius), mode="reflect"), k[:, None, :, None], groups=b * c
+    )
     return y.reshape(b, c, h, w)
 
 
@@ -188,8 +200,13 @@ def _save_ckpt(path: Path, step: int, modules: dict, opt, extra: dict | None = N
     path.parent.mkdir(parents=True, exist_ok=True)
     tmp = path.with_suffix(".tmp")
     torch.save(
-        {"step": step, "modules": {k: m.state_dict() for k, m in modules.items()},
-         "opt": opt.state_dict(), "rng": torch.get_rng_state(), **(extra or {})},
+        {
+            "step": step,
+            "modules": {k: m.state_dict() for k, m in modules.items()},
+            "opt": opt.state_dict(),
+            "rng": torch.get_rng_state(),
+            **(extra or {}),
+        },
         tmp,
     )
     tmp.replace(path)
@@ -221,8 +238,13 @@ def train_autoencoder(
     g = torch.Generator().manual_seed(cfg.seed + 1)
     for _ in range(start):  # keep the batch sequence identical after a resume
         torch.randint(0, len(images), (cfg.ae_batch_size,), generator=g)
-    for step in tqdm(range(start, cfg.ae_steps), desc="refiner autoencoder", disable=not progress,
-                     initial=start, total=cfg.ae_steps):
+    for step in tqdm(
+        range(start, cfg.ae_steps),
+        desc="refiner autoencoder",
+        disable=not progress,
+        initial=start,
+        total=cfg.ae_steps,
+    ):
         idx = torch.randint(0, len(images), (cfg.ae_batch_size,), generator=g)
         x = images[idx].to(device) * 2 - 1
         lr = cfg.ae_lr * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.ae_steps)))
@@ -238,7 +260,12 @@ def train_autoencoder(
             _save_ckpt(ckpt, step + 1, {"vae": vae}, opt, {"losses": losses})
     vae.eval()
     with torch.no_grad():
-        lat = torch.cat([vae.encode(images[i : i + 256].to(device) * 2 - 1).latents for i in range(0, len(images), 256)])
+        lat = torch.cat(
+            [
+                vae.encode(images[i : i + 256].to(device) * 2 - 1).latents
+                for i in range(0, len(images), 256)
+            ]
+        )
     scale = float(1.0 / lat.std().clamp_min(1e-6))
     vae.register_to_config(scaling_factor=scale)
     vae.scaling_factor = scale
@@ -262,7 +289,9 @@ def train_unet(
     unet.to(device).train()
     refiner.vae.to(device).eval().requires_grad_(False)
     with torch.no_grad():
-        clean_lat = torch.cat([refiner.encode(images[i : i + 256].to(device)) for i in range(0, len(images), 256)])
+        clean_lat = torch.cat(
+            [refiner.encode(images[i : i + 256].to(device)) for i in range(0, len(images), 256)]
+        )
     class_embeds = class_embeds.to(device)
     emb_std = float(class_embeds.std())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
@@ -278,8 +307,13 @@ def train_unet(
     # Fast-forward the data generator on resume: same batches as an uninterrupted run.
     n_train = sched.config.num_train_timesteps
     alphas = sched.alphas_cumprod.to(device)
-    for step in tqdm(range(cfg.unet_steps), desc="refiner unet", disable=not progress,
-                     initial=0, total=cfg.unet_steps):
+    for step in tqdm(
+        range(cfg.unet_steps),
+        desc="refiner unet",
+        disable=not progress,
+        initial=0,
+        total=cfg.unet_steps,
+    ):
         b = cfg.batch_size
         idx = torch.randint(0, len(images), (b,), generator=g)
         t = torch.randint(0, n_train, (b,), generator=g)
@@ -295,7 +329,9 @@ def train_unet(
             group["lr"] = lr
         target = clean_lat[idx.to(device)]
         with torch.no_grad():
-            base = torch.where(use_deg.to(device)[:, None, None, None], refiner.encode(deg.to(device)), target)
+            base = torch.where(
+                use_deg.to(device)[:, None, None, None], refiner.encode(deg.to(device)), target
+            )
         t = t.to(device)
         a = alphas[t][:, None, None, None]
         zt = a.sqrt() * base + (1 - a).sqrt() * noise.to(device)
@@ -356,18 +392,28 @@ def train_demo_refiner(
     ae_losses = train_autoencoder(vae, images, cfg, progress=progress, device=device)
     t_ae = time.perf_counter() - t0
     refiner = DemoRefiner(
-        unet.to(device), vae.to(device), scheduler, resolution=cfg.resolution, steps=cfg.steps,
-        strength=cfg.strength, seq_len=int(text_encoder.seq_len),
+        unet.to(device),
+        vae.to(device),
+        scheduler,
+        resolution=cfg.resolution,
+        steps=cfg.steps,
+        strength=cfg.strength,
+        seq_len=int(text_encoder.seq_len),
         text_encoder=text_encoder.config() if hasattr(text_encoder, "config") else None,
     )
-    losses = train_unet(refiner, images, labels, class_embeds, cfg, progress=progress, device=device)
+    losses = train_unet(
+        refiner, images, labels, class_embeds, cfg, progress=progress, device=device
+    )
     refiner.unet.requires_grad_(False)
     refiner.extra = {
         "config": cfg.to_dict(),
         "autoencoder_loss_last": float(np.mean(ae_losses[-20:])) if ae_losses else None,
         "unet_loss_first": float(np.mean(losses[:20])) if losses else None,
         "unet_loss_last": float(np.mean(losses[-20:])) if losses else None,
-        "train_seconds": {"autoencoder": round(t_ae, 1), "total": round(time.perf_counter() - t0, 1)},
+        "train_seconds": {
+            "autoencoder": round(t_ae, 1),
+            "total": round(time.perf_counter() - t0, 1),
+        },
         "n_images": len(images),
     }
     return refiner

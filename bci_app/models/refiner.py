@@ -83,7 +83,11 @@ class Refiner:
         strength = self.strength if strength is None else strength
         _check_steps_strength(steps, strength)
         if not isinstance(saliency, torch.Tensor) or saliency.ndim != 4 or saliency.shape[1] != 3:
-            shape = tuple(saliency.shape) if isinstance(saliency, torch.Tensor) else type(saliency).__name__
+            shape = (
+                tuple(saliency.shape)
+                if isinstance(saliency, torch.Tensor)
+                else type(saliency).__name__
+            )
             raise ValueError(f"saliency must be a tensor [B, 3, H, W] in [0, 1], got {shape}")
         if saliency.numel() and (saliency.min() < -1e-3 or saliency.max() > 1 + 1e-3):
             raise ValueError(
@@ -101,7 +105,11 @@ class Refiner:
         sal = saliency.to(self.device, torch.float32).clamp(0, 1)
         if sal.shape[-2:] != (self.resolution, self.resolution):
             sal = F.interpolate(
-                sal, size=(self.resolution, self.resolution), mode="bilinear", antialias=True, align_corners=False
+                sal,
+                size=(self.resolution, self.resolution),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
             ).clamp(0, 1)
         return sal, prompt_embeds.to(self.device, self.dtype), steps, float(strength)
 
@@ -137,8 +145,10 @@ class Refiner:
 def _load_component(cls, source: str, what: str, dtype: torch.dtype, **kw):
     try:
         return cls.from_pretrained(source, local_files_only=True, torch_dtype=dtype, **kw)
-    except (OSError, ValueError, EnvironmentError) as e:
-        raise FileNotFoundError(missing_weights_message(source, what) + f" ({type(e).__name__}: {e})") from e
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(
+            missing_weights_message(source, what) + f" ({type(e).__name__}: {e})"
+        ) from e
 
 
 class DiffusersImg2ImgRefiner(Refiner):
@@ -180,7 +190,9 @@ class DiffusersImg2ImgRefiner(Refiner):
         self.tiny_vae_source = tiny_vae_source
         self.weights = weights
         unet = pipe.unet
-        self.seq_len = 77 if getattr(pipe, "tokenizer", None) is None else int(pipe.tokenizer.model_max_length)
+        self.seq_len = (
+            77 if getattr(pipe, "tokenizer", None) is None else int(pipe.tokenizer.model_max_length)
+        )
         self.dim = int(unet.config.cross_attention_dim)
         self.resolution = int(resolution or unet.config.sample_size * pipe.vae_scale_factor)
         if kind == "lcm":
@@ -249,36 +261,59 @@ class DiffusersImg2ImgRefiner(Refiner):
         """Load ``unet``, ``vae`` and ``scheduler`` of an SD-class pipeline (local directory or
         HF model id, ``local_files_only=True``), and optionally a TAESD (``tiny_vae``, e.g.
         ``"madebyollin/taesd"``)."""
-        from diffusers import AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, LCMScheduler
-        from diffusers import UNet2DConditionModel
+        from diffusers import (
+            AutoencoderKL,
+            AutoencoderTiny,
+            EulerDiscreteScheduler,
+            LCMScheduler,
+            UNet2DConditionModel,
+        )
 
         model = str(model)
-        unet = _load_component(UNet2DConditionModel, model, "diffusion UNet", dtype, subfolder="unet")
+        unet = _load_component(
+            UNet2DConditionModel, model, "diffusion UNet", dtype, subfolder="unet"
+        )
         sched_cls = LCMScheduler if kind == "lcm" else EulerDiscreteScheduler
         try:
-            scheduler = sched_cls.from_pretrained(model, subfolder="scheduler", local_files_only=True)
+            scheduler = sched_cls.from_pretrained(
+                model, subfolder="scheduler", local_files_only=True
+            )
         except (OSError, ValueError) as e:
-            raise FileNotFoundError(missing_weights_message(model, "scheduler config") + f" ({e})") from e
+            raise FileNotFoundError(
+                missing_weights_message(model, "scheduler config") + f" ({e})"
+            ) from e
         if kind != "lcm":
             # SD-Turbo samples with trailing timesteps (its model card's 1-4 step setting).
-            scheduler = EulerDiscreteScheduler.from_config(scheduler.config, timestep_spacing="trailing")
+            scheduler = EulerDiscreteScheduler.from_config(
+                scheduler.config, timestep_spacing="trailing"
+            )
         if tiny_vae is not None:
             vae = _load_component(AutoencoderTiny, str(tiny_vae), "tiny autoencoder (TAESD)", dtype)
         else:
             # A directory saved with a tiny VAE in place of the KL one says so in model_index.json.
             vae_cls = AutoencoderKL
             index = Path(model) / "model_index.json"
-            if index.is_file() and json.loads(index.read_text()).get("vae", [None, None])[1] == "AutoencoderTiny":
+            if (
+                index.is_file()
+                and json.loads(index.read_text()).get("vae", [None, None])[1] == "AutoencoderTiny"
+            ):
                 vae_cls = AutoencoderTiny
             vae = _load_component(vae_cls, model, "VAE", dtype, subfolder="vae")
         ref = cls.from_components(
-            unet, vae, scheduler, kind=kind, source=model,
-            tiny_vae_source=None if tiny_vae is None else str(tiny_vae), **kwargs,
+            unet,
+            vae,
+            scheduler,
+            kind=kind,
+            source=model,
+            tiny_vae_source=None if tiny_vae is None else str(tiny_vae),
+            **kwargs,
         )
         ref.to(device)
         return ref
 
-    def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> DiffusersImg2ImgRefiner:
+    def to(
+        self, device: str | torch.device, dtype: torch.dtype | None = None
+    ) -> DiffusersImg2ImgRefiner:
         self.pipe.to(device, dtype) if dtype is not None else self.pipe.to(device)
         self.device = self.pipe.unet.device
         self.dtype = self.pipe.unet.dtype
@@ -286,7 +321,9 @@ class DiffusersImg2ImgRefiner(Refiner):
 
     # ------------------------------------------------------------ API
     @torch.no_grad()
-    def refine(self, saliency, prompt_embeds, steps=None, strength=None, generator=None) -> torch.Tensor:
+    def refine(
+        self, saliency, prompt_embeds, steps=None, strength=None, generator=None
+    ) -> torch.Tensor:
         sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
         out = self.pipe(
             prompt_embeds=emb,
@@ -343,8 +380,18 @@ def sd_turbo_unet_config(resolution: int = 512) -> dict[str, Any]:
         sample_size=resolution // 8,
         in_channels=4,
         out_channels=4,
-        down_block_types=("CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D", "DownBlock2D"),
-        up_block_types=("UpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "CrossAttnUpBlock2D"),
+        down_block_types=(
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "CrossAttnDownBlock2D",
+            "DownBlock2D",
+        ),
+        up_block_types=(
+            "UpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+            "CrossAttnUpBlock2D",
+        ),
         block_out_channels=(320, 640, 1280, 1280),
         layers_per_block=2,
         attention_head_dim=(5, 10, 20, 20),
@@ -395,15 +442,27 @@ def build_sd_turbo_random(
 ) -> DiffusersImg2ImgRefiner:
     """SD-Turbo's real architecture (UNet, VAE, TAESD) built from config with random
     weights, for latency benchmarks when the weights are absent (``weights="random-init"``)."""
-    from diffusers import AutoencoderKL, AutoencoderTiny, EulerDiscreteScheduler, UNet2DConditionModel
+    from diffusers import (
+        AutoencoderKL,
+        AutoencoderTiny,
+        EulerDiscreteScheduler,
+        UNet2DConditionModel,
+    )
 
     torch.manual_seed(seed)
     unet = UNet2DConditionModel(**sd_turbo_unet_config(resolution))
     vae = AutoencoderTiny() if tiny_vae else AutoencoderKL(**sd_turbo_vae_config(resolution))
     scheduler = EulerDiscreteScheduler(**sd_turbo_scheduler_config())
     ref = DiffusersImg2ImgRefiner.from_components(
-        unet, vae, scheduler, kind="sd-turbo-random", resolution=resolution, steps=steps,
-        strength=strength, weights="random-init", source=None,
+        unet,
+        vae,
+        scheduler,
+        kind="sd-turbo-random",
+        resolution=resolution,
+        steps=steps,
+        strength=strength,
+        weights="random-init",
+        source=None,
         tiny_vae_source="random-init" if tiny_vae else None,
     )
     return ref.to(device, dtype)
@@ -474,11 +533,15 @@ class DemoRefiner(Refiner):
         return self.scheduler.timesteps[steps - n :]
 
     @torch.no_grad()
-    def refine(self, saliency, prompt_embeds, steps=None, strength=None, generator=None) -> torch.Tensor:
+    def refine(
+        self, saliency, prompt_embeds, steps=None, strength=None, generator=None
+    ) -> torch.Tensor:
         sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
         timesteps = self.timesteps(steps, strength)
         z0 = self.encode(sal)
-        noise = torch.randn(z0.shape, generator=generator, device=generator.device if generator else None)
+        noise = torch.randn(
+            z0.shape, generator=generator, device=generator.device if generator else None
+        )
         z = self.scheduler.add_noise(z0, noise.to(z0.device, z0.dtype), timesteps[:1])
         for t in timesteps:
             pred = self.unet(z, t, encoder_hidden_states=emb).sample
@@ -503,18 +566,30 @@ class DemoRefiner(Refiner):
             **({"training": self.extra} if self.extra else {}),
         }
 
-    def save(self, directory: str | Path) -> Path:
+    def save(self, directory: str | Path, weights_dtype: torch.dtype | None = None) -> Path:
         """Write a diffusers-format pipeline directory (``model_index.json``, ``unet/``,
-        ``vae/``, ``scheduler/``, safetensors) plus ``refiner_config.json``."""
+        ``vae/``, ``scheduler/``, safetensors) plus ``refiner_config.json``.
+
+        ``weights_dtype=torch.float16`` halves the size on disk (the demo bundle's 30 MB
+        budget); :meth:`from_pretrained` loads it back in float32 (or the dtype asked for).
+        """
+        import copy
+
         directory = Path(directory)
-        pipe = DiffusersImg2ImgRefiner._make_pipe(self.unet, self.vae, self.scheduler)
+        unet, vae = self.unet, self.vae
+        if weights_dtype is not None and weights_dtype != self.dtype:
+            unet, vae = copy.deepcopy(unet).to(weights_dtype), copy.deepcopy(vae).to(weights_dtype)
+        pipe = DiffusersImg2ImgRefiner._make_pipe(unet, vae, self.scheduler)
         pipe.save_pretrained(directory)
         self._write_config(directory)
         return directory
 
     @classmethod
     def from_pretrained(
-        cls, directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+        cls,
+        directory: str | Path,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
     ) -> DemoRefiner:
         from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 
@@ -528,12 +603,23 @@ class DemoRefiner(Refiner):
         cfg = json.loads(cfg_path.read_text())
         if cfg.get("type") != "demo":
             raise ValueError(f"{cfg_path} describes a {cfg.get('type')!r} refiner, expected 'demo'")
-        unet = _load_component(UNet2DConditionModel, str(directory), "demo UNet", dtype, subfolder="unet")
-        vae = _load_component(AutoencoderTiny, str(directory), "demo autoencoder", dtype, subfolder="vae")
+        unet = _load_component(
+            UNet2DConditionModel, str(directory), "demo UNet", dtype, subfolder="unet"
+        )
+        vae = _load_component(
+            AutoencoderTiny, str(directory), "demo autoencoder", dtype, subfolder="vae"
+        )
         scheduler = DDIMScheduler.from_pretrained(str(directory), subfolder="scheduler")
         ref = cls(
-            unet, vae, scheduler, resolution=cfg["resolution"], steps=cfg["steps"], strength=cfg["strength"],
-            seq_len=cfg["seq_len"], text_encoder=cfg.get("text_encoder"), extra=cfg.get("training"),
+            unet,
+            vae,
+            scheduler,
+            resolution=cfg["resolution"],
+            steps=cfg["steps"],
+            strength=cfg["strength"],
+            seq_len=cfg["seq_len"],
+            text_encoder=cfg.get("text_encoder"),
+            extra=cfg.get("training"),
         )
         return ref.to(device)
 
@@ -582,8 +668,15 @@ def build_refiner(
         saved = json.loads((Path(model) / REFINER_CONFIG).read_text())
         saved_model = saved.get("model")
         inner = model if saved_model in (None, ".") else _resolve(saved_model, model)
-        return build_refiner({**saved, **{k: v for k, v in cfg.items() if k not in ("path", "model")},
-                              "model": inner}, device, dtype)
+        return build_refiner(
+            {
+                **saved,
+                **{k: v for k, v in cfg.items() if k not in ("path", "model")},
+                "model": inner,
+            },
+            device,
+            dtype,
+        )
     if kind not in REFINER_TYPES:
         raise ValueError(f"unknown refiner type {kind!r}; expected one of {REFINER_TYPES}")
     overrides = {k: cfg[k] for k in ("steps", "strength") if cfg.get(k) is not None}
@@ -597,19 +690,31 @@ def build_refiner(
         return ref
     if kind == "sd-turbo-random":
         return build_sd_turbo_random(
-            resolution=int(cfg.get("resolution") or 512), tiny_vae=bool(cfg.get("tiny_vae", True)),
-            device=device, dtype=dtype, **overrides,
+            resolution=int(cfg.get("resolution") or 512),
+            tiny_vae=bool(cfg.get("tiny_vae", True)),
+            device=device,
+            dtype=dtype,
+            **overrides,
         )
     if model is None:
-        raise ValueError(f"refiner type {kind!r} needs 'model' (a local diffusers directory or HF model id)")
+        raise ValueError(
+            f"refiner type {kind!r} needs 'model' (a local diffusers directory or HF model id)"
+        )
     tiny = cfg.get("tiny_vae")
     return DiffusersImg2ImgRefiner.from_pretrained(
-        model, kind=kind, tiny_vae=_resolve(tiny, base_dir) if isinstance(tiny, str) else None,
-        device=device, dtype=dtype, resolution=cfg.get("resolution"),
-        guidance_scale=cfg.get("guidance_scale"), **overrides,
+        model,
+        kind=kind,
+        tiny_vae=_resolve(tiny, base_dir) if isinstance(tiny, str) else None,
+        device=device,
+        dtype=dtype,
+        resolution=cfg.get("resolution"),
+        guidance_scale=cfg.get("guidance_scale"),
+        **overrides,
     )
 
 
-def load_refiner(directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32) -> Refiner:
+def load_refiner(
+    directory: str | Path, device: str | torch.device = "cpu", dtype: torch.dtype = torch.float32
+) -> Refiner:
     """Load what :meth:`Refiner.save` wrote (a demo refiner, a diffusers pipeline or a reference)."""
     return build_refiner({"path": str(directory)}, device=device, dtype=dtype)

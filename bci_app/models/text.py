@@ -15,8 +15,8 @@ paper) and the refiner's cross-attention consumes them as ``prompt_embeds``:
 from __future__ import annotations
 
 import os
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Sequence
 
 import torch
 
@@ -42,8 +42,8 @@ def missing_weights_message(model_id: str, what: str = "model") -> str:
         f"{str(local.resolve())!r} (exists: {local.exists()}) and in the Hugging Face cache "
         f"{hf_cache_dir()!r} (local_files_only=True, no download is attempted). To get them, "
         f"on a machine with internet run `huggingface-cli download {model_id}` (or "
-        f"`python -c \"from diffusers import DiffusionPipeline; "
-        f"DiffusionPipeline.download({model_id!r})\"`) and copy the cache directory here or "
+        f'`python -c "from diffusers import DiffusionPipeline; '
+        f'DiffusionPipeline.download({model_id!r})"`) and copy the cache directory here or '
         f"set HF_HOME / HF_HUB_CACHE to it, or pass the path of a local copy instead of the id."
     )
 
@@ -112,7 +112,9 @@ class MiniLMTextEncoder(TextEncoder):
         from transformers import AutoModel, AutoTokenizer
 
         self.tokenizer = AutoTokenizer.from_pretrained(str(model_dir), local_files_only=True)
-        self.model = AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval().to(device)
+        self.model = (
+            AutoModel.from_pretrained(str(model_dir), local_files_only=True).eval().to(device)
+        )
         self.seq_len = int(seq_len)
         self.dim = int(self.model.config.hidden_size)
         self.name = MINILM_MODEL_ID
@@ -172,14 +174,22 @@ class ClipTextEncoder(TextEncoder):
         local = Path(name).expanduser()
         # A pipeline repo keeps them in subfolders; a bare text-encoder dir at its root.
         subfolders = ("text_encoder", "tokenizer")
-        if local.is_dir() and (local / "config.json").is_file() and not (local / "text_encoder").is_dir():
+        if (
+            local.is_dir()
+            and (local / "config.json").is_file()
+            and not (local / "text_encoder").is_dir()
+        ):
             subfolders = ("", "")
         try:
             kw = {"local_files_only": local_files_only}
-            te = CLIPTextModel.from_pretrained(name, subfolder=subfolders[0], torch_dtype=dtype, **kw)
+            te = CLIPTextModel.from_pretrained(
+                name, subfolder=subfolders[0], torch_dtype=dtype, **kw
+            )
             tok = CLIPTokenizer.from_pretrained(name, subfolder=subfolders[1], **kw)
         except (OSError, ValueError) as e:
-            raise FileNotFoundError(missing_weights_message(name, "CLIP text encoder") + f" ({e})") from e
+            raise FileNotFoundError(
+                missing_weights_message(name, "CLIP text encoder") + f" ({e})"
+            ) from e
         return cls(te, tok, name=name, device=device)
 
     @torch.no_grad()
@@ -205,9 +215,13 @@ def build_text_encoder(cfg: dict, device: str = "cpu") -> TextEncoder:
     ``{"type": "clip", "name": "stabilityai/sd-turbo"}``."""
     kind = cfg.get("type", "minilm")
     if kind == "minilm":
-        return MiniLMTextEncoder(seq_len=int(cfg.get("seq_len", 16)), model_dir=cfg.get("model_dir"), device=device)
+        return MiniLMTextEncoder(
+            seq_len=int(cfg.get("seq_len", 16)), model_dir=cfg.get("model_dir"), device=device
+        )
     if kind == "clip":
         if not cfg.get("name"):
-            raise ValueError("text encoder config of type 'clip' needs 'name' (a local path or HF model id)")
+            raise ValueError(
+                "text encoder config of type 'clip' needs 'name' (a local path or HF model id)"
+            )
         return ClipTextEncoder.from_pretrained(cfg["name"], device=device)
     raise ValueError(f"unknown text encoder type {kind!r}; expected 'minilm' or 'clip'")

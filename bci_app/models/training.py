@@ -552,6 +552,10 @@ def train_bundle(
         "training": {
             "data": cfg["train"]["data"], "seed": seed, "config": cfg, "images": str(images_dir) if images_dir else None,
             "data_summary": ds.summary(), "stages_done": sorted(done), "times_s": times, "metrics": metrics,
+            # which images each split held: evaluate keeps test trials to images never trained on
+            "split_images": {
+                name: sorted({str(ds.stim_ids[i]) for i in idx}) for name, idx in ds.splits.items()
+            },
         },
     }
 

@@ -24,7 +24,9 @@ class ToyTextEncoder:
     def encode(self, captions, batch_size=64):
         out = []
         for c in captions:
-            g = torch.Generator().manual_seed(sum(ord(ch) * (i + 1) for i, ch in enumerate(c)) % (2**31))
+            g = torch.Generator().manual_seed(
+                sum(ord(ch) * (i + 1) for i, ch in enumerate(c)) % (2**31)
+            )
             out.append(torch.randn(self.seq_len, self.dim, generator=g))
         return torch.stack(out)
 
@@ -33,9 +35,23 @@ class ToyTextEncoder:
 
 
 def tiny_cfg(**kw):
-    base = dict(resolution=16, ae_width=16, ae_levels=2, ae_steps=6, ae_batch_size=8, unet_channels=(32, 32),
-                unet_heads=2, unet_steps=40, batch_size=8, lr=2e-3, warmup_steps=2, ema_decay=0.0,
-                steps=2, strength=1.0, seed=0)
+    base = dict(
+        resolution=16,
+        ae_width=16,
+        ae_levels=2,
+        ae_steps=6,
+        ae_batch_size=8,
+        unet_channels=(32, 32),
+        unet_heads=2,
+        unet_steps=40,
+        batch_size=8,
+        lr=2e-3,
+        warmup_steps=2,
+        ema_decay=0.0,
+        steps=2,
+        strength=1.0,
+        seed=0,
+    )
     base.update(kw)
     return DemoRefinerConfig(**base)
 
@@ -59,8 +75,11 @@ def test_training_reduces_the_denoising_loss(trained):
 
 def test_demo_refiner_save_load_identical_outputs(trained, tmp_path):
     trained.save(tmp_path / "refiner")
-    for loaded in (DemoRefiner.from_pretrained(tmp_path / "refiner"), load_refiner(tmp_path / "refiner"),
-                   build_refiner({"type": "demo", "model": "refiner"}, base_dir=tmp_path)):
+    for loaded in (
+        DemoRefiner.from_pretrained(tmp_path / "refiner"),
+        load_refiner(tmp_path / "refiner"),
+        build_refiner({"type": "demo", "model": "refiner"}, base_dir=tmp_path),
+    ):
         assert isinstance(loaded, DemoRefiner) and loaded.config["steps"] == 2
         sal = torch.rand(3, 3, 24, 24, generator=torch.Generator().manual_seed(1))
         emb = ToyTextEncoder().encode(["an image of a red star"] * 3)
@@ -72,10 +91,32 @@ def test_demo_refiner_save_load_identical_outputs(trained, tmp_path):
     from diffusers import StableDiffusionImg2ImgPipeline
 
     pipe = StableDiffusionImg2ImgPipeline.from_pretrained(
-        tmp_path / "refiner", local_files_only=True, text_encoder=None, tokenizer=None, safety_checker=None,
-        feature_extractor=None, requires_safety_checker=False,
+        tmp_path / "refiner",
+        local_files_only=True,
+        text_encoder=None,
+        tokenizer=None,
+        safety_checker=None,
+        feature_extractor=None,
+        requires_safety_checker=False,
     )
     assert pipe.unet.config.cross_attention_dim == 32
+
+
+def test_half_precision_save_is_smaller_and_close(trained, tmp_path):
+    trained.save(tmp_path / "fp32")
+    trained.save(tmp_path / "fp16", weights_dtype=torch.float16)
+    size = {
+        k: (tmp_path / k / "unet" / "diffusion_pytorch_model.safetensors").stat().st_size
+        for k in ("fp32", "fp16")
+    }
+    assert size["fp16"] < 0.6 * size["fp32"]
+    loaded = DemoRefiner.from_pretrained(tmp_path / "fp16")
+    assert loaded.dtype == torch.float32
+    sal = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    emb = ToyTextEncoder().encode(["an image of a red star"] * 2)
+    a = trained.refine(sal, emb, generator=torch.Generator().manual_seed(0))
+    b = loaded.refine(sal, emb, generator=torch.Generator().manual_seed(0))
+    torch.testing.assert_close(a, b, rtol=0, atol=2e-2)
 
 
 def test_demo_refiner_img2img_counts_steps_and_checks(trained):
@@ -98,8 +139,12 @@ def test_demo_refiner_img2img_counts_steps_and_checks(trained):
 def test_checkpoints_resume_to_the_same_model(stimuli, tmp_path, monkeypatch):
     import bci_app.models.demo_diffusion as dd
 
-    cfg = tiny_cfg(ae_steps=4, unet_steps=4, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck"))
-    full = train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(ae_steps=4, unet_steps=4), progress=False)
+    cfg = tiny_cfg(
+        ae_steps=4, unet_steps=4, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck")
+    )
+    full = train_demo_refiner(
+        stimuli, ToyTextEncoder(), tiny_cfg(ae_steps=4, unet_steps=4), progress=False
+    )
 
     class Killed(Exception):
         pass
@@ -117,7 +162,7 @@ def test_checkpoints_resume_to_the_same_model(stimuli, tmp_path, monkeypatch):
     monkeypatch.setattr(dd, "_save_ckpt", real_save)
     assert torch.load(tmp_path / "ck" / "unet.pt", weights_only=False)["step"] == 2
     resumed = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
-    for (k, a), b in zip(full.unet.state_dict().items(), resumed.unet.state_dict().values()):
+    for (k, a), b in zip(full.unet.state_dict().items(), resumed.unet.state_dict().values(), strict=True):
         torch.testing.assert_close(a, b, msg=k)
 
 

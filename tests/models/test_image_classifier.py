@@ -6,7 +6,12 @@ import numpy as np
 import pytest
 import torch
 
-from bci_app.models.image_classifier import ClassifierConfig, ImageClassifier, augment, train_image_classifier
+from bci_app.models.image_classifier import (
+    ClassifierConfig,
+    ImageClassifier,
+    augment,
+    train_image_classifier,
+)
 from bci_app.stimuli import DemoStimulusSet
 
 

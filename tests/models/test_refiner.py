@@ -80,7 +80,9 @@ class UNetCalls:
 def test_sd_turbo_refiner_uses_the_img2img_pipeline_with_prompt_embeds():
     from diffusers import StableDiffusionImg2ImgPipeline
 
-    ref = DiffusersImg2ImgRefiner.from_components(*get_dummy_components(), kind="sd-turbo", source=None)
+    ref = DiffusersImg2ImgRefiner.from_components(
+        *get_dummy_components(), kind="sd-turbo", source=None
+    )
     assert isinstance(ref.pipe, StableDiffusionImg2ImgPipeline)
     assert (ref.seq_len, ref.dim, ref.resolution, ref.guidance_scale) == (77, 32, 32, 0.0)
     calls = UNetCalls(ref.pipe.unet)
@@ -92,7 +94,9 @@ def test_sd_turbo_refiner_uses_the_img2img_pipeline_with_prompt_embeds():
     assert 0 <= out.min() and out.max() <= 1
     again = ref.refine(sal, emb, steps=4, strength=0.5, generator=torch.Generator().manual_seed(0))
     assert torch.equal(out, again)
-    other = ref.refine(sal, emb.flip(0), steps=4, strength=0.5, generator=torch.Generator().manual_seed(0))
+    other = ref.refine(
+        sal, emb.flip(0), steps=4, strength=0.5, generator=torch.Generator().manual_seed(0)
+    )
     assert not torch.allclose(out, other)  # the embeddings reach the UNet
 
 
@@ -129,7 +133,9 @@ def test_tiny_autoencoder_replaces_the_vae():
 def test_lcm_variant_uses_lcm_scheduler_and_guidance_embedding():
     from diffusers import LCMScheduler
 
-    ref = DiffusersImg2ImgRefiner.from_components(*get_dummy_components(time_cond_proj_dim=32), kind="lcm")
+    ref = DiffusersImg2ImgRefiner.from_components(
+        *get_dummy_components(time_cond_proj_dim=32), kind="lcm"
+    )
     assert isinstance(ref.pipe.scheduler, LCMScheduler)
     assert ref.guidance_scale == 8.0 and (ref.steps, ref.strength) == (4, 0.5)
     calls = UNetCalls(ref.pipe.unet)
@@ -180,7 +186,12 @@ def test_sd_turbo_architecture_matches_sd21():
     from diffusers import AutoencoderKL, UNet2DConditionModel
 
     cfg = sd_turbo_unet_config(512)
-    assert cfg["cross_attention_dim"] == 1024 and tuple(cfg["attention_head_dim"]) == (5, 10, 20, 20)
+    assert cfg["cross_attention_dim"] == 1024 and tuple(cfg["attention_head_dim"]) == (
+        5,
+        10,
+        20,
+        20,
+    )
     assert cfg["sample_size"] == 64 and cfg["use_linear_projection"]
     with torch.device("meta"):
         unet = UNet2DConditionModel(**cfg)

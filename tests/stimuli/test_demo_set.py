@@ -54,6 +54,6 @@ def test_schedules_random_and_block():
     assert len(rnd) == len(blk) == 400
     blk_labels = [s.label(i) for i in blk.stim_ids]
     rnd_labels = [s.label(i) for i in rnd.stim_ids]
-    changes = lambda xs: sum(a != b for a, b in zip(xs, xs[1:]))  # noqa: E731
+    changes = lambda xs: sum(a != b for a, b in zip(xs, xs[1:], strict=False))  # noqa: E731
     assert changes(blk_labels) <= 40 < 300 < changes(rnd_labels)
     assert np.allclose(np.diff(rnd.onsets), 0.5)

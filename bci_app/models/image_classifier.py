@@ -217,7 +217,9 @@ def train_image_classifier(
         images[val_mask],
         labels[val_mask],
     )
-    model = ImageClassifier(n_classes=n_classes, resolution=cfg.resolution, width=cfg.width).to(device)
+    model = ImageClassifier(n_classes=n_classes, resolution=cfg.resolution, width=cfg.width).to(
+        device
+    )
     opt = torch.optim.AdamW(model.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     losses = []
     model.train()

@@ -3,8 +3,12 @@
 The background is a mixture of latent sources projected through smooth scalp
 topographies, plus per-channel terms:
 
-- 1/f ("pink") activity: 24 latent sources with broad topographies, made by filtering
-  white noise with a 3-pole IIR filter whose response approximates 1/f;
+- 1/f ("pink") activity: 200 latent sources with topographies from focal to broad,
+  made by filtering white noise with a 3-pole IIR filter whose response approximates
+  1/f, plus a small independent 1/f term per electrode. Real background EEG comes from
+  many distributed generators, so its spatial covariance is full rank: with a handful of
+  sources a spatially whitened linear decoder would cancel the background almost
+  entirely and the simulated subject would be far easier than a real one;
 - alpha bursts (~10 Hz) over occipital cortex, left and right, whose amplitude waxes
   and wanes (narrow-band noise times a slow envelope);
 - eye blinks: ~200-400 ms positive deflections of ~100 uV at frontal channels
@@ -67,7 +71,8 @@ class BackgroundNoise:
         Multiplies the whole background (1.0: the calibrated default).
     """
 
-    n_latent = 24
+    n_latent = 200
+    local_pink_uv = 3.0  # independent 1/f per electrode (skin, electrode-gel interface)
 
     def __init__(
         self,
@@ -111,11 +116,16 @@ class BackgroundNoise:
         pats = []
         for _ in range(self.n_latent):
             centre = direction(mrng.uniform(0, 360), mrng.uniform(-10, 80))
-            w = mrng.uniform(0.5, 1.0)
+            w = mrng.uniform(0.25, 1.0)
             pats.append(scalp_blob(dirs, centre, w) * mrng.choice([-1, 1]))
-        self._pink_mix = np.stack(pats, axis=1) * (8.0 * _UV)  # [C, K]
+        # same total power as 24 broad sources of 8 uV
+        self._pink_mix = np.stack(pats, axis=1) * (8.0 * _UV * np.sqrt(24 / self.n_latent))
+        self._pink_mix = np.concatenate(
+            [self._pink_mix, np.eye(C) * (self.local_pink_uv * _UV)], axis=1
+        )  # [C, K + C]: latent sources, then one local source per electrode
         self._pink_gain = 1.0 / _unit_response_std(_PINK_B, _PINK_A)
-        self._pink_zi = np.zeros((self.n_latent, len(_PINK_A) - 1))
+        self._n_pink = self.n_latent + C
+        self._pink_zi = np.zeros((self._n_pink, len(_PINK_A) - 1))
         # warm the pink filters up so the first samples are stationary
         self._pink(int(20 * self.sfreq))
 
@@ -164,7 +174,7 @@ class BackgroundNoise:
 
     # ------------------------------------------------------------------ parts
     def _pink(self, n: int) -> np.ndarray:
-        w = self._rngs["pink"].standard_normal((n, self.n_latent)).T
+        w = self._rngs["pink"].standard_normal((n, self._n_pink)).T
         y, self._pink_zi = signal.lfilter(_PINK_B, _PINK_A, w, axis=1, zi=self._pink_zi)
         return y * self._pink_gain
 

@@ -42,7 +42,7 @@ _UV = 1e-6
 EVOKED_SECONDS = 0.8
 
 #: overall gain that calibrates ``snr=1.0`` (see the module docstring)
-DEFAULT_GAIN = 1.9
+DEFAULT_GAIN = 2.47
 
 
 def _wave(t: np.ndarray, latency: float, width: float, freq: float, phase: float) -> np.ndarray:

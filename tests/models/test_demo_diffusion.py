@@ -162,7 +162,9 @@ def test_checkpoints_resume_to_the_same_model(stimuli, tmp_path, monkeypatch):
     monkeypatch.setattr(dd, "_save_ckpt", real_save)
     assert torch.load(tmp_path / "ck" / "unet.pt", weights_only=False)["step"] == 2
     resumed = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
-    for (k, a), b in zip(full.unet.state_dict().items(), resumed.unet.state_dict().values(), strict=True):
+    for (k, a), b in zip(
+        full.unet.state_dict().items(), resumed.unet.state_dict().values(), strict=True
+    ):
         torch.testing.assert_close(a, b, msg=k)
 
 

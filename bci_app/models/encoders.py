@@ -176,6 +176,41 @@ class BinnedLinearEncoder(ConfigModule):
         return self.fc(self.drop(self.features(x)))
 
     @torch.no_grad()
+    def fit_lda(self, X: np.ndarray, labels: np.ndarray, head: ClassifierHead | None = None) -> dict:
+        """Start from the closed-form shrinkage-LDA solution on this encoder's binned features.
+
+        The first ``n_classes`` outputs become LDA's class scores (features standardised,
+        Ledoit-Wolf shrinkage, lsqr solver: the linear baseline's decoder), the other outputs
+        start at zero, and ``head`` (if given) starts as the identity read-out of those
+        scores, which reproduces LDA's decisions. Triplet training then starts from a decoder
+        as good as the linear baseline instead of from random weights.
+        """
+        from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+        if self.fc.__class__ is not nn.Linear:
+            raise RuntimeError("fit_lda needs hidden=0 (a single linear layer)")
+        labels = np.asarray(labels)
+        self.whitening.copy_(torch.eye(self.n_chans))
+        feats = self.features(torch.as_tensor(np.asarray(X, dtype=np.float32))).double().numpy()
+        mu, sd = feats.mean(0), feats.std(0) + 1e-8
+        lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit((feats - mu) / sd, labels)
+        n_cls = len(lda.classes_)
+        if self.n_outputs < n_cls:
+            raise ValueError(f"fit_lda needs n_outputs >= the {n_cls} classes, got {self.n_outputs}")
+        w = np.zeros((self.n_outputs, feats.shape[1]))
+        b = np.zeros(self.n_outputs)
+        w[:n_cls] = lda.coef_ / sd[None, :]
+        b[:n_cls] = lda.intercept_ - lda.coef_ @ (mu / sd)
+        self.fc.weight.copy_(torch.as_tensor(w, dtype=self.fc.weight.dtype))
+        self.fc.bias.copy_(torch.as_tensor(b, dtype=self.fc.bias.dtype))
+        if head is not None:
+            head.fc.weight.zero_()
+            head.fc.bias.zero_()
+            head.fc.weight[:n_cls, :n_cls] = torch.eye(n_cls, dtype=head.fc.weight.dtype)
+        pred = lda.classes_[np.argmax(feats @ w[:n_cls].T + b[:n_cls], axis=1)]
+        return {"train_acc": float((pred == labels).mean()), "classes": int(n_cls)}
+
+    @torch.no_grad()
     def fit_whitening(self, X: np.ndarray, labels: np.ndarray) -> None:
         """Fit the spatial whitening on training trials ``X [N, C, T]`` with ``labels``."""
         from sklearn.covariance import ledoit_wolf

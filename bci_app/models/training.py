@@ -61,7 +61,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
     "encoder": {
         "name": "binned_linear", "n_outputs": 64, "kwargs": {},
         "epochs": 60, "batch_classes": 16, "per_class": 4, "lr": 1e-3, "weight_decay": 1e-2,
-        "margin": 0.2, "mining": "batch_hard", "ce_weight": 1.0, "patience": 12,
+        "margin": 0.2, "mining": "batch_hard", "ce_weight": 1.0, "patience": 12, "lda_init": False,
     },
     "gan": {
         "resolution": 64, "z_dim": 32, "base_channels": 32, "epochs": 20, "batch_size": 64,
@@ -231,9 +231,14 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
     set_seed(seed)
     n_chans, n_times = X_tr.shape[1], X_tr.shape[2]
     enc = build_encoder(cfg["name"], n_chans, int(cfg["n_outputs"]), n_times, spec.sfreq, **cfg.get("kwargs", {}))
-    if isinstance(enc, BinnedLinearEncoder):
-        enc.fit_whitening(X_tr, y_tr)
     head = ClassifierHead(int(cfg["n_outputs"]), n_classes)
+    lda_info = None
+    if isinstance(enc, BinnedLinearEncoder):
+        if cfg.get("lda_init"):
+            lda_info = enc.fit_lda(X_tr, y_tr, head)
+            log.info("encoder: shrinkage-LDA start, train acc %.3f", lda_info["train_acc"])
+        else:
+            enc.fit_whitening(X_tr, y_tr)
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     acc = _accelerator(device)
@@ -253,6 +258,15 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
         torch.set_rng_state(ck["rng"])
     Xva_t, yva_t = torch.as_tensor(X_va), torch.as_tensor(y_va)
     ce_w = float(cfg["ce_weight"])
+    if lda_info is not None and ck is None:
+        # the closed-form start is a candidate too: selection on validation may keep it
+        u_enc, u_head = acc.unwrap_model(enc), acc.unwrap_model(head)
+        f_va = encode(u_enc, Xva_t, device=acc.device)
+        init_acc = float((u_head(f_va.to(acc.device)).argmax(1).cpu() == yva_t).float().mean())
+        lda_info["val_acc"] = init_acc
+        if stopper.step(init_acc):
+            best_state = {"encoder": copy.deepcopy(u_enc.state_dict()), "head": copy.deepcopy(u_head.state_dict())}
+        log.info("encoder: LDA start val acc %.3f", init_acc)
     bar = _progress(range(start, int(cfg["epochs"])), "encoder", acc, total=int(cfg["epochs"]) - start)
     for epoch in bar:
         if stopper.stop:
@@ -293,7 +307,7 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
         head.load_state_dict(best_state["head"])
     enc.eval()
     head.eval()
-    return enc, head, {"val_acc": stopper.best, "epochs_run": len(history),
+    return enc, head, {"val_acc": stopper.best, "epochs_run": len(history), "lda_init": lda_info,
                        "loss_first": history[0]["loss"] if history else None,
                        "loss_last": history[-1]["loss"] if history else None}
 

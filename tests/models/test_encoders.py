@@ -63,3 +63,26 @@ def test_whitening_is_fitted_from_data():
     assert not np.allclose(W, np.eye(4))
     white = np.einsum("dc,nct->ndt", W, X).transpose(0, 2, 1).reshape(-1, 4)
     assert np.allclose(np.cov(white.T), np.eye(4), atol=0.25)
+
+
+def test_lda_start_reproduces_the_linear_baseline():
+    """fit_lda makes the encoder + head decide exactly as LinearBaseline (same bins, same LDA)."""
+    from bci_app.models.baseline import LinearBaseline
+    from bci_app.models.encoders import BinnedLinearEncoder, ClassifierHead
+
+    rng = np.random.default_rng(0)
+    n_cls, C, T = 5, 8, 120
+    templates = rng.standard_normal((n_cls, C, T)).astype(np.float32)
+    y = np.repeat(np.arange(n_cls), 30)
+    X = templates[y] * 0.4 + rng.standard_normal((len(y), C, T)).astype(np.float32)
+    test = np.arange(len(y)) % 5 == 0
+    enc = BinnedLinearEncoder(C, 16, T, sfreq=1000.0, bin_ms=40.0, dropout=0.0).eval()
+    head = ClassifierHead(16, n_cls).eval()
+    info = enc.fit_lda(X[~test], y[~test], head)
+    base = LinearBaseline(bin_ms=40.0).fit(X[~test], y[~test])
+    with torch.no_grad():
+        pred = head(enc(torch.as_tensor(X[test]))).argmax(1).numpy()
+    np.testing.assert_array_equal(pred, base.predict(X[test]))
+    assert info["train_acc"] > 1.5 / n_cls
+    with pytest.raises(ValueError, match="n_outputs >= the 5 classes"):
+        BinnedLinearEncoder(C, 3, T, sfreq=1000.0, bin_ms=40.0).fit_lda(X, y)

@@ -385,7 +385,7 @@ def evaluate(
             "chance": M.n_way_chance(ways, topk),
             "p": M.n_way_permutation_p(pb, labels, ways, topk, n_perm=N_PERM, rng=seed),
             "top1_all_classes": float(np.mean(pb.argmax(axis=1) == labels)),
-            "model": "shrinkage LDA on 25 ms time bins (bci_app.models.baseline.LinearBaseline)",
+            "model": f"shrinkage LDA on {lb.bin_ms:g} ms time bins (bci_app.models.baseline.LinearBaseline)",
             "n_train": int(len(tr)),
             "labels": "data set labels (it decodes the EEG directly)",
         }

@@ -300,7 +300,12 @@ def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
     assert 0 <= m["acc"] <= 1 and -1 <= m["ssim"] <= 1
     assert m["baseline"]["acc"] is not None
     assert set(m["leakage_probe"]) >= {"acc", "chance", "flagged"}
-    # evaluated on another session than the bundle trained on, without recorded images: said so
-    assert m["split"]["guaranteed_unseen"] is False
+    # the bundle records its training images, so the test trials are kept to unseen images
+    assert m["split"]["guaranteed_unseen"] is True
+    bundle_cfg = json.loads((bundle / "config.json").read_text())
+    trained = set(bundle_cfg["training"]["split_images"]["train"]) | set(
+        bundle_cfg["training"]["split_images"]["val"]
+    )
+    assert trained and m["split"]["sizes"]["test"] > 0 and m["split"]["disjoint_checked"]
     assert {"I+S (full)", "S only", "I only", "I, no refiner"} <= set(m["ablation"]["rows"])
     assert check_html(out / "report.html")["images"] > 0

@@ -13,6 +13,7 @@ from __future__ import annotations
 
 import logging
 import signal
+import sys
 import threading
 import time
 import uuid
@@ -162,6 +163,12 @@ class Pipeline:
 
     def start(self, check: bool = True) -> Pipeline:
         """Warm the model up, connect the source (checking it against the bundle), start."""
+        from bci_app.acquisition.realtime import limit_blas_threads
+
+        limit_blas_threads(1)  # see limit_blas_threads: spinning BLAS workers steal a core
+        # The inference thread gives the GIL up and takes it back at every torch op; with the
+        # acquisition threads busy, each take-back waited up to the 5 ms switch interval.
+        sys.setswitchinterval(min(sys.getswitchinterval(), 0.0005))
         self.worker.start(wait=True)
         src = self.source._inner
         if getattr(src, "state", "disconnected") == "disconnected":

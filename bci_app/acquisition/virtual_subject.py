@@ -7,8 +7,10 @@ the sample matching the marker's timestamp. The demo, the tests and the benchmar
 it in place of a person wearing a cap.
 
 Timing: sample ``k`` carries the timestamp ``t0 + k / sfreq`` on the LSL clock
-(``local_clock()``), chunks are pushed when their last sample is due, so the stream has
-no jitter. A marker at time ``t`` starts its response at sample
+(``local_clock()``), chunks are pushed ``latency`` seconds (default 0.1 s) after their
+last sample is due, like an amplifier's transport delay, so the stream has no jitter and
+markers that reach the subject a little after the stimulus (LSL delivery takes some ms)
+can still place the response exactly. A marker at time ``t`` starts its response at sample
 ``round((t - t0) * sfreq)``; a marker that arrives after that sample has been pushed is
 *late*: its response starts at the next sample to be pushed, and it is counted and
 logged.
@@ -64,6 +66,9 @@ class VirtualSubject:
         Mains frequency of the simulated line noise.
     noise_scale : float
         Multiplies the background (0 gives the pure evoked responses).
+    latency : float
+        Seconds between a sample's time stamp and its push (transport delay); markers
+        arriving within it place their responses on the exact sample.
     """
 
     def __init__(
@@ -82,7 +87,11 @@ class VirtualSubject:
         marker_pattern: str | None = None,
         line_freq: float | None = 50.0,
         noise_scale: float = 1.0,
+        latency: float = 0.1,
     ) -> None:
+        if not 0.0 <= latency <= 2.0:
+            raise ValueError(f"latency must be in 0..2 s, got {latency}")
+        self.latency = float(latency)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 sample, got {chunk_size}")
         self.stimuli = stimuli if stimuli is not None else DemoStimulusSet()
@@ -151,6 +160,9 @@ class VirtualSubject:
 
         if self._threads:
             raise RuntimeError("VirtualSubject is already running; call stop() first")
+        from bci_app.acquisition.realtime import limit_blas_threads
+
+        limit_blas_threads(1)  # tiny BLAS calls every 20 ms: a spinning OpenBLAS pool costs a core
         self._stop.clear()
         self._outlet = self._make_outlet()
         self.t0 = local_clock()
@@ -329,10 +341,11 @@ class VirtualSubject:
                     self._noise.generate(n)
                     k_sent += n
                     self.stats["samples_skipped"] += n
-            due = int(np.floor((local_clock() - self.t0) * fs)) + 1  # samples whose time has come
+            # samples whose time (plus the transport delay) has come
+            due = int(np.floor((local_clock() - self.t0 - self.latency) * fs)) + 1
             n = min(due - k_sent, max_chunk)
             if n < self.chunk_size:
-                wait = (k_sent + self.chunk_size) / fs + self.t0 - local_clock()
+                wait = (k_sent + self.chunk_size) / fs + self.t0 + self.latency - local_clock()
                 self._stop.wait(max(wait, 0.0005))
                 continue
             self._schedule_markers(k_sent)

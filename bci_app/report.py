@@ -42,25 +42,13 @@ def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
     }
 
 
-def _gaussian_kernel(sigma: float = 1.5, radius: int = 5) -> np.ndarray:
-    x = np.arange(-radius, radius + 1, dtype=np.float64)
-    k = np.exp(-(x**2) / (2 * sigma**2))
-    return k / k.sum()
-
-
-def _blur(img: np.ndarray, k: np.ndarray) -> np.ndarray:
-    r = len(k) // 2
-    p = np.pad(img, ((r, r), (r, r)), mode="reflect")
-    tmp = sum(k[i] * p[:, i : i + img.shape[1]] for i in range(len(k)))
-    return sum(k[i] * tmp[i : i + img.shape[0], :] for i in range(len(k)))
-
-
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """Structural similarity (Wang et al. 2004, Gaussian window 11/1.5) of two uint8 images.
-
-    Colour images are compared channel by channel and averaged; ``b`` is resized to
-    ``a``'s size first when they differ.
+    """SSIM of two uint8 images, the same definition as ``bci-app evaluate`` uses
+    (:func:`bci_app.models.metrics.ssim`: Gaussian window 11 / 1.5, valid windows, channels
+    averaged); ``b`` is resized to ``a``'s size first when they differ.
     """
+    from bci_app.models.metrics import ssim as _ssim
+
     a = np.asarray(a)
     b = np.asarray(b)
     if a.shape[:2] != b.shape[:2]:
@@ -71,19 +59,8 @@ def ssim(a: np.ndarray, b: np.ndarray) -> float:
         a = a[..., None]
     if b.ndim == 2:
         b = b[..., None]
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    k = _gaussian_kernel()
-    vals = []
-    for ch in range(min(a.shape[2], b.shape[2])):
-        x = a[..., ch].astype(np.float64)
-        y = b[..., ch].astype(np.float64)
-        mx, my = _blur(x, k), _blur(y, k)
-        sxx = _blur(x * x, k) - mx * mx
-        syy = _blur(y * y, k) - my * my
-        sxy = _blur(x * y, k) - mx * my
-        m = ((2 * mx * my + c1) * (2 * sxy + c2)) / ((mx**2 + my**2 + c1) * (sxx + syy + c2))
-        vals.append(float(m.mean()))
-    return float(np.mean(vals))
+    n = min(a.shape[2], b.shape[2])
+    return _ssim(a[..., :n], b[..., :n])
 
 
 class SessionReport:

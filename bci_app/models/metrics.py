@@ -332,22 +332,18 @@ def ssim(
             f"images of {a.shape[-2]}x{a.shape[-1]} are smaller than the {win_size}x{win_size} "
             "SSIM window; evaluate at a larger resolution"
         )
-    w = _gaussian_window(win_size, sigma)
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    mu_a = _filter_valid(a, w)
-    mu_b = _filter_valid(b, w)
-    var_a = _filter_valid(a * a, w) - mu_a**2
-    var_b = _filter_valid(b * b, w) - mu_b**2
-    cov = _filter_valid(a * b, w) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return float(np.mean(num / den))
+    return float(np.mean(_ssim_map(a, b, data_range, win_size, sigma, k1, k2)))
 
 
 def _ssim_nchw(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win_size: int = 11,
                sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
     """Mean SSIM per item of float stacks ``[N, C, H, W]`` (same definition as :func:`ssim`)."""
+    return _ssim_map(a, b, data_range, win_size, sigma, k1, k2).reshape(len(a), -1).mean(axis=1)
+
+
+def _ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, win_size: int, sigma: float,
+              k1: float, k2: float) -> np.ndarray:
+    """The SSIM map over the last two axes (Gaussian-weighted, 'valid' windows only)."""
     w = _gaussian_window(win_size, sigma)
     c1 = (k1 * data_range) ** 2
     c2 = (k2 * data_range) ** 2
@@ -358,7 +354,7 @@ def _ssim_nchw(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win_size
     cov = _filter_valid(a * b, w) - mu_a * mu_b
     num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
     den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return (num / den).reshape(len(a), -1).mean(axis=1)
+    return num / den
 
 
 def ssim_batch(seen: np.ndarray, recon: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:

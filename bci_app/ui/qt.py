@@ -7,36 +7,28 @@ import sys
 
 import numpy as np
 
-_NONE_GUARDED = False
 
+def check_pyside_version() -> None:
+    """Refuse PySide6 6.12 on Python < 3.12, with the fix.
 
-def guard_none_refcount() -> None:
-    """Work around a reference-count bug of PySide6 6.12 on CPython < 3.12.
-
-    With PySide6 6.12, every call of a Python override of a C++ virtual that returns
-    ``None`` or ``True`` (``paintEvent``, ``QGraphicsItem.paint``, event filters...)
-    drops one reference to that singleton too many; on Python 3.11, where ``None`` is not yet immortal (PEP 683),
-    a window that repaints for a few seconds then dies with "Fatal Python error:
-    none_dealloc". We give these singletons a large reserve of references once (2**40: decades
-    of repaints). Python 3.12+ needs nothing (the singletons are immortal there).
+    PySide6 6.12 drops one reference to ``None`` each time C++ calls a Python override
+    (``paintEvent``...); on Python 3.11, where ``None`` is not immortal, a repainting
+    window dies within seconds ("Fatal Python error: none_dealloc"). 6.11.3 keeps the
+    count balanced; pyproject pins ``PySide6-Essentials<6.12``.
     """
-    global _NONE_GUARDED
-    if _NONE_GUARDED or sys.version_info >= (3, 12) or sys.implementation.name != "cpython":
-        return
     import PySide6
 
-    # pyproject pins PySide6-Essentials<6.12; this only protects environments that
-    # installed 6.12 anyway (6.11.3 was checked to keep None's count balanced).
-    if not PySide6.__version__.startswith("6.12"):
-        return
-    import ctypes
-
-    for obj in (None, True, False, Ellipsis, NotImplemented):
-        ctypes.c_ssize_t.from_address(id(obj)).value += 1 << 40
-    _NONE_GUARDED = True
+    if sys.version_info < (3, 12) and PySide6.__version__.startswith("6.12"):
+        raise RuntimeError(
+            f"PySide6 {PySide6.__version__} crashes on Python "
+            f"{sys.version_info.major}.{sys.version_info.minor} (a reference-count bug in "
+            "6.12 frees None while windows repaint); expected PySide6-Essentials < 6.12: "
+            "run pip install 'PySide6-Essentials<6.12'"
+        )
 
 
-guard_none_refcount()
+check_pyside_version()
+
 
 
 def has_display() -> bool:

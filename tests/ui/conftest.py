@@ -11,7 +11,7 @@ import pytest
 
 os.environ.setdefault("QT_QPA_PLATFORM", "offscreen")
 
-import bci_app.ui.qt  # noqa: E402,F401 - applies the PySide6 6.12 refcount guard first
+import bci_app.ui.qt  # noqa: E402,F401 - refuses PySide6 6.12 on Python 3.11 with a clear error
 
 pytestmark = pytest.mark.gui
 

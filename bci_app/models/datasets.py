@@ -48,6 +48,9 @@ class EEGImageDataset:
     skipped: dict[str, int] = field(default_factory=dict)
     source: str = ""
     captions_by_id: dict[str, str] | None = None  # free captions (stim id -> text)
+    # attributes shared between classes (e.g. {"shape": [...], "colour": [...]}, one value
+    # index per class), when the stimulus set defines them; None otherwise
+    class_attributes: dict[str, list[int]] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -258,6 +261,7 @@ def _epoch_to_dataset(epochs, stimuli: DemoStimulusSet, spec: PreprocessingSpec,
         stim_ids=ids,
         subjects=np.zeros(len(ids), dtype=np.int64),
         class_names=stimuli.class_names(),
+        class_attributes=stimuli.class_attributes() if hasattr(stimuli, "class_attributes") else None,
         spec=spec,
         image_loader=loader,
         skipped=skipped,

@@ -59,6 +59,17 @@ class DemoRefinerConfig:
     ema_decay: float = 0.995
     p_degraded: float = 0.7
     blur_sigma: tuple[float, float] = (0.5, 3.0)
+    colour_cast: float = 0.3  # strength of the random colour cast of degraded inputs
+    p_blank: float = 0.0  # share of inputs replaced by flat grey (the semantics-only case)
+    # Targets drawn upright (rotation 0) instead of at the seen rotation. The EEG does not
+    # carry the rotation, and an x0 denoiser sampled in 1-2 steps that must guess it
+    # draws the average over rotations (a blob); with upright targets the output given
+    # (saliency map, caption) is one image, which it learns to draw crisply.
+    upright_targets: bool = False
+    # Share of samples whose input is a real saliency map (the bundle's GAN on a training
+    # trial of that image), when the caller passes such pairs: the refiner then learns what
+    # the maps it will be given carry (colour, background) and what they do not (shape).
+    p_saliency: float = 0.0
     p_focus: float = 0.3  # share of samples at the timesteps that sampling uses (steps, strength)
     emb_noise: float = 0.1  # Gaussian noise on the embeddings, x their std (robustness to M_s)
     beta_schedule: str = "squaredcos_cap_v2"
@@ -140,11 +151,15 @@ def make_demo_components(cfg: DemoRefinerConfig, cross_attention_dim: int = 384)
 
 
 # --------------------------------------------------------------------------- data
-def stimulus_tensors(stimuli, resolution: int = 64) -> tuple[torch.Tensor, torch.Tensor]:
-    """All images of a stimulus set as float ``[N, 3, R, R]`` in [0, 1] and labels ``[N]``."""
+def stimulus_tensors(stimuli, resolution: int = 64, upright: bool = False) -> tuple[torch.Tensor, torch.Tensor]:
+    """All images of a stimulus set as float ``[N, 3, R, R]`` in [0, 1] and labels ``[N]``
+    (``upright``: drawn with rotation 0, see :meth:`DemoStimulusSet.image_upright`)."""
     ids = list(stimuli.stim_ids)
+    if upright and not hasattr(stimuli, "image_upright"):
+        raise ValueError(f"{type(stimuli).__name__} cannot draw upright images (no image_upright)")
+    render = stimuli.image_upright if upright else stimuli.image
     imgs = np.stack(
-        [stimuli.image(s, resolution) if _takes_size(stimuli) else stimuli.image(s) for s in ids]
+        [render(s, resolution) if _takes_size(stimuli) else render(s) for s in ids]
     )
     x = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
     if x.shape[-1] != resolution:
@@ -183,9 +198,11 @@ def gaussian_blur(x: torch.Tensor, sigma: torch.Tensor) -> torch.Tensor:
     return y.reshape(b, c, h, w)
 
 
-def degrade(x: torch.Tensor, generator: torch.Generator, blur_sigma=(0.5, 3.0)) -> torch.Tensor:
+def degrade(x: torch.Tensor, generator: torch.Generator, blur_sigma=(0.5, 3.0),
+            colour_cast: float = 0.3) -> torch.Tensor:
     """Saliency-map-like degradations of images in [0, 1]: blur, lower contrast, colour
-    and brightness shifts, pixel noise. Position and size are kept."""
+    and brightness shifts (``colour_cast``: relative gain range per channel), pixel noise.
+    Position and size are kept."""
     b = x.shape[0]
 
     def u(*shape):
@@ -195,7 +212,7 @@ def degrade(x: torch.Tensor, generator: torch.Generator, blur_sigma=(0.5, 3.0)) 
     y = gaussian_blur(x, sigma)
     mean = y.mean(dim=(1, 2, 3), keepdim=True)
     y = torch.lerp(y, mean.expand_as(y), 0.5 * u(b, 1, 1, 1))  # low contrast
-    y = y * (1 + 0.3 * (u(b, 3, 1, 1) - 0.5)) + 0.15 * (u(b, 3, 1, 1) - 0.5)  # colour cast
+    y = y * (1 + colour_cast * (u(b, 3, 1, 1) - 0.5)) + 0.5 * colour_cast * (u(b, 3, 1, 1) - 0.5)
     y = y + 0.08 * u(b, 1, 1, 1) * torch.randn(y.shape, generator=generator)
     return y.clamp(0, 1)
 
@@ -285,8 +302,18 @@ def train_unet(
     cfg: DemoRefinerConfig,
     progress: bool = True,
     device: str = "cpu",
+    targets: torch.Tensor | None = None,
+    saliency_pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> list[float]:
-    """Train ``refiner.unet`` as an x0 denoiser (see the module docstring). Returns losses."""
+    """Train ``refiner.unet`` as an x0 denoiser (see the module docstring). Returns losses.
+
+    ``targets`` (default ``images``): what the denoiser must output for each image; the
+    degraded inputs are made from ``images``. ``saliency_pairs`` = ``(maps [M, 3, r, r],
+    image_index [M])``: real saliency maps and the image each was decoded from, used as
+    the input of a ``cfg.p_saliency`` share of the samples."""
+    targets = images if targets is None else targets
+    if targets.shape != images.shape:
+        raise ValueError(f"targets {tuple(targets.shape)} must match images {tuple(images.shape)}")
     from diffusers.training_utils import EMAModel
     from tqdm.auto import tqdm
 
@@ -295,7 +322,7 @@ def train_unet(
     refiner.vae.to(device).eval().requires_grad_(False)
     with torch.no_grad():
         clean_lat = torch.cat(
-            [refiner.encode(images[i : i + 256].to(device)) for i in range(0, len(images), 256)]
+            [refiner.encode(targets[i : i + 256].to(device)) for i in range(0, len(targets), 256)]
         )
     class_embeds = class_embeds.to(device)
     emb_std = float(class_embeds.std())
@@ -312,6 +339,19 @@ def train_unet(
     # Fast-forward the data generator on resume: same batches as an uninterrupted run.
     n_train = sched.config.num_train_timesteps
     focus = refiner.timesteps(cfg.steps, cfg.strength).cpu().long()
+    sal_maps = sal_idx = None
+    if saliency_pairs is not None and cfg.p_saliency > 0 and len(saliency_pairs[0]):
+        sal_maps, sal_idx = saliency_pairs
+        sal_idx = torch.as_tensor(sal_idx, dtype=torch.long)
+        if len(sal_maps) != len(sal_idx) or int(sal_idx.max()) >= len(images) or int(sal_idx.min()) < 0:
+            raise ValueError(
+                f"saliency_pairs: {len(sal_maps)} maps need as many image indices in [0, {len(images)}); "
+                f"got {len(sal_idx)} in [{int(sal_idx.min())}, {int(sal_idx.max())}]"
+            )
+        sal_maps = sal_maps.float().clamp(0, 1)
+        if sal_maps.shape[-1] != images.shape[-1]:
+            sal_maps = F.interpolate(sal_maps, size=images.shape[-2:], mode="bilinear",
+                                     antialias=True, align_corners=False).clamp(0, 1)
     alphas = sched.alphas_cumprod.to(device)
     for step in tqdm(
         range(cfg.unet_steps),
@@ -328,7 +368,16 @@ def train_unet(
             t = torch.where(pick, focus[torch.randint(0, len(focus), (b,), generator=g)], t)
         use_deg = torch.rand(b, generator=g) < cfg.p_degraded
         noise = torch.randn(clean_lat[:b].shape, generator=g)
-        deg = degrade(images[idx], g, cfg.blur_sigma)
+        deg = degrade(images[idx], g, cfg.blur_sigma, cfg.colour_cast)
+        if sal_maps is not None:
+            use_sal = torch.rand(b, generator=g) < cfg.p_saliency
+            j = torch.randint(0, len(sal_maps), (b,), generator=g)
+            idx = torch.where(use_sal, sal_idx[j], idx)
+            deg = torch.where(use_sal[:, None, None, None], sal_maps[j], deg)
+            use_deg = use_deg | use_sal
+        if cfg.p_blank > 0:
+            blank = torch.rand(b, generator=g) < cfg.p_blank
+            deg = torch.where(blank[:, None, None, None], torch.full_like(deg, 0.5), deg)
         emb_noise = torch.randn((b, *class_embeds.shape[1:]), generator=g)
         if step < start:
             continue
@@ -372,6 +421,7 @@ def train_demo_refiner(
     cfg: DemoRefinerConfig | dict | None = None,
     progress: bool = True,
     device: str = "cpu",
+    saliency_maps: tuple[torch.Tensor, list[str]] | None = None,
 ) -> DemoRefiner:
     """Train the demo refiner on a stimulus set's images and label captions.
 
@@ -383,6 +433,9 @@ def train_demo_refiner(
         the semantic head must be trained against the same encoder.
     cfg : DemoRefinerConfig or dict
     device : str
+    saliency_maps : (maps ``[M, 3, r, r]`` in [0, 1], stimulus ids ``[M]``), optional
+        Real saliency maps (the GAN on training trials) and the stimulus each trial showed;
+        used for ``cfg.p_saliency`` of the samples.
 
     Returns
     -------
@@ -394,11 +447,13 @@ def train_demo_refiner(
     t0 = time.perf_counter()
     torch.manual_seed(cfg.seed)
     images, labels = stimulus_tensors(stimuli, cfg.resolution)
+    targets = stimulus_tensors(stimuli, cfg.resolution, upright=True)[0] if cfg.upright_targets else images
     n_classes = int(labels.max()) + 1
     captions = [stimuli.caption(k) for k in range(n_classes)]
     class_embeds = text_encoder.encode(captions).float()
     unet, vae, scheduler = make_demo_components(cfg, cross_attention_dim=int(text_encoder.dim))
-    ae_losses = train_autoencoder(vae, images, cfg, progress=progress, device=device)
+    ae_images = torch.cat([images, targets]) if cfg.upright_targets else images
+    ae_losses = train_autoencoder(vae, ae_images, cfg, progress=progress, device=device)
     t_ae = time.perf_counter() - t0
     refiner = DemoRefiner(
         unet.to(device),
@@ -410,8 +465,17 @@ def train_demo_refiner(
         seq_len=int(text_encoder.seq_len),
         text_encoder=text_encoder.config() if hasattr(text_encoder, "config") else None,
     )
+    pairs = None
+    if saliency_maps is not None:
+        maps, sids = saliency_maps
+        where = {sid: i for i, sid in enumerate(stimuli.stim_ids)}
+        missing = [s for s in sids if s not in where]
+        if missing:
+            raise ValueError(f"saliency maps of {len(missing)} stimuli not in the stimulus set (e.g. {missing[0]!r})")
+        pairs = (maps, torch.tensor([where[s] for s in sids], dtype=torch.long))
     losses = train_unet(
-        refiner, images, labels, class_embeds, cfg, progress=progress, device=device
+        refiner, images, labels, class_embeds, cfg, progress=progress, device=device,
+        targets=targets, saliency_pairs=pairs,
     )
     refiner.unet.requires_grad_(False)
     refiner.extra = {

@@ -167,7 +167,7 @@ class Reconstructor:
         if z is None:
             g = torch.Generator().manual_seed(self.seed)
             z = torch.randn(B, self.generator.z_dim, generator=g)
-        sal = self.generator(z.to(self.device, self.dtype), feats)
+        sal = self.generator(z.to(self.device, self.dtype), self._gan_condition(feats))
         self._sync()
         t2 = time.perf_counter()
         times["saliency"] = (t2 - t1) * 1e3
@@ -198,6 +198,13 @@ class Reconstructor:
             )
             for i in range(B)
         ]
+
+    def _gan_condition(self, feats: torch.Tensor) -> torch.Tensor:
+        from bci_app.models.saliency_gan import gan_condition
+
+        g = self.config.get("gan") or {}
+        return gan_condition(feats, self.encoder_head, str(g.get("condition", "features")),
+                             float(g.get("temperature", 1.0)))
 
     def classify_images(self, images: np.ndarray) -> np.ndarray | None:
         """The bundle's image classifier: ``uint8 [N, H, W, 3]`` -> probabilities ``[N, K]``

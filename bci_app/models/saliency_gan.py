@@ -94,3 +94,29 @@ class SaliencyDiscriminator(ConfigModule):
     def forward(self, images: torch.Tensor, feats: torch.Tensor) -> torch.Tensor:
         h = self.body(images * 2 - 1).sum(dim=(2, 3))
         return self.linear(h).squeeze(1) + (self.proj(self.cond_norm(feats)) * h).sum(1)
+
+
+#: what ``G`` is conditioned on (bundle config ``gan.condition``)
+CONDITIONS = ("features", "posterior")
+
+
+def gan_condition(feats: torch.Tensor, encoder_head: nn.Module | None = None,
+                  condition: str = "features", temperature: float = 1.0) -> torch.Tensor:
+    """The generator's conditioning vector from the EEG feature ``f_theta(x)``.
+
+    - ``"features"``: ``f_theta(x)`` itself (the paper);
+    - ``"posterior"``: the encoder's class posterior ``softmax(head(f) / temperature)``,
+      a function of ``f_theta(x)`` that keeps only what the encoder believes about the
+      class. A single-trial feature lies between the class clusters that the generator
+      learnt on training trials, and a generator fed such a feature draws a blend of
+      classes (a brownish blob); fed the posterior, it draws the decoded class.
+    """
+    if condition == "features":
+        return feats
+    if condition == "posterior":
+        if encoder_head is None:
+            raise ValueError("gan condition 'posterior' needs the bundle's encoder_head component")
+        if temperature <= 0:
+            raise ValueError(f"gan temperature must be > 0, got {temperature}")
+        return torch.softmax(encoder_head(feats).float() / float(temperature), dim=-1).to(feats.dtype)
+    raise ValueError(f"gan condition must be one of {CONDITIONS}, got {condition!r}")

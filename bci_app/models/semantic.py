@@ -9,6 +9,11 @@ image). Two forms, chosen by ``n_prototypes``:
   class-caption embeddings) plus a low-rank residual. With label captions the targets
   are ``K`` distinct points, so the mixture keeps the prediction on the manifold of real
   caption embeddings instead of averaging them into an embedding no caption has.
+
+With ``logits_from="features"`` the mixture weights are a linear read-out of the EEG
+feature itself (not of the hidden layer), which :meth:`SemanticHead.init_logits` can start
+from the encoder's class read-out: the head then starts by choosing the caption of the
+class the encoder decodes, and eq. (7) fine-tunes it.
 """
 
 from __future__ import annotations
@@ -26,11 +31,14 @@ class SemanticHead(ConfigModule):
 
     def __init__(self, in_features: int, seq_len: int = 16, embed_dim: int = 384,
                  hidden: int = 256, n_prototypes: int = 0, dropout: float = 0.1,
-                 temperature: float = 1.0) -> None:
+                 temperature: float = 1.0, logits_from: str = "hidden") -> None:
         super().__init__()
+        if logits_from not in ("hidden", "features"):
+            raise ValueError(f"logits_from must be 'hidden' or 'features', got {logits_from!r}")
         self.register_config(in_features=in_features, seq_len=seq_len, embed_dim=embed_dim,
                              hidden=hidden, n_prototypes=n_prototypes, dropout=dropout,
-                             temperature=temperature)
+                             temperature=temperature, logits_from=logits_from)
+        self.logits_from = logits_from
         self.in_features, self.seq_len, self.embed_dim = in_features, seq_len, embed_dim
         self.n_prototypes = n_prototypes
         self.temperature = temperature
@@ -38,7 +46,7 @@ class SemanticHead(ConfigModule):
                                    nn.GELU(), nn.Dropout(dropout))
         out = seq_len * embed_dim
         if n_prototypes > 0:
-            self.logits = nn.Linear(hidden, n_prototypes)
+            self.logits = nn.Linear(in_features if logits_from == "features" else hidden, n_prototypes)
             self.prototypes = nn.Parameter(torch.zeros(n_prototypes, out))
             self.residual = nn.Linear(hidden, out)
             nn.init.zeros_(self.residual.weight)
@@ -56,17 +64,34 @@ class SemanticHead(ConfigModule):
             raise ValueError(f"prototype embeddings must be {expected}, got {tuple(embeddings.shape)}")
         self.prototypes.copy_(embeddings.reshape(self.n_prototypes, -1))
 
+    @torch.no_grad()
+    def init_logits(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Start the mixture read-out from a linear class read-out of the features
+        (``weight [K, in_features]``, ``bias [K]``; needs ``logits_from="features"``)."""
+        if self.n_prototypes == 0 or self.logits_from != "features":
+            raise RuntimeError("init_logits needs n_prototypes > 0 and logits_from='features'")
+        if tuple(weight.shape) != tuple(self.logits.weight.shape) or tuple(bias.shape) != tuple(self.logits.bias.shape):
+            raise ValueError(
+                f"read-out must be weight {tuple(self.logits.weight.shape)} and bias "
+                f"{tuple(self.logits.bias.shape)}, got {tuple(weight.shape)} and {tuple(bias.shape)}"
+            )
+        self.logits.weight.copy_(weight)
+        self.logits.bias.copy_(bias)
+
+    def _logits(self, feats: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
+        return self.logits(feats if self.logits_from == "features" else h)
+
     def mixture_weights(self, feats: torch.Tensor) -> torch.Tensor | None:
         if self.n_prototypes == 0:
             return None
-        return F.softmax(self.logits(self.trunk(feats)) / self.temperature, dim=-1)
+        return F.softmax(self._logits(feats, self.trunk(feats)) / self.temperature, dim=-1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         if feats.ndim != 2 or feats.shape[1] != self.in_features:
             raise ValueError(f"SemanticHead expects features [B, {self.in_features}], got {tuple(feats.shape)}")
         h = self.trunk(feats)
         if self.n_prototypes > 0:
-            w = F.softmax(self.logits(h) / self.temperature, dim=-1)
+            w = F.softmax(self._logits(feats, h) / self.temperature, dim=-1)
             out = w @ self.prototypes + self.residual(h)
         else:
             out = self.head(h)

@@ -48,7 +48,7 @@ from bci_app.models.losses import (
     ssim_loss,
     triplet_loss,
 )
-from bci_app.models.saliency_gan import SaliencyDiscriminator, SaliencyGenerator
+from bci_app.models.saliency_gan import SaliencyDiscriminator, SaliencyGenerator, gan_condition
 from bci_app.models.semantic import SemanticHead
 
 log = logging.getLogger(__name__)
@@ -62,16 +62,21 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "name": "binned_linear", "n_outputs": 64, "kwargs": {},
         "epochs": 60, "batch_classes": 16, "per_class": 4, "lr": 1e-3, "weight_decay": 1e-2,
         "margin": 0.2, "mining": "batch_hard", "ce_weight": 1.0, "patience": 12, "lda_init": False,
+        "attributes": False,
     },
     "gan": {
         "resolution": 64, "z_dim": 32, "base_channels": 32, "epochs": 20, "batch_size": 64,
         "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.0, 0.99], "alpha1": 1.0, "alpha2": 0.1,
         "alpha3": 5.0, "diffaugment": "color,translation,cutout", "patience": 8,
+        "condition": "features", "temperature": 1.0,  # see saliency_gan.gan_condition
     },
     "semantic": {
         "text_encoder": {"type": "minilm", "seq_len": 16}, "captions": "label",
         "hidden": 256, "prototypes": True, "dropout": 0.1, "epochs": 60, "batch_size": 128,
         "lr": 1e-3, "weight_decay": 1e-2, "patience": 12,
+        # "features": mixture weights read from the EEG feature, started from the encoder's
+        # class read-out (needs label captions and prototypes); "hidden": from the MLP
+        "logits_from": "hidden",
     },
     "refiner": {"type": "demo", "train": {}},
     "classifier": {"train": True},
@@ -224,8 +229,12 @@ def centroid_accuracy(train_f: torch.Tensor, train_y: torch.Tensor, f: torch.Ten
 
 
 def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: Path | None = None,
-                  seed: int = 0, device: str = "cpu", resume: bool = False) -> tuple[Any, Any, dict]:
-    """Stage 1. Returns ``(encoder, head, metrics)`` (best on validation)."""
+                  seed: int = 0, device: str = "cpu", resume: bool = False,
+                  attributes: dict[str, list[int]] | None = None) -> tuple[Any, Any, dict]:
+    """Stage 1. Returns ``(encoder, head, metrics)`` (best on validation).
+
+    ``attributes``: the data set's class attributes, used by the LDA start when
+    ``cfg["attributes"]`` is true (see :meth:`BinnedLinearEncoder.fit_lda`)."""
     from accelerate.utils import set_seed
 
     set_seed(seed)
@@ -235,7 +244,10 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
     lda_info = None
     if isinstance(enc, BinnedLinearEncoder):
         if cfg.get("lda_init"):
-            lda_info = enc.fit_lda(X_tr, y_tr, head)
+            use = attributes if cfg.get("attributes") else None
+            if cfg.get("attributes") and not attributes:
+                log.warning("encoder: attributes requested but the data set defines none; class LDA only")
+            lda_info = enc.fit_lda(X_tr, y_tr, head, attributes=use)
             log.info("encoder: shrinkage-LDA start, train acc %.3f", lda_info["train_acc"])
         else:
             enc.fit_whitening(X_tr, y_tr)
@@ -402,16 +414,23 @@ def train_gan(f_tr, img_tr, f_va, img_va, cfg: dict, out: Path | None = None, se
 # ----------------------------------------------------------------------------- stage 3
 def train_semantic(f_tr, t_tr, f_va, t_va, cfg: dict, prototypes: torch.Tensor | None = None,
                    out: Path | None = None, seed: int = 0, device: str = "cpu",
-                   resume: bool = False) -> tuple[Any, dict]:
-    """Stage 3: ``M_s`` from features ``[N, F]`` to caption embeddings ``[N, L, D]`` (eq. 7)."""
+                   resume: bool = False, readout: torch.nn.Linear | None = None) -> tuple[Any, dict]:
+    """Stage 3: ``M_s`` from features ``[N, F]`` to caption embeddings ``[N, L, D]`` (eq. 7).
+
+    ``readout``: the encoder's class read-out, the start of the mixture weights when
+    ``cfg["logits_from"] == "features"`` (prototype ``k`` = class ``k``'s caption)."""
     from accelerate.utils import set_seed
 
     set_seed(seed)
     L, Dm = t_tr.shape[1], t_tr.shape[2]
     K = len(prototypes) if prototypes is not None else 0
-    head = SemanticHead(f_tr.shape[1], L, Dm, int(cfg["hidden"]), K, float(cfg["dropout"]))
+    logits_from = str(cfg.get("logits_from", "hidden")) if K else "hidden"
+    head = SemanticHead(f_tr.shape[1], L, Dm, int(cfg["hidden"]), K, float(cfg["dropout"]),
+                        logits_from=logits_from)
     if K:
         head.init_prototypes(prototypes)
+    if logits_from == "features" and readout is not None:
+        head.init_logits(readout.weight.detach().float(), readout.bias.detach().float())
     opt = torch.optim.AdamW(head.parameters(), lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     acc = _accelerator(device)
     gen = torch.Generator().manual_seed(seed)
@@ -427,6 +446,12 @@ def train_semantic(f_tr, t_tr, f_va, t_va, cfg: dict, prototypes: torch.Tensor |
         start, best_state, history = ck["epoch"] + 1, ck["best"], ck["history"]
         torch.set_rng_state(ck["rng"])
         gen.set_state(ck["gen"])
+    else:  # the start is a candidate too (with a read-out start it may already be the best)
+        u = acc.unwrap_model(head).eval()
+        with torch.no_grad():
+            val0 = float(semantic_l2_loss(u(f_va.to(acc.device)).float().cpu(), t_va))
+        stopper.step(val0)
+        best_state = copy.deepcopy(u.state_dict())
     bar = _progress(range(start, int(cfg["epochs"])), "semantic", acc, total=int(cfg["epochs"]) - start)
     for epoch in bar:
         if stopper.stop:
@@ -592,7 +617,7 @@ def train_bundle(
     if "encoder" in stages and not (resume and "encoder" in done):
         t0 = time.perf_counter()
         enc, head, m = train_encoder(X[tr], y[tr], X[va], y[va], ds.n_classes, cfg["encoder"], spec,
-                                     out, seed, device, resume)
+                                     out, seed, device, resume, attributes=ds.class_attributes)
         times["encoder"] = round(time.perf_counter() - t0, 1)
         metrics["encoder"] = m
         components.update(encoder=enc, encoder_head=head)
@@ -605,12 +630,17 @@ def train_bundle(
     if "gan" in stages and not (resume and "gan" in done):
         t0 = time.perf_counter()
         R = int(cfg["gan"]["resolution"])
-        G, D, m = train_gan(feats[tr], _images_tensor(ds, tr, R), feats[va], _images_tensor(ds, va, R),
+        cond, temp = str(cfg["gan"]["condition"]), float(cfg["gan"]["temperature"])
+        with torch.no_grad():
+            gfeats = gan_condition(feats, components.get("encoder_head") or (
+                need("encoder_head") if cond == "posterior" else None), cond, temp)
+        G, D, m = train_gan(gfeats[tr], _images_tensor(ds, tr, R), gfeats[va], _images_tensor(ds, va, R),
                             cfg["gan"], out, seed + 1, device, resume)
         times["gan"] = round(time.perf_counter() - t0, 1)
         metrics["gan"] = m
         components.update(generator=G, discriminator=D)
-        base_config["gan"] = {"resolution": R, "z_dim": int(cfg["gan"]["z_dim"])}
+        base_config["gan"] = {"resolution": R, "z_dim": int(cfg["gan"]["z_dim"]),
+                              "condition": cond, "temperature": temp}
         save("gan")
 
     # --- semantic
@@ -625,7 +655,12 @@ def train_bundle(
         t_tr, class_emb = caption_targets(ds, tr, te, scfg["captions"])
         t_va, _ = caption_targets(ds, va, te, scfg["captions"])
         protos = class_emb if (class_emb is not None and scfg["prototypes"]) else None
-        head, m = train_semantic(feats[tr], t_tr, feats[va], t_va, scfg, protos, out, seed + 2, device, resume)
+        readout = None
+        if scfg.get("logits_from") == "features" and protos is not None:
+            enc_head = components.get("encoder_head") or need("encoder_head")
+            readout = enc_head.fc
+        head, m = train_semantic(feats[tr], t_tr, feats[va], t_va, scfg, protos, out, seed + 2, device, resume,
+                                 readout=readout)
         if class_emb is not None:
             with torch.no_grad():
                 pred = head(feats[va])
@@ -644,7 +679,10 @@ def train_bundle(
     rcfg = cfg["refiner"]
     if "refiner" in stages and not (resume and "refiner" in done):
         t0 = time.perf_counter()
-        base_config["refiner"] = _train_or_reference_refiner(rcfg, out, base_config, device, resume)
+        sal_pairs = None
+        if float(dict(rcfg.get("train", {})).get("p_saliency", 0) or 0) > 0:
+            sal_pairs = _training_saliency_maps(out, base_config, feats, tr, ds, components, need, seed)
+        base_config["refiner"] = _train_or_reference_refiner(rcfg, out, base_config, device, resume, sal_pairs)
         times["refiner"] = round(time.perf_counter() - t0, 1)
         if cfg["classifier"].get("train", True):
             t0 = time.perf_counter()
@@ -660,7 +698,23 @@ def train_bundle(
     return out
 
 
-def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device: str, resume: bool) -> dict:
+@torch.no_grad()
+def _training_saliency_maps(out: Path, bundle_cfg: dict, feats: torch.Tensor, tr: np.ndarray, ds,
+                            components: dict, need, seed: int) -> tuple[torch.Tensor, list[str]]:
+    """The GAN's maps for the training trials (what the refiner will be given), with the
+    stimulus id of each trial; seeded latents."""
+    G = components.get("generator") or need("generator")
+    g = bundle_cfg.get("gan") or {}
+    head = components.get("encoder_head") or (need("encoder_head") if g.get("condition") == "posterior" else None)
+    cond = gan_condition(feats[tr], head, str(g.get("condition", "features")), float(g.get("temperature", 1.0)))
+    z = torch.randn(len(tr), G.z_dim, generator=torch.Generator().manual_seed(seed + 3))
+    G.eval()
+    maps = torch.cat([G(z[i : i + 256], cond[i : i + 256]) for i in range(0, len(tr), 256)])
+    return maps, [str(ds.stim_ids[i]) for i in tr]
+
+
+def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device: str, resume: bool,
+                                saliency_maps: tuple[torch.Tensor, list[str]] | None = None) -> dict:
     kind = rcfg.get("type", "demo")
     if kind != "demo":
         # a pretrained diffusers model: store the reference only (loaded with local_files_only)
@@ -676,7 +730,16 @@ def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device:
     if not resume:
         shutil.rmtree(out / "checkpoints" / "refiner", ignore_errors=True)
     save_dtype = {"float16": torch.float16, "float32": None, None: None}[rcfg.get("save_dtype")]
-    refiner = train_demo_refiner(DemoStimulusSet(), te, tcfg, progress=True, device=device)
+    refiner = train_demo_refiner(DemoStimulusSet(), te, tcfg, progress=True, device=device,
+                                 saliency_maps=saliency_maps)
+    # sampling defaults may differ from the timesteps training focused on (chosen on validation)
+    if rcfg.get("sample_steps") is not None or rcfg.get("sample_strength") is not None:
+        from bci_app.models.refiner import _check_steps_strength
+
+        steps = int(rcfg.get("sample_steps", refiner.steps))
+        strength = float(rcfg.get("sample_strength", refiner.strength))
+        _check_steps_strength(steps, strength)
+        refiner.steps, refiner.strength = steps, strength
     refiner.save(out / "refiner", weights_dtype=save_dtype)  # fp16 on disk halves the bundle size
     return {"path": "refiner", "type": "demo"}
 

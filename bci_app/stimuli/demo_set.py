@@ -101,6 +101,17 @@ class DemoStimulusSet:
         return [cls.class_name(k) for k in range(cls.n_classes)]
 
     @classmethod
+    def class_attributes(cls) -> dict[str, list[int]]:
+        """Attributes shared between classes: ``{"shape": [...], "colour": [...]}``, one value
+        index per class (what a decoder may share statistical strength over: every red
+        class tells something about "red")."""
+        n = len(COLOURS)
+        return {
+            "shape": [k // n for k in range(cls.n_classes)],
+            "colour": [k % n for k in range(cls.n_classes)],
+        }
+
+    @classmethod
     def caption(cls, label: int) -> str:
         """Label caption as in the seed paper: ``"an image of a red star"``."""
         return f"an image of a {cls.class_name(label)}"
@@ -134,6 +145,12 @@ class DemoStimulusSet:
     def images(self, stim_ids: list[str], size: int | None = None) -> np.ndarray:
         return np.stack([self.image(s, size) for s in stim_ids])
 
+    def image_upright(self, stim_id: str, size: int | None = None) -> np.ndarray:
+        """The same image with its object upright (rotation 0): same shape, colour,
+        position, size and background. The demo refiner learns to draw these (the
+        rotation is not in the EEG, so a reconstruction cannot know it)."""
+        return self._render_uncached(stim_id, int(size or self.size), upright=True)
+
     def _make_params(self) -> dict[str, StimulusParams]:
         out: dict[str, StimulusParams] = {}
         for label in range(self.n_classes):
@@ -152,7 +169,7 @@ class DemoStimulusSet:
                 out[sid] = StimulusParams(sid, label, shape, colour, x, y, size, rotation, bg)
         return out
 
-    def _render_uncached(self, stim_id: str, size: int) -> np.ndarray:
+    def _render_uncached(self, stim_id: str, size: int, upright: bool = False) -> np.ndarray:
         p = self.params(stim_id)
         ss = 4  # supersampling for smooth edges
         n = size * ss
@@ -160,7 +177,7 @@ class DemoStimulusSet:
         draw = ImageDraw.Draw(img)
         cx, cy, r = p.x * n, p.y * n, p.size * n
         fill = COLOURS[p.colour]
-        rot = math.radians(p.rotation)
+        rot = 0.0 if upright else math.radians(p.rotation)
 
         def poly(points: list[tuple[float, float]]) -> list[tuple[float, float]]:
             c, s = math.cos(rot), math.sin(rot)

@@ -191,3 +191,31 @@ def test_components_follow_the_config():
     assert sum(p.numel() for p in unet.parameters()) < 6e6
     with pytest.raises(ValueError, match="unknown demo refiner settings"):
         DemoRefinerConfig.from_dict({"unet_step": 3})
+
+
+def test_upright_targets_and_blank_inputs_train(stimuli):
+    """upright_targets: the denoiser learns rotation-0 images (AE sees both sets); p_blank and
+    colour_cast are accepted and the loss still falls."""
+    up, _ = stimulus_tensors(stimuli, 16, upright=True)
+    x, _ = stimulus_tensors(stimuli, 16)
+    assert up.shape == x.shape and not torch.equal(up, x)
+    ref = train_demo_refiner(stimuli, ToyTextEncoder(),
+                             tiny_cfg(upright_targets=True, p_blank=0.3, colour_cast=1.0), progress=False)
+    assert ref.extra["n_images"] == len(x)
+    assert ref.extra["unet_loss_last"] < ref.extra["unet_loss_first"]
+    with pytest.raises(ValueError, match="cannot draw upright"):
+        class NoUpright:
+            stim_ids = ["a"]
+        stimulus_tensors(NoUpright(), 16, upright=True)
+
+
+def test_saliency_pairs_are_used_and_checked(stimuli):
+    """p_saliency: real saliency maps (any resolution) stand in for degraded inputs."""
+    ids = list(stimuli.stim_ids)[:6]
+    maps = torch.rand(6, 3, 8, 8)
+    ref = train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(upright_targets=True, p_saliency=0.5),
+                             progress=False, saliency_maps=(maps, ids))
+    assert ref.extra["unet_loss_last"] < ref.extra["unet_loss_first"]
+    with pytest.raises(ValueError, match="not in the stimulus set"):
+        train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(p_saliency=0.5), progress=False,
+                           saliency_maps=(maps, ["c99_i99"] * 6))

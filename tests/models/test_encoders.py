@@ -84,5 +84,39 @@ def test_lda_start_reproduces_the_linear_baseline():
         pred = head(enc(torch.as_tensor(X[test]))).argmax(1).numpy()
     np.testing.assert_array_equal(pred, base.predict(X[test]))
     assert info["train_acc"] > 1.5 / n_cls
-    with pytest.raises(ValueError, match="n_outputs >= the 5 classes"):
+    with pytest.raises(ValueError, match=r"n_outputs >= 5 \(5 classes"):
         BinnedLinearEncoder(C, 3, T, sfreq=1000.0, bin_ms=40.0).fit_lda(X, y)
+
+
+def test_lda_start_with_attributes_adds_attribute_scores():
+    """Attribute LDAs (e.g. shape, colour) take the next outputs; the head adds each class's
+    attribute scores, and with shared attributes this decides better than a flat LDA."""
+    from bci_app.models.baseline import LinearBaseline
+    from bci_app.models.encoders import BinnedLinearEncoder, ClassifierHead
+
+    rng = np.random.default_rng(1)
+    n_a, n_b, C, T = 4, 3, 16, 80
+    n_cls = n_a * n_b
+    attrs = {"a": [k // n_b for k in range(n_cls)], "b": [k % n_b for k in range(n_cls)]}
+    ta = rng.standard_normal((n_a, C, T)).astype(np.float32)
+    tb = rng.standard_normal((n_b, C, T)).astype(np.float32)
+    y = np.repeat(np.arange(n_cls), 12)
+    X = (0.25 * (ta[y // n_b] + tb[y % n_b]) + rng.standard_normal((len(y), C, T))).astype(np.float32)
+    yt = np.repeat(np.arange(n_cls), 30)
+    Xt = (0.25 * (ta[yt // n_b] + tb[yt % n_b]) + rng.standard_normal((len(yt), C, T))).astype(np.float32)
+    enc = BinnedLinearEncoder(C, 24, T, sfreq=1000.0, bin_ms=40.0, dropout=0.0).eval()
+    head = ClassifierHead(24, n_cls).eval()
+    info = enc.fit_lda(X, y, head, attributes=attrs)
+    assert info["outputs_used"] == n_cls + n_a + n_b and info["attributes"] == ["a", "b"]
+    W = head.fc.weight.detach().numpy()
+    k = 7  # class 7 = (a=2, b=1): its own score + a's value 2 + b's value 1
+    np.testing.assert_array_equal(np.flatnonzero(W[k]), [k, n_cls + 2, n_cls + n_a + 1])
+    assert np.all(W[:, info["outputs_used"]:] == 0)
+    with torch.no_grad():
+        acc = (head(enc(torch.as_tensor(Xt))).argmax(1).numpy() == yt).mean()
+    flat = LinearBaseline(bin_ms=40.0).fit(X, y).score(Xt, yt)
+    assert acc > flat + 0.05, (acc, flat)
+    with pytest.raises(ValueError, match=r"n_outputs >= 19"):
+        BinnedLinearEncoder(C, 16, T, sfreq=1000.0, bin_ms=40.0).fit_lda(X, y, attributes=attrs)
+    with pytest.raises(ValueError, match="one value per class"):
+        enc.fit_lda(X, y, attributes={"a": [0, 1]})

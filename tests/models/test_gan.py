@@ -40,3 +40,21 @@ def test_generator_checks_inputs_and_resolution():
         G(torch.randn(2, 4), torch.randn(2, 5))
     with pytest.raises(ValueError, match="power of two"):
         SaliencyGenerator(resolution=48)
+
+
+def test_gan_condition_posterior_and_features():
+    from bci_app.models.saliency_gan import gan_condition
+
+    torch.manual_seed(0)
+    head = torch.nn.Linear(6, 4)
+    f = torch.randn(5, 6)
+    assert gan_condition(f, None, "features") is f
+    p = gan_condition(f, head, "posterior", temperature=0.5)
+    torch.testing.assert_close(p, torch.softmax(head(f) / 0.5, -1))
+    torch.testing.assert_close(p.sum(1), torch.ones(5))
+    with pytest.raises(ValueError, match="encoder_head"):
+        gan_condition(f, None, "posterior")
+    with pytest.raises(ValueError, match="temperature"):
+        gan_condition(f, head, "posterior", temperature=0.0)
+    with pytest.raises(ValueError, match="condition must be one of"):
+        gan_condition(f, head, "labels")

@@ -32,3 +32,34 @@ def test_semantic_head_checks():
         head.init_prototypes(torch.zeros(4, 3, 7))
     with pytest.raises(ValueError, match=r"\[B, 6\]"):
         head(torch.zeros(2, 5))
+
+
+def test_semantic_logits_from_features_start_at_the_encoder_readout():
+    """logits_from='features' + a read-out start: the head picks the class the read-out picks."""
+    torch.manual_seed(0)
+    K, L, D, Fd = 5, 3, 8, 7
+    class_emb = torch.randn(K, L, D)
+    readout = torch.nn.Linear(Fd, K)
+    f = torch.randn(40, Fd) * 3
+    head = SemanticHead(Fd, L, D, hidden=16, n_prototypes=K, logits_from="features").eval()
+    head.init_prototypes(class_emb)
+    head.init_logits(readout.weight.detach(), readout.bias.detach())
+    with torch.no_grad():
+        w = head.mixture_weights(f)
+        torch.testing.assert_close(w, torch.softmax(readout(f), -1))
+        nearest = ((head(f)[:, None] - class_emb[None]) ** 2).flatten(2).mean(2).argmin(1)
+    assert (nearest == readout(f).argmax(1)).float().mean() > 0.9
+    with pytest.raises(RuntimeError, match="logits_from='features'"):
+        SemanticHead(Fd, L, D, n_prototypes=K).init_logits(readout.weight, readout.bias)
+    with pytest.raises(ValueError, match="logits_from"):
+        SemanticHead(Fd, L, D, n_prototypes=K, logits_from="nope")
+    # train_semantic keeps the start as a candidate: the result is no worse on validation
+    y = readout(f).argmax(1).detach()
+    cfg = {"hidden": 16, "dropout": 0.0, "epochs": 3, "batch_size": 8, "lr": 1e-3,
+           "weight_decay": 0.0, "patience": 100, "logits_from": "features"}
+    trained, m = train_semantic(f[:30], class_emb[y[:30]], f[30:], class_emb[y[30:]], cfg, class_emb,
+                                seed=0, readout=readout)
+    assert trained.logits_from == "features"
+    with torch.no_grad():
+        start_loss = ((head(f[30:]) - class_emb[y[30:]]) ** 2).mean().item()
+    assert m["val_loss"] <= start_loss + 1e-6

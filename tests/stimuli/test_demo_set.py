@@ -57,3 +57,22 @@ def test_schedules_random_and_block():
     changes = lambda xs: sum(a != b for a, b in zip(xs, xs[1:], strict=False))  # noqa: E731
     assert changes(blk_labels) <= 40 < 300 < changes(rnd_labels)
     assert np.allclose(np.diff(rnd.onsets), 0.5)
+
+
+def test_upright_images_and_class_attributes():
+    s = DemoStimulusSet()
+    circle, star = s.make_id(0, 3), s.make_id(s.class_names().index("red star"), 3)
+    # a circle looks the same at any rotation; a star does not
+    np.testing.assert_array_equal(s.image_upright(circle), s.image(circle))
+    assert np.abs(s.image_upright(star).astype(int) - s.image(star)).mean() > 0.5
+    # same colour and area upright: only the rotation changed
+    up, im = s.image_upright(star).astype(int), s.image(star).astype(int)
+    bg = np.array(s.params(star).background)
+    assert abs((np.abs(up - bg).sum(-1) > 100).sum() - (np.abs(im - bg).sum(-1) > 100).sum()) < 40
+    attrs = s.class_attributes()
+    names = s.class_names()
+    for k in range(s.n_classes):
+        colour, shape = names[k].split(" ")
+        assert attrs["shape"][k] == ["circle", "square", "triangle", "star", "cross", "hexagon",
+                                     "diamond", "ring"].index(shape)
+        assert attrs["colour"][k] == ["red", "green", "blue", "yellow", "purple"].index(colour)

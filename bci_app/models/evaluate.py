@@ -570,7 +570,8 @@ def run_evaluate(args) -> int:
     from bci_app.models.reconstructor import Reconstructor
     from bci_app.preprocessing import PreprocessingSpec, normalise
 
-    recon = Reconstructor.from_bundle(args.bundle, device=getattr(args, "device", "auto") or "auto")
+    recon = Reconstructor.from_bundle(args.bundle, device=getattr(args, "device", "auto") or "auto",
+                                      steps=getattr(args, "steps", None), strength=getattr(args, "strength", None))
     bundle_config = dict(getattr(recon, "config", {}) or {})
     spec = recon.spec
     raw_spec = PreprocessingSpec.from_dict({**spec.to_dict(), "norm_mean": None, "norm_std": None})

@@ -268,8 +268,7 @@ def _zero_semantics(recon, x: np.ndarray) -> list[_Variant]:
         feats = recon.encoder(xt)
         g = torch.Generator().manual_seed(recon.seed)  # the same latents as reconstruct()
         z = torch.randn(len(xt), recon.generator.z_dim, generator=g)
-        cond = recon._gan_condition(feats) if hasattr(recon, "_gan_condition") else feats
-        sal = recon.generator(z.to(recon.device, recon.dtype), cond)
+        sal = recon.generator(z.to(recon.device, recon.dtype), recon._gan_condition(feats))
         emb = torch.zeros_like(recon.semantic(feats))
         gen = torch.Generator(device="cpu").manual_seed(recon.seed)
         img = recon.refiner.refine(sal, emb, steps=recon.steps, strength=recon.strength, generator=gen)

@@ -95,6 +95,9 @@ class Reconstructor:
         self.steps, self.strength = steps, strength
         self.seed = int(seed)
         self.classes = list(config.get("classes", []))
+        from bci_app.models.saliency_gan import condition_settings
+
+        self._gan_settings = condition_settings(config.get("gan"))
 
     # ------------------------------------------------------------------ construction
     @classmethod
@@ -200,11 +203,10 @@ class Reconstructor:
         ]
 
     def _gan_condition(self, feats: torch.Tensor) -> torch.Tensor:
+        """What the bundle's generator is conditioned on (see ``saliency_gan.gan_condition``)."""
         from bci_app.models.saliency_gan import gan_condition
 
-        g = self.config.get("gan") or {}
-        return gan_condition(feats, self.encoder_head, str(g.get("condition", "features")),
-                             float(g.get("temperature", 1.0)))
+        return gan_condition(feats, self.encoder_head, *self._gan_settings)
 
     def classify_images(self, images: np.ndarray) -> np.ndarray | None:
         """The bundle's image classifier: ``uint8 [N, H, W, 3]`` -> probabilities ``[N, K]``

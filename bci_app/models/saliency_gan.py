@@ -100,6 +100,12 @@ class SaliencyDiscriminator(ConfigModule):
 CONDITIONS = ("features", "posterior")
 
 
+def condition_settings(gan_cfg: dict | None) -> tuple[str, float]:
+    """``(condition, temperature)`` of a training or bundle ``gan`` config (paper default)."""
+    gan_cfg = gan_cfg or {}
+    return str(gan_cfg.get("condition", "features")), float(gan_cfg.get("temperature", 1.0))
+
+
 def gan_condition(feats: torch.Tensor, encoder_head: nn.Module | None = None,
                   condition: str = "features", temperature: float = 1.0) -> torch.Tensor:
     """The generator's conditioning vector from the EEG feature ``f_theta(x)``.

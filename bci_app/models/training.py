@@ -48,7 +48,12 @@ from bci_app.models.losses import (
     ssim_loss,
     triplet_loss,
 )
-from bci_app.models.saliency_gan import SaliencyDiscriminator, SaliencyGenerator, gan_condition
+from bci_app.models.saliency_gan import (
+    SaliencyDiscriminator,
+    SaliencyGenerator,
+    condition_settings,
+    gan_condition,
+)
 from bci_app.models.semantic import SemanticHead
 
 log = logging.getLogger(__name__)
@@ -613,6 +618,15 @@ def train_bundle(
                 f"train the earlier stages first (--stages encoder,...)"
             ) from None
 
+    def component(name: str) -> Any:  # trained in this run, else from the bundle
+        return components[name] if name in components else need(name)
+
+    def generator_condition(gan_cfg: dict, idx: np.ndarray | slice = slice(None)) -> torch.Tensor:
+        cond, temp = condition_settings(gan_cfg)
+        head = component("encoder_head") if cond == "posterior" else None
+        with torch.no_grad():
+            return gan_condition(feats[idx], head, cond, temp)
+
     # --- encoder
     if "encoder" in stages and not (resume and "encoder" in done):
         t0 = time.perf_counter()
@@ -630,10 +644,8 @@ def train_bundle(
     if "gan" in stages and not (resume and "gan" in done):
         t0 = time.perf_counter()
         R = int(cfg["gan"]["resolution"])
-        cond, temp = str(cfg["gan"]["condition"]), float(cfg["gan"]["temperature"])
-        with torch.no_grad():
-            gfeats = gan_condition(feats, components.get("encoder_head") or (
-                need("encoder_head") if cond == "posterior" else None), cond, temp)
+        cond, temp = condition_settings(cfg["gan"])
+        gfeats = generator_condition(cfg["gan"])
         G, D, m = train_gan(gfeats[tr], _images_tensor(ds, tr, R), gfeats[va], _images_tensor(ds, va, R),
                             cfg["gan"], out, seed + 1, device, resume)
         times["gan"] = round(time.perf_counter() - t0, 1)
@@ -657,8 +669,7 @@ def train_bundle(
         protos = class_emb if (class_emb is not None and scfg["prototypes"]) else None
         readout = None
         if scfg.get("logits_from") == "features" and protos is not None:
-            enc_head = components.get("encoder_head") or need("encoder_head")
-            readout = enc_head.fc
+            readout = component("encoder_head").fc
         head, m = train_semantic(feats[tr], t_tr, feats[va], t_va, scfg, protos, out, seed + 2, device, resume,
                                  readout=readout)
         if class_emb is not None:
@@ -681,7 +692,8 @@ def train_bundle(
         t0 = time.perf_counter()
         sal_pairs = None
         if float(dict(rcfg.get("train", {})).get("p_saliency", 0) or 0) > 0:
-            sal_pairs = _training_saliency_maps(out, base_config, feats, tr, ds, components, need, seed)
+            sal_pairs = _training_saliency_maps(component("generator"), generator_condition(base_config.get("gan"), tr),
+                                                [str(ds.stim_ids[i]) for i in tr], seed)
         base_config["refiner"] = _train_or_reference_refiner(rcfg, out, base_config, device, resume, sal_pairs)
         times["refiner"] = round(time.perf_counter() - t0, 1)
         if cfg["classifier"].get("train", True):
@@ -699,18 +711,13 @@ def train_bundle(
 
 
 @torch.no_grad()
-def _training_saliency_maps(out: Path, bundle_cfg: dict, feats: torch.Tensor, tr: np.ndarray, ds,
-                            components: dict, need, seed: int) -> tuple[torch.Tensor, list[str]]:
-    """The GAN's maps for the training trials (what the refiner will be given), with the
-    stimulus id of each trial; seeded latents."""
-    G = components.get("generator") or need("generator")
-    g = bundle_cfg.get("gan") or {}
-    head = components.get("encoder_head") or (need("encoder_head") if g.get("condition") == "posterior" else None)
-    cond = gan_condition(feats[tr], head, str(g.get("condition", "features")), float(g.get("temperature", 1.0)))
-    z = torch.randn(len(tr), G.z_dim, generator=torch.Generator().manual_seed(seed + 3))
+def _training_saliency_maps(G, cond: torch.Tensor, stim_ids: list[str], seed: int) -> tuple[torch.Tensor, list[str]]:
+    """The GAN's maps for the training trials (``cond``: their generator conditions), i.e.
+    what the refiner will be given, with the stimulus id of each trial; seeded latents."""
+    z = torch.randn(len(cond), G.z_dim, generator=torch.Generator().manual_seed(seed + 3))
     G.eval()
-    maps = torch.cat([G(z[i : i + 256], cond[i : i + 256]) for i in range(0, len(tr), 256)])
-    return maps, [str(ds.stim_ids[i]) for i in tr]
+    maps = torch.cat([G(z[i : i + 256], cond[i : i + 256]) for i in range(0, len(cond), 256)])
+    return maps, stim_ids
 
 
 def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device: str, resume: bool,

@@ -51,6 +51,9 @@ class EEGImageDataset:
     # attributes shared between classes (e.g. {"shape": [...], "colour": [...]}, one value
     # index per class), when the stimulus set defines them; None otherwise
     class_attributes: dict[str, list[int]] | None = None
+    # per-trial object layout ``[N, 3]`` (x, y, size as fractions of the image side) when
+    # the stimulus set knows it (the demo set); None otherwise
+    layout: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -255,6 +258,7 @@ def _epoch_to_dataset(epochs, stimuli: DemoStimulusSet, spec: PreprocessingSpec,
     ids = [good.stim_ids[i] for i in keep]
     labels = np.array([stimuli.label(s) if s in stimuli else -1 for s in ids], dtype=np.int64)
     loader = _session_image_loader(stimuli, images_dir)
+    known = all(s in stimuli for s in ids)
     return EEGImageDataset(
         X=np.ascontiguousarray(good.X[keep], dtype=np.float32),
         labels=labels,
@@ -262,6 +266,7 @@ def _epoch_to_dataset(epochs, stimuli: DemoStimulusSet, spec: PreprocessingSpec,
         subjects=np.zeros(len(ids), dtype=np.int64),
         class_names=stimuli.class_names(),
         class_attributes=stimuli.class_attributes() if hasattr(stimuli, "class_attributes") else None,
+        layout=stimuli.layout(ids) if known and hasattr(stimuli, "layout") else None,
         spec=spec,
         image_loader=loader,
         skipped=skipped,

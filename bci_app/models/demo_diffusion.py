@@ -70,6 +70,16 @@ class DemoRefinerConfig:
     # trial of that image), when the caller passes such pairs: the refiner then learns what
     # the maps it will be given carry (colour, background) and what they do not (shape).
     p_saliency: float = 0.0
+    # Target of those samples: "seen" (the seen image, upright if upright_targets) or
+    # "decoded" (the seen object drawn upright where the map's decoded layout puts it, when
+    # the caller passes the layouts). A map only says roughly where the object is; an x0
+    # denoiser sampled in one call that must guess the rest draws the average over
+    # positions and sizes (a blur); "decoded" makes its output one image again.
+    saliency_targets: str = "seen"
+    # Fraction of the UNet steps after which saliency-map samples start: first learn to
+    # draw from degraded seen images, then learn to read the maps (a curriculum; 0 = mixed
+    # from the start).
+    saliency_after: float = 0.0
     p_focus: float = 0.3  # share of samples at the timesteps that sampling uses (steps, strength)
     emb_noise: float = 0.1  # Gaussian noise on the embeddings, x their std (robustness to M_s)
     beta_schedule: str = "squaredcos_cap_v2"
@@ -309,8 +319,9 @@ def train_unet(
 
     ``targets`` (default ``images``): what the denoiser must output for each image; the
     degraded inputs are made from ``images``. ``saliency_pairs`` = ``(maps [M, 3, r, r],
-    image_index [M])``: real saliency maps and the image each was decoded from, used as
-    the input of a ``cfg.p_saliency`` share of the samples."""
+    image_index [M])`` or ``(maps, image_index, map_targets [M, 3, R, R])``: real saliency
+    maps and the image each was decoded from (and what to output for each map; default
+    that image's target), used as the input of a ``cfg.p_saliency`` share of the samples."""
     targets = images if targets is None else targets
     if targets.shape != images.shape:
         raise ValueError(f"targets {tuple(targets.shape)} must match images {tuple(images.shape)}")
@@ -339,10 +350,20 @@ def train_unet(
     # Fast-forward the data generator on resume: same batches as an uninterrupted run.
     n_train = sched.config.num_train_timesteps
     focus = refiner.timesteps(cfg.steps, cfg.strength).cpu().long()
-    sal_maps = sal_idx = None
+    sal_maps = sal_idx = sal_lat = None
     if saliency_pairs is not None and cfg.p_saliency > 0 and len(saliency_pairs[0]):
-        sal_maps, sal_idx = saliency_pairs
+        sal_maps, sal_idx = saliency_pairs[0], saliency_pairs[1]
         sal_idx = torch.as_tensor(sal_idx, dtype=torch.long)
+        if len(saliency_pairs) > 2 and saliency_pairs[2] is not None:
+            map_targets = saliency_pairs[2]
+            if tuple(map_targets.shape) != (len(sal_maps), *targets.shape[1:]):
+                raise ValueError(
+                    f"saliency_pairs: map targets must be [{len(sal_maps)}, {', '.join(map(str, targets.shape[1:]))}], "
+                    f"got {tuple(map_targets.shape)}"
+                )
+            with torch.no_grad():
+                sal_lat = torch.cat([refiner.encode(map_targets[i : i + 256].float().to(device))
+                                     for i in range(0, len(map_targets), 256)])
         if len(sal_maps) != len(sal_idx) or int(sal_idx.max()) >= len(images) or int(sal_idx.min()) < 0:
             raise ValueError(
                 f"saliency_pairs: {len(sal_maps)} maps need as many image indices in [0, {len(images)}); "
@@ -352,6 +373,9 @@ def train_unet(
         if sal_maps.shape[-1] != images.shape[-1]:
             sal_maps = F.interpolate(sal_maps, size=images.shape[-2:], mode="bilinear",
                                      antialias=True, align_corners=False).clamp(0, 1)
+    if not 0.0 <= cfg.saliency_after < 1.0:
+        raise ValueError(f"saliency_after must be in [0, 1), got {cfg.saliency_after}")
+    sal_from = int(round(cfg.saliency_after * cfg.unet_steps))
     alphas = sched.alphas_cumprod.to(device)
     for step in tqdm(
         range(cfg.unet_steps),
@@ -369,8 +393,9 @@ def train_unet(
         use_deg = torch.rand(b, generator=g) < cfg.p_degraded
         noise = torch.randn(clean_lat[:b].shape, generator=g)
         deg = degrade(images[idx], g, cfg.blur_sigma, cfg.colour_cast)
+        use_sal = None
         if sal_maps is not None:
-            use_sal = torch.rand(b, generator=g) < cfg.p_saliency
+            use_sal = (torch.rand(b, generator=g) < cfg.p_saliency) & (step >= sal_from)
             j = torch.randint(0, len(sal_maps), (b,), generator=g)
             idx = torch.where(use_sal, sal_idx[j], idx)
             deg = torch.where(use_sal[:, None, None, None], sal_maps[j], deg)
@@ -386,6 +411,8 @@ def train_unet(
         for group in opt.param_groups:
             group["lr"] = lr
         target = clean_lat[idx.to(device)]
+        if sal_lat is not None:
+            target = torch.where(use_sal.to(device)[:, None, None, None], sal_lat[j.to(device)], target)
         with torch.no_grad():
             base = torch.where(
                 use_deg.to(device)[:, None, None, None], refiner.encode(deg.to(device)), target
@@ -433,9 +460,10 @@ def train_demo_refiner(
         the semantic head must be trained against the same encoder.
     cfg : DemoRefinerConfig or dict
     device : str
-    saliency_maps : (maps ``[M, 3, r, r]`` in [0, 1], stimulus ids ``[M]``), optional
-        Real saliency maps (the GAN on training trials) and the stimulus each trial showed;
-        used for ``cfg.p_saliency`` of the samples.
+    saliency_maps : (maps ``[M, 3, r, r]`` in [0, 1], stimulus ids ``[M]``[, layouts ``[M, 3]``]), optional
+        Real saliency maps (the GAN on training trials), the stimulus each trial showed and
+        the layout (x, y, size) the map was decoded to; used for ``cfg.p_saliency`` of the
+        samples (the layouts for ``cfg.saliency_targets = "decoded"``).
 
     Returns
     -------
@@ -466,13 +494,28 @@ def train_demo_refiner(
         text_encoder=text_encoder.config() if hasattr(text_encoder, "config") else None,
     )
     pairs = None
+    if cfg.saliency_targets not in ("seen", "decoded"):
+        raise ValueError(f"saliency_targets must be 'seen' or 'decoded', got {cfg.saliency_targets!r}")
     if saliency_maps is not None:
-        maps, sids = saliency_maps
+        maps, sids = saliency_maps[0], saliency_maps[1]
+        layouts = saliency_maps[2] if len(saliency_maps) > 2 else None
         where = {sid: i for i, sid in enumerate(stimuli.stim_ids)}
         missing = [s for s in sids if s not in where]
         if missing:
             raise ValueError(f"saliency maps of {len(missing)} stimuli not in the stimulus set (e.g. {missing[0]!r})")
-        pairs = (maps, torch.tensor([where[s] for s in sids], dtype=torch.long))
+        map_targets = None
+        if cfg.saliency_targets == "decoded":
+            if layouts is None or not hasattr(stimuli, "image_at"):
+                raise ValueError(
+                    "saliency_targets = 'decoded' needs the maps' decoded layouts (a GAN conditioned "
+                    "on the encoder's layout, gan.layout = true) and a stimulus set that can draw an "
+                    "object at a layout (image_at)"
+                )
+            layouts = np.asarray(layouts, dtype=np.float64)
+            imgs = np.stack([stimuli.image_at(s, lay, cfg.resolution, upright=cfg.upright_targets)
+                             for s, lay in zip(sids, layouts)])
+            map_targets = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
+        pairs = (maps, torch.tensor([where[s] for s in sids], dtype=torch.long), map_targets)
     losses = train_unet(
         refiner, images, labels, class_embeds, cfg, progress=progress, device=device,
         targets=targets, saliency_pairs=pairs,

@@ -177,7 +177,8 @@ class BinnedLinearEncoder(ConfigModule):
 
     @torch.no_grad()
     def fit_lda(self, X: np.ndarray, labels: np.ndarray, head: ClassifierHead | None = None,
-                attributes: dict[str, list[int]] | None = None) -> dict:
+                attributes: dict[str, list[int]] | None = None,
+                layout: np.ndarray | None = None, layout_names: tuple[str, ...] | None = None) -> dict:
         """Start from the closed-form shrinkage-LDA solution on this encoder's binned features.
 
         The first ``n_classes`` outputs become LDA's class scores (features standardised,
@@ -193,6 +194,12 @@ class BinnedLinearEncoder(ConfigModule):
         attributes were independent evidence). An attribute value is learnt from every class
         that has it (e.g. 8 x 35 "red" trials instead of 35 per class), which is where this
         beats a flat 40-class LDA when classes share attributes.
+
+        ``layout`` (``[N, K]`` per-trial continuous targets, e.g. the object's x, y and size)
+        adds K ridge regressions (penalty chosen by leave-one-out on these trials) on the
+        same features, standardised targets, in the next K outputs; the head ignores them.
+        The returned ``info["layout"]`` names those outputs and the targets' mean and std,
+        so that ``output * std + mean`` is the decoded layout in the targets' units.
         """
         from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
@@ -228,11 +235,34 @@ class BinnedLinearEncoder(ConfigModule):
             # class k gets the score of its own value of this attribute
             onehot = (values[classes][:, None] == m.classes_[None, :]).astype(np.float64)
             read.append(onehot)
+        n_read = sum(len(b[1]) for b in blocks)  # outputs the class head reads
+        lay_info = None
+        if layout is not None:
+            layout = np.asarray(layout, dtype=np.float64)
+            if layout.ndim != 2 or len(layout) != len(labels) or not np.isfinite(layout).all():
+                raise ValueError(
+                    f"layout must be finite [{len(labels)}, K] (one row per trial), got shape {layout.shape}"
+                )
+            from sklearn.linear_model import RidgeCV
+
+            l_mu, l_sd = layout.mean(0), layout.std(0) + 1e-8
+            target = (layout - l_mu) / l_sd
+            ridge = RidgeCV(alphas=np.logspace(-1, 5, 13)).fit(z, target)
+            blocks.append((np.atleast_2d(ridge.coef_), np.atleast_1d(ridge.intercept_)))
+            fitted = ridge.predict(z).reshape(target.shape)
+            names = list(layout_names) if layout_names is not None else [f"layout{k}" for k in range(layout.shape[1])]
+            if len(names) != layout.shape[1]:
+                raise ValueError(f"layout_names must name {layout.shape[1]} columns, got {names}")
+            lay_info = {
+                "names": names, "outputs": list(range(n_read, n_read + layout.shape[1])),
+                "mean": l_mu.tolist(), "std": l_sd.tolist(), "alpha": float(ridge.alpha_),
+                "train_r2": (1 - ((fitted - target) ** 2).mean(0) / target.var(0).clip(1e-12)).round(4).tolist(),
+            }
         n_used = sum(len(b[1]) for b in blocks)
         if self.n_outputs < n_used:
             raise ValueError(
-                f"fit_lda needs n_outputs >= {n_used} ({n_cls} classes + attribute values), "
-                f"got {self.n_outputs}"
+                f"fit_lda needs n_outputs >= {n_used} ({n_cls} classes + attribute values"
+                f"{' + layout' if layout is not None else ''}), got {self.n_outputs}"
             )
         w = np.zeros((self.n_outputs, feats.shape[1]))
         b = np.zeros(self.n_outputs)
@@ -243,14 +273,14 @@ class BinnedLinearEncoder(ConfigModule):
         self.fc.weight.copy_(torch.as_tensor(w, dtype=self.fc.weight.dtype))
         self.fc.bias.copy_(torch.as_tensor(b, dtype=self.fc.bias.dtype))
         readout = np.zeros((n_cls, self.n_outputs))
-        readout[:, :n_used] = np.concatenate(read, axis=1)
+        readout[:, :n_read] = np.concatenate(read, axis=1)
         if head is not None:
             head.fc.weight.zero_()
             head.fc.bias.zero_()
             head.fc.weight[:n_cls] = torch.as_tensor(readout, dtype=head.fc.weight.dtype)
         pred = classes[np.argmax((feats @ w.T + b) @ readout.T, axis=1)]
         return {"train_acc": float((pred == labels).mean()), "classes": int(n_cls),
-                "attributes": sorted(attributes or {}), "outputs_used": int(n_used)}
+                "attributes": sorted(attributes or {}), "outputs_used": int(n_used), "layout": lay_info}
 
     @torch.no_grad()
     def fit_whitening(self, X: np.ndarray, labels: np.ndarray) -> None:

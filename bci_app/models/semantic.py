@@ -78,6 +78,16 @@ class SemanticHead(ConfigModule):
         self.logits.weight.copy_(weight)
         self.logits.bias.copy_(bias)
 
+    def set_temperature(self, temperature: float) -> None:
+        """Sharpen (< 1) or soften the prototype mixture at sampling time (saved with the
+        head). Eq. (7) trains the mixture towards the posterior mean of the caption
+        embeddings, a blend when the EEG is ambiguous; a refiner guided by a blend draws
+        an ambiguous object, one guided by the most probable caption commits to it."""
+        if not temperature > 0:
+            raise ValueError(f"semantic temperature must be > 0, got {temperature}")
+        self.temperature = float(temperature)
+        self.config["temperature"] = float(temperature)
+
     def _logits(self, feats: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
         return self.logits(feats if self.logits_from == "features" else h)
 

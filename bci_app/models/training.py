@@ -68,12 +68,14 @@ DEFAULT_CONFIG: dict[str, Any] = {
         "epochs": 60, "batch_classes": 16, "per_class": 4, "lr": 1e-3, "weight_decay": 1e-2,
         "margin": 0.2, "mining": "batch_hard", "ce_weight": 1.0, "patience": 12, "lda_init": False,
         "attributes": False,
+        "layout": False, "layout_weight": 1.0,  # regress the object's x, y, size (demo set)
     },
     "gan": {
         "resolution": 64, "z_dim": 32, "base_channels": 32, "epochs": 20, "batch_size": 64,
         "lr_g": 2e-4, "lr_d": 2e-4, "betas": [0.0, 0.99], "alpha1": 1.0, "alpha2": 0.1,
         "alpha3": 5.0, "diffaugment": "color,translation,cutout", "patience": 8,
         "condition": "features", "temperature": 1.0,  # see saliency_gan.gan_condition
+        "layout": False,  # + the encoder's decoded object layout, drawn as a map (saliency_gan)
     },
     "semantic": {
         "text_encoder": {"type": "minilm", "seq_len": 16}, "captions": "label",
@@ -82,6 +84,7 @@ DEFAULT_CONFIG: dict[str, Any] = {
         # "features": mixture weights read from the EEG feature, started from the encoder's
         # class read-out (needs label captions and prototypes); "hidden": from the MLP
         "logits_from": "hidden",
+        "sample_temperature": None,  # mixture temperature at sampling (SemanticHead.set_temperature)
     },
     "refiner": {"type": "demo", "train": {}},
     "classifier": {"train": True},
@@ -235,13 +238,27 @@ def centroid_accuracy(train_f: torch.Tensor, train_y: torch.Tensor, f: torch.Ten
 
 def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: Path | None = None,
                   seed: int = 0, device: str = "cpu", resume: bool = False,
-                  attributes: dict[str, list[int]] | None = None) -> tuple[Any, Any, dict]:
+                  attributes: dict[str, list[int]] | None = None,
+                  layout: tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None = None,
+                  ) -> tuple[Any, Any, dict]:
     """Stage 1. Returns ``(encoder, head, metrics)`` (best on validation).
 
     ``attributes``: the data set's class attributes, used by the LDA start when
-    ``cfg["attributes"]`` is true (see :meth:`BinnedLinearEncoder.fit_lda`)."""
+    ``cfg["attributes"]`` is true (see :meth:`BinnedLinearEncoder.fit_lda`).
+    ``layout``: ``(train targets [N, K], validation targets [M, K], names)``, the objects'
+    positions and sizes, used when ``cfg["layout"]`` is true: K outputs of ``f_theta``
+    start as ridge regressions of them, stay out of the triplet loss (they vary within a
+    class) and keep an MSE term (``layout_weight``) while the encoder trains;
+    ``metrics["layout"]`` says which outputs and how to map them back to image units."""
     from accelerate.utils import set_seed
 
+    want_layout = bool(cfg.get("layout"))
+    if want_layout and (layout is None or cfg["name"] != "binned_linear" or not cfg.get("lda_init")):
+        raise ValueError(
+            "encoder.layout needs per-trial object layouts (the demo stimulus set has them; "
+            f"this data set {'has none' if layout is None else 'has them'}) and the binned_linear "
+            "encoder with lda_init = true; set encoder.layout = false"
+        )
     set_seed(seed)
     n_chans, n_times = X_tr.shape[1], X_tr.shape[2]
     enc = build_encoder(cfg["name"], n_chans, int(cfg["n_outputs"]), n_times, spec.sfreq, **cfg.get("kwargs", {}))
@@ -252,15 +269,26 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
             use = attributes if cfg.get("attributes") else None
             if cfg.get("attributes") and not attributes:
                 log.warning("encoder: attributes requested but the data set defines none; class LDA only")
-            lda_info = enc.fit_lda(X_tr, y_tr, head, attributes=use)
+            lay_tr, lay_names = (layout[0], tuple(layout[2])) if want_layout else (None, None)
+            lda_info = enc.fit_lda(X_tr, y_tr, head, attributes=use, layout=lay_tr, layout_names=lay_names)
             log.info("encoder: shrinkage-LDA start, train acc %.3f", lda_info["train_acc"])
         else:
             enc.fit_whitening(X_tr, y_tr)
+    lay = lda_info.get("layout") if lda_info else None
+    keep = torch.ones(int(cfg["n_outputs"]), dtype=torch.bool)  # outputs in the triplet loss
+    if lay is not None:
+        lay_idx = torch.as_tensor(lay["outputs"])
+        keep[lay_idx] = False
+        lay_mu, lay_sd = torch.as_tensor(lay["mean"]).float(), torch.as_tensor(lay["std"]).float()
+        lay_t = ((torch.as_tensor(layout[0]).float() - lay_mu) / lay_sd)
+    else:
+        lay_t = torch.zeros(len(y_tr), 0)
+    lay_w = float(cfg.get("layout_weight", 1.0))
     params = list(enc.parameters()) + list(head.parameters())
     opt = torch.optim.AdamW(params, lr=float(cfg["lr"]), weight_decay=float(cfg["weight_decay"]))
     acc = _accelerator(device)
     sampler = PKBatchSampler(y_tr, int(cfg["batch_classes"]), int(cfg["per_class"]), seed)
-    ds = TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(y_tr))
+    ds = TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(y_tr), lay_t)
     dl = DataLoader(ds, batch_sampler=sampler)
     enc, head, opt, dl = acc.prepare(enc, head, opt, dl)
     stopper = EarlyStopper(int(cfg["patience"]), "max")
@@ -292,11 +320,13 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
         enc.train()
         head.train()
         tl = []
-        for xb, yb in dl:
+        for xb, yb, lb in dl:
             emb = enc(xb)
-            loss = triplet_loss(emb, yb, float(cfg["margin"]), cfg["mining"])
+            loss = triplet_loss(emb[:, keep.to(emb.device)], yb, float(cfg["margin"]), cfg["mining"])
             if ce_w:
                 loss = loss + ce_w * F.cross_entropy(head(emb), yb)
+            if lay is not None and lay_w:
+                loss = loss + lay_w * F.mse_loss(emb[:, lay_idx.to(emb.device)], lb)
             opt.zero_grad()
             acc.backward(loss)
             opt.step()
@@ -324,20 +354,27 @@ def train_encoder(X_tr, y_tr, X_va, y_va, n_classes: int, cfg: dict, spec, out: 
         head.load_state_dict(best_state["head"])
     enc.eval()
     head.eval()
-    return enc, head, {"val_acc": stopper.best, "epochs_run": len(history), "lda_init": lda_info,
+    if lay is not None:  # how well the kept encoder decodes the layout on validation trials
+        pred = encode(enc, Xva_t)[:, lay_idx].double()
+        t_va = (torch.as_tensor(layout[1]).double() - lay_mu.double()) / lay_sd.double()
+        r2 = 1 - ((pred - t_va) ** 2).mean(0) / t_va.var(0, unbiased=False).clamp_min(1e-12)
+        lay = {**lay, "val_r2": [round(float(v), 4) for v in r2]}
+        log.info("encoder: layout val R^2 %s", dict(zip(lay["names"], lay["val_r2"])))
+    return enc, head, {"val_acc": stopper.best, "epochs_run": len(history), "lda_init": lda_info, "layout": lay,
                        "loss_first": history[0]["loss"] if history else None,
                        "loss_last": history[-1]["loss"] if history else None}
 
 
 # ----------------------------------------------------------------------------- stage 2
 def train_gan(f_tr, img_tr, f_va, img_va, cfg: dict, out: Path | None = None, seed: int = 0,
-              device: str = "cpu", resume: bool = False) -> tuple[Any, Any, dict]:
-    """Stage 2 on precomputed features ``f [N, F]`` and images ``[N, 3, R, R]`` in [0, 1]."""
+              device: str = "cpu", resume: bool = False, layout_dims: int = 0) -> tuple[Any, Any, dict]:
+    """Stage 2 on precomputed conditions ``f [N, F]`` and images ``[N, 3, R, R]`` in [0, 1]
+    (``layout_dims``: see :class:`SaliencyGenerator`)."""
     from accelerate.utils import set_seed
 
     set_seed(seed)
     R = int(cfg["resolution"])
-    G = SaliencyGenerator(int(cfg["z_dim"]), f_tr.shape[1], R, int(cfg["base_channels"]))
+    G = SaliencyGenerator(int(cfg["z_dim"]), f_tr.shape[1], R, int(cfg["base_channels"]), layout_dims)
     D = SaliencyDiscriminator(f_tr.shape[1], R, int(cfg["base_channels"]))
     betas = tuple(cfg["betas"])
     opt_g = torch.optim.Adam(G.parameters(), lr=float(cfg["lr_g"]), betas=betas)
@@ -622,19 +659,26 @@ def train_bundle(
         return components[name] if name in components else need(name)
 
     def generator_condition(gan_cfg: dict, idx: np.ndarray | slice = slice(None)) -> torch.Tensor:
-        cond, temp = condition_settings(gan_cfg)
+        cond, temp, layout = condition_settings(gan_cfg)
         head = component("encoder_head") if cond == "posterior" else None
         with torch.no_grad():
-            return gan_condition(feats[idx], head, cond, temp)
+            return gan_condition(feats[idx], head, cond, temp, layout)
 
     # --- encoder
     if "encoder" in stages and not (resume and "encoder" in done):
         t0 = time.perf_counter()
+        layout = None
+        if cfg["encoder"].get("layout") and ds.layout is not None:
+            from bci_app.stimuli import DemoStimulusSet
+
+            layout = (ds.layout[tr], ds.layout[va], DemoStimulusSet.LAYOUT_NAMES)
         enc, head, m = train_encoder(X[tr], y[tr], X[va], y[va], ds.n_classes, cfg["encoder"], spec,
-                                     out, seed, device, resume, attributes=ds.class_attributes)
+                                     out, seed, device, resume, attributes=ds.class_attributes,
+                                     layout=layout)
         times["encoder"] = round(time.perf_counter() - t0, 1)
         metrics["encoder"] = m
         components.update(encoder=enc, encoder_head=head)
+        base_config["encoder"] = {"layout": m.get("layout")}
         save("encoder")
     else:
         enc = need("encoder")
@@ -644,15 +688,23 @@ def train_bundle(
     if "gan" in stages and not (resume and "gan" in done):
         t0 = time.perf_counter()
         R = int(cfg["gan"]["resolution"])
-        cond, temp = condition_settings(cfg["gan"])
-        gfeats = generator_condition(cfg["gan"])
+        cond, temp, _ = condition_settings(cfg["gan"])
+        layout = None
+        if cfg["gan"].get("layout"):
+            layout = (base_config.get("encoder") or {}).get("layout")
+            if layout is None:
+                raise ValueError(
+                    "gan.layout = true needs an encoder trained with encoder.layout = true "
+                    "(its layout outputs); retrain the encoder stage or set gan.layout = false"
+                )
+        gan_settings = {"condition": cond, "temperature": temp, "layout": layout}
+        gfeats = generator_condition(gan_settings)
         G, D, m = train_gan(gfeats[tr], _images_tensor(ds, tr, R), gfeats[va], _images_tensor(ds, va, R),
-                            cfg["gan"], out, seed + 1, device, resume)
+                            cfg["gan"], out, seed + 1, device, resume, layout_dims=3 if layout else 0)
         times["gan"] = round(time.perf_counter() - t0, 1)
         metrics["gan"] = m
         components.update(generator=G, discriminator=D)
-        base_config["gan"] = {"resolution": R, "z_dim": int(cfg["gan"]["z_dim"]),
-                              "condition": cond, "temperature": temp}
+        base_config["gan"] = {"resolution": R, "z_dim": int(cfg["gan"]["z_dim"]), **gan_settings}
         save("gan")
 
     # --- semantic
@@ -672,6 +724,11 @@ def train_bundle(
             readout = component("encoder_head").fc
         head, m = train_semantic(feats[tr], t_tr, feats[va], t_va, scfg, protos, out, seed + 2, device, resume,
                                  readout=readout)
+        if scfg.get("sample_temperature") is not None:
+            if head.n_prototypes == 0:
+                raise ValueError("semantic.sample_temperature needs the prototype head (prototypes = true)")
+            head.set_temperature(float(scfg["sample_temperature"]))
+            m["sample_temperature"] = float(scfg["sample_temperature"])
         if class_emb is not None:
             with torch.no_grad():
                 pred = head(feats[va])
@@ -711,13 +768,16 @@ def train_bundle(
 
 
 @torch.no_grad()
-def _training_saliency_maps(G, cond: torch.Tensor, stim_ids: list[str], seed: int) -> tuple[torch.Tensor, list[str]]:
+def _training_saliency_maps(G, cond: torch.Tensor, stim_ids: list[str], seed: int
+                            ) -> tuple[torch.Tensor, list[str], np.ndarray | None]:
     """The GAN's maps for the training trials (``cond``: their generator conditions), i.e.
-    what the refiner will be given, with the stimulus id of each trial; seeded latents."""
+    what the refiner will be given, with the stimulus id of each trial and, for a generator
+    conditioned on a layout, the decoded layout (x, y, size) it drew; seeded latents."""
     z = torch.randn(len(cond), G.z_dim, generator=torch.Generator().manual_seed(seed + 3))
     G.eval()
     maps = torch.cat([G(z[i : i + 256], cond[i : i + 256]) for i in range(0, len(cond), 256)])
-    return maps, stim_ids
+    k = int(getattr(G, "layout_dims", 0))
+    return maps, stim_ids, (cond[:, -k:].double().numpy() if k else None)
 
 
 def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device: str, resume: bool,

@@ -9,6 +9,7 @@ Stimulus ids are strings ``"c{class:02d}_i{index:02d}"`` (e.g. ``"c07_i23"``).
 
 from __future__ import annotations
 
+import dataclasses
 import math
 import re
 from dataclasses import dataclass
@@ -128,6 +129,16 @@ class DemoStimulusSet:
     def label(self, stim_id: str) -> int:
         return self.params(stim_id).label
 
+    #: names of :meth:`layout`'s columns
+    LAYOUT_NAMES = ("x", "y", "size")
+
+    def layout(self, stim_ids: list[str]) -> np.ndarray:
+        """Where each image's object is: ``float64 [N, 3]`` of (x, y, size), centre and
+        radius as fractions of the image side (what the virtual subject's visual
+        response encodes; see :mod:`bci_app.simulation.subject`)."""
+        rows = [self.params(s) for s in stim_ids]
+        return np.array([[p.x, p.y, p.size] for p in rows], dtype=np.float64).reshape(-1, 3)
+
     @staticmethod
     def make_id(label: int, index: int) -> str:
         return f"c{label:02d}_i{index:02d}"
@@ -151,6 +162,17 @@ class DemoStimulusSet:
         rotation is not in the EEG, so a reconstruction cannot know it)."""
         return self._render_uncached(stim_id, int(size or self.size), upright=True)
 
+    def image_at(self, stim_id: str, layout: tuple[float, float, float], size: int | None = None,
+                 upright: bool = True) -> np.ndarray:
+        """The image's object (same shape, colour and background) drawn at another
+        ``layout`` = (x, y, size) in the units of :meth:`layout`, upright by default: what
+        a reconstruction that trusts a decoded layout should draw (the demo refiner's
+        target for a saliency map decoded to that layout)."""
+        x, y, r = (float(v) for v in layout)
+        if not all(math.isfinite(v) for v in (x, y, r)) or r <= 0:
+            raise ValueError(f"layout must be finite (x, y, size) with size > 0, got {layout}")
+        return self._render_uncached(stim_id, int(size or self.size), upright=upright, layout=(x, y, r))
+
     def _make_params(self) -> dict[str, StimulusParams]:
         out: dict[str, StimulusParams] = {}
         for label in range(self.n_classes):
@@ -169,8 +191,11 @@ class DemoStimulusSet:
                 out[sid] = StimulusParams(sid, label, shape, colour, x, y, size, rotation, bg)
         return out
 
-    def _render_uncached(self, stim_id: str, size: int, upright: bool = False) -> np.ndarray:
+    def _render_uncached(self, stim_id: str, size: int, upright: bool = False,
+                         layout: tuple[float, float, float] | None = None) -> np.ndarray:
         p = self.params(stim_id)
+        if layout is not None:
+            p = dataclasses.replace(p, x=layout[0], y=layout[1], size=layout[2])
         ss = 4  # supersampling for smooth edges
         n = size * ss
         img = Image.new("RGB", (n, n), p.background)

@@ -219,3 +219,40 @@ def test_saliency_pairs_are_used_and_checked(stimuli):
     with pytest.raises(ValueError, match="not in the stimulus set"):
         train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(p_saliency=0.5), progress=False,
                            saliency_maps=(maps, ["c99_i99"] * 6))
+
+
+def test_decoded_layout_targets(stimuli):
+    """saliency_targets="decoded": each map's target is its object drawn at the map's decoded
+    layout; without layouts, or with an unknown setting, a clear error."""
+    ids = list(stimuli.stim_ids)[:6]
+    maps = torch.rand(6, 3, 8, 8)
+    layouts = [(0.3, 0.7, 0.2)] * 6
+    cfg = tiny_cfg(upright_targets=True, p_saliency=0.8, saliency_targets="decoded")
+    ref = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False,
+                             saliency_maps=(maps, ids, layouts))
+    assert ref.extra["unet_loss_last"] < ref.extra["unet_loss_first"]
+    with pytest.raises(ValueError, match="decoded layouts"):
+        train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False, saliency_maps=(maps, ids))
+    # maps only in the second half (a curriculum); out-of-range fractions are refused
+    ref2 = train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(upright_targets=True, p_saliency=0.8,
+                              saliency_targets="decoded", saliency_after=0.5), progress=False,
+                              saliency_maps=(maps, ids, layouts))
+    assert ref2.extra["unet_loss_last"] < ref2.extra["unet_loss_first"]
+    with pytest.raises(ValueError, match="saliency_after must be in"):
+        train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(p_saliency=0.5, saliency_after=1.0),
+                           progress=False, saliency_maps=(maps, ids, layouts))
+    with pytest.raises(ValueError, match="saliency_targets must be"):
+        train_demo_refiner(stimuli, ToyTextEncoder(), tiny_cfg(saliency_targets="seen_or_not"), progress=False)
+
+
+def test_map_targets_shape_is_checked(stimuli):
+    from bci_app.models.demo_diffusion import train_unet
+
+    cfg = tiny_cfg(p_saliency=0.5, unet_steps=2)
+    images, labels = stimulus_tensors(stimuli, 16)
+    unet, vae, sched = make_demo_components(cfg, cross_attention_dim=32)
+    ref = DemoRefiner(unet, vae, sched, resolution=16, steps=2, strength=1.0, seq_len=6)
+    emb = ToyTextEncoder().encode([stimuli.caption(k) for k in range(40)])
+    bad = (torch.rand(3, 3, 8, 8), torch.tensor([0, 1, 2]), torch.rand(3, 3, 8, 8))
+    with pytest.raises(ValueError, match="map targets must be"):
+        train_unet(ref, images, labels, emb, cfg, progress=False, saliency_pairs=bad)

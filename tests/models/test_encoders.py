@@ -120,3 +120,40 @@ def test_lda_start_with_attributes_adds_attribute_scores():
         BinnedLinearEncoder(C, 16, T, sfreq=1000.0, bin_ms=40.0).fit_lda(X, y, attributes=attrs)
     with pytest.raises(ValueError, match="one value per class"):
         enc.fit_lda(X, y, attributes={"a": [0, 1]})
+
+
+def test_lda_start_with_layout_regresses_position():
+    """layout targets (e.g. object x, y) take K outputs after the LDA scores as ridge
+    regressions; the class head ignores them; they predict held-out layouts."""
+    from bci_app.models.encoders import BinnedLinearEncoder, ClassifierHead
+
+    rng = np.random.default_rng(2)
+    n_cls, C, T = 4, 16, 80
+    tc = rng.standard_normal((n_cls, C, T)).astype(np.float32)
+    tx = rng.standard_normal((C, T)).astype(np.float32)  # a pattern whose size codes x
+
+    def make(n):
+        y = np.repeat(np.arange(n_cls), n)
+        lay = np.stack([rng.uniform(0.2, 0.8, len(y)), rng.uniform(0.2, 0.8, len(y))], 1)
+        X = 0.3 * tc[y] + 2.0 * (lay[:, :1, None] - 0.5) * tx + rng.standard_normal((len(y), C, T))
+        return X.astype(np.float32), y, lay
+
+    X, y, lay = make(40)
+    Xt, yt, layt = make(30)
+    enc = BinnedLinearEncoder(C, 12, T, sfreq=1000.0, bin_ms=40.0, dropout=0.0).eval()
+    head = ClassifierHead(12, n_cls).eval()
+    info = enc.fit_lda(X, y, head, layout=lay, layout_names=("x", "y"))
+    li = info["layout"]
+    assert li["outputs"] == [n_cls, n_cls + 1] and li["names"] == ["x", "y"]
+    assert info["outputs_used"] == n_cls + 2
+    assert np.all(head.fc.weight.detach().numpy()[:, li["outputs"]] == 0)  # not class evidence
+    with torch.no_grad():
+        out = enc(torch.as_tensor(Xt)).numpy()[:, li["outputs"]]
+    pred = out * np.array(li["std"]) + np.array(li["mean"])
+    r_x = np.corrcoef(pred[:, 0], layt[:, 0])[0, 1]
+    r_y = np.corrcoef(pred[:, 1], layt[:, 1])[0, 1]
+    assert r_x > 0.7 and abs(r_y) < 0.3, (r_x, r_y)  # x is in the signal, y is not
+    with pytest.raises(ValueError, match="layout must be finite"):
+        enc.fit_lda(X, y, layout=lay[:10])
+    with pytest.raises(ValueError, match="layout_names must name 2"):
+        enc.fit_lda(X, y, layout=lay, layout_names=("x",))

@@ -58,3 +58,42 @@ def test_gan_condition_posterior_and_features():
         gan_condition(f, head, "posterior", temperature=0.0)
     with pytest.raises(ValueError, match="condition must be one of"):
         gan_condition(f, head, "labels")
+
+
+def test_layout_condition_and_generator():
+    """gan_condition appends the decoded layout (clipped to the image); a generator with
+    layout_dims=3 draws where the layout says, learnt in a few dozen steps."""
+    from bci_app.models.saliency_gan import SaliencyGenerator, condition_settings, gan_condition, layout_map
+    from bci_app.models.losses import ssim_loss
+
+    torch.manual_seed(0)
+    f = torch.randn(6, 5)
+    lay = {"outputs": [2, 3, 4], "mean": [0.5, 0.5, 0.25], "std": [0.1, 0.1, 0.05]}
+    c = gan_condition(f, None, "features", layout=lay)
+    torch.testing.assert_close(c[:, :5], f)
+    torch.testing.assert_close(c[:, 5:], (f[:, 2:] * torch.tensor([0.1, 0.1, 0.05])
+                                          + torch.tensor([0.5, 0.5, 0.25])).clamp(0, 1))
+    with pytest.raises(ValueError, match="3 encoder outputs"):
+        gan_condition(f, None, "features", layout={**lay, "outputs": [2, 3, 9]})
+    assert condition_settings({"condition": "posterior", "layout": lay}) == ("posterior", 1.0, lay)
+    assert condition_settings({"layout": True})[2] is None  # a training flag, not a read-out
+    m = layout_map(torch.tensor([[0.25, 0.75, 0.2]]), 16)[0, 0]
+    assert m[12, 4] > 0.9 and m[4, 12] < 0.01  # row = y, column = x
+    with pytest.raises(ValueError, match="layout_dims must be 0 or 3"):
+        SaliencyGenerator(cond_dim=6, layout_dims=2)
+    # learn: a white disc on black where the layout says
+    G = SaliencyGenerator(z_dim=2, cond_dim=4, resolution=16, base_channels=8, layout_dims=3)
+    opt = torch.optim.Adam(G.parameters(), lr=3e-3)
+    g = torch.Generator().manual_seed(0)
+    first = last = None
+    for _ in range(60):
+        L = torch.rand(16, 3, generator=g) * torch.tensor([0.5, 0.5, 0.15]) + torch.tensor([0.25, 0.25, 0.15])
+        cond = torch.cat([torch.ones(16, 1), L], 1)
+        target = layout_map(L, 16).expand(-1, 3, -1, -1)
+        loss = ssim_loss(G(torch.randn(16, 2, generator=g), cond), target)
+        opt.zero_grad()
+        loss.backward()
+        opt.step()
+        first = float(loss) if first is None else first
+        last = float(loss)
+    assert last < 0.5 * first, (first, last)

@@ -63,3 +63,23 @@ def test_semantic_logits_from_features_start_at_the_encoder_readout():
     with torch.no_grad():
         start_loss = ((head(f[30:]) - class_emb[y[30:]]) ** 2).mean().item()
     assert m["val_loss"] <= start_loss + 1e-6
+
+
+def test_sample_temperature_sharpens_the_mixture_and_is_saved(tmp_path):
+    from bci_app.models.bundle import ConfigModule
+    from bci_app.models.semantic import SemanticHead
+
+    torch.manual_seed(0)
+    head = SemanticHead(6, seq_len=2, embed_dim=4, hidden=8, n_prototypes=3).eval()
+    head.init_prototypes(torch.randn(3, 2, 4))
+    f = torch.randn(5, 6)
+    w1 = head.mixture_weights(f)
+    head.set_temperature(0.1)
+    w2 = head.mixture_weights(f)
+    assert torch.equal(w1.argmax(1), w2.argmax(1)) and bool((w2.max(1).values >= w1.max(1).values).all())
+    head.save_pretrained(tmp_path / "h")
+    back = ConfigModule.from_pretrained(tmp_path / "h").eval()
+    assert back.temperature == 0.1
+    torch.testing.assert_close(back(f), head(f))
+    with pytest.raises(ValueError, match="temperature must be > 0"):
+        head.set_temperature(0.0)

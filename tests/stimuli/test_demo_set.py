@@ -76,3 +76,27 @@ def test_upright_images_and_class_attributes():
         assert attrs["shape"][k] == ["circle", "square", "triangle", "star", "cross", "hexagon",
                                      "diamond", "ring"].index(shape)
         assert attrs["colour"][k] == ["red", "green", "blue", "yellow", "purple"].index(colour)
+
+
+def test_layout_and_image_at():
+    """layout() gives (x, y, size) per image; image_at draws the same object elsewhere."""
+    s = DemoStimulusSet()
+    sid = s.make_id(0, 5)  # a red circle
+    p = s.params(sid)
+    np.testing.assert_allclose(s.layout([sid])[0], [p.x, p.y, p.size])
+    assert s.layout([]).shape == (0, 3)
+    bg = np.array(p.background)
+
+    def centre_and_area(img):
+        mask = np.abs(img.astype(int) - bg).sum(-1) > 100
+        yy, xx = np.nonzero(mask)
+        return (xx.mean() + 0.5) / img.shape[1], (yy.mean() + 0.5) / img.shape[0], mask.sum()
+
+    # at its own layout, upright: the image itself (a circle has no rotation)
+    np.testing.assert_array_equal(s.image_at(sid, (p.x, p.y, p.size)), s.image(sid))
+    moved = s.image_at(sid, (0.3, 0.7, p.size / 2))
+    x, y, area = centre_and_area(moved)
+    assert abs(x - 0.3) < 0.03 and abs(y - 0.7) < 0.03
+    assert abs(area / centre_and_area(s.image(sid))[2] - 0.25) < 0.05  # half the radius
+    with pytest.raises(ValueError, match="layout must be finite"):
+        s.image_at(sid, (0.5, 0.5, 0.0))

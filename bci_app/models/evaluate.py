@@ -482,6 +482,7 @@ def evaluate(
         metrics["ablation"] = _run_ablation(
             recon, X_te, seen, true_cls, bundle_config, ways=ways, topk=topk, draws=draws, seed=seed,
             ssim_size=ssim_size, batch=batch_size, progress=progress, full=main,
+            full_per=(per_acc, per_ssim),
         )
 
     # ---- best / worst grids
@@ -512,7 +513,22 @@ def evaluate(
     return metrics
 
 
-def _run_ablation(recon, X_te, seen, true_cls, bundle_config, *, ways, topk, draws, seed, ssim_size, batch, progress, full):
+def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, Any]:
+    """Mean of the per-trial differences ``a - b`` (same trials), its bootstrap CI and the
+    one-sided sign-flip permutation p of ``a > b``: whether one configuration beats another
+    on the same trials, which two overlapping per-configuration CIs cannot tell."""
+    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
+    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
+        raise ValueError(f"paired_difference needs two equal-length 1-D per-trial arrays, got {np.shape(a)} and {np.shape(b)}")
+    d = a - b
+    rng = np.random.default_rng(seed)
+    null = (rng.choice([-1.0, 1.0], size=(N_PERM, len(d))) * d).mean(axis=1)
+    return {"diff": float(d.mean()), "ci": _ci(M.bootstrap_ci(d, rng=seed)),
+            "p": M.permutation_p_value(float(d.mean()), null)}
+
+
+def _run_ablation(recon, X_te, seen, true_cls, bundle_config, *, ways, topk, draws, seed, ssim_size, batch, progress, full,
+                  full_per: tuple[np.ndarray, np.ndarray] | None = None):
     captions = ((bundle_config or {}).get("training", {}).get("config", {}).get("semantic", {}) or {}).get("captions", "label")
     sem_kind = "B (free caption)" if captions == "free" else "L (label caption)"
     other = "L (label caption)" if captions == "free" else "B (free caption)"
@@ -528,6 +544,11 @@ def _run_ablation(recon, X_te, seen, true_cls, bundle_config, *, ways, topk, dra
                 p = o.class_probs if o.class_probs is not None else np.asarray(recon.classify_images(o.images))
                 sc = score_reconstructions(seen, o.images, p, true_cls, ways=ways, topk=topk, draws=draws, seed=seed, ssim_size=ssim_size)
                 entry.update({k: sc[k] for k in ("acc", "acc_ci", "acc_p", "ssim", "ssim_ci")})
+                if full_per is not None:  # the full model against this row, trial by trial
+                    entry["full_minus_row"] = {
+                        "acc": paired_difference(full_per[0], sc["_per_acc"], seed),
+                        "ssim": paired_difference(full_per[1], sc["_per_ssim"], seed),
+                    }
             except RuntimeError as err:
                 entry.update({"acc": None, "ssim": None, "unavailable": str(err)})
         rows[name] = entry
@@ -539,7 +560,8 @@ def _run_ablation(recon, X_te, seen, true_cls, bundle_config, *, ways, topk, dra
     return {
         "rows": rows,
         "note": "every row runs on the same test trials with the same classifier and N-way draws; "
-        "switched rows reuse the trained bundle (no retraining).",
+        "switched rows reuse the trained bundle (no retraining); full_minus_row: the full model minus "
+        "the row, per trial (mean, bootstrap CI, one-sided sign-flip p that the full model is better).",
     }
 
 

@@ -308,4 +308,24 @@ def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
     )
     assert trained and m["split"]["sizes"]["test"] > 0 and m["split"]["disjoint_checked"]
     assert {"I+S (full)", "S only", "I only", "I, no refiner"} <= set(m["ablation"]["rows"])
+    rows = m["ablation"]["rows"]
+    for name in ("S only", "I only"):  # paired comparison with the full model, same trials
+        d = rows[name]["full_minus_row"]
+        assert d["ssim"]["diff"] == pytest.approx(rows["I+S (full)"]["ssim"] - rows[name]["ssim"], abs=1e-9)
+        assert d["acc"]["diff"] == pytest.approx(rows["I+S (full)"]["acc"] - rows[name]["acc"], abs=1e-9)
+        assert d["ssim"]["ci"][0] <= d["ssim"]["diff"] <= d["ssim"]["ci"][1] and 0 < d["ssim"]["p"] <= 1
     assert check_html(out / "report.html")["images"] > 0
+
+
+def test_paired_difference():
+    from bci_app.models.evaluate import paired_difference
+
+    rng = np.random.default_rng(0)
+    b = rng.normal(0.6, 0.1, 300)
+    better = paired_difference(b + 0.02 + rng.normal(0, 0.01, 300), b)
+    assert better["diff"] == pytest.approx(0.02, abs=0.003)
+    assert better["ci"][0] > 0 and better["p"] < 0.01
+    same = paired_difference(b + rng.normal(0, 0.01, 300), b)
+    assert same["ci"][0] < 0 < same["ci"][1] and same["p"] > 0.01
+    with pytest.raises(ValueError, match="equal-length"):
+        paired_difference(b, b[:10])

@@ -226,17 +226,20 @@ def _pretrained_metrics(seen: np.ndarray, recon: np.ndarray, seed: int, weights_
     return out
 
 
-def _two_way_stat(per: np.ndarray, seed: int) -> dict[str, Any]:
-    # p: sign-flip permutation of (per - 0.5) around the chance level 0.5
+def _sign_flip_p(d: np.ndarray, seed: int) -> float:
+    """One-sided p that the mean of the per-trial values ``d`` is above 0 (sign-flip permutation)."""
     rng = np.random.default_rng(seed)
-    d = per - 0.5
     null = (rng.choice([-1.0, 1.0], size=(N_PERM, len(d))) * d).mean(axis=1)
+    return M.permutation_p_value(float(d.mean()), null)
+
+
+def _two_way_stat(per: np.ndarray, seed: int) -> dict[str, Any]:
     return {
         "value": float(per.mean()),
         "available": True,
         "chance": 0.5,
         "ci": _ci(M.bootstrap_ci(per, rng=seed)),
-        "p": M.permutation_p_value(float(d.mean()), null),
+        "p": _sign_flip_p(per - 0.5, seed),  # around the chance level 0.5
     }
 
 
@@ -521,10 +524,7 @@ def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, 
     if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
         raise ValueError(f"paired_difference needs two equal-length 1-D per-trial arrays, got {np.shape(a)} and {np.shape(b)}")
     d = a - b
-    rng = np.random.default_rng(seed)
-    null = (rng.choice([-1.0, 1.0], size=(N_PERM, len(d))) * d).mean(axis=1)
-    return {"diff": float(d.mean()), "ci": _ci(M.bootstrap_ci(d, rng=seed)),
-            "p": M.permutation_p_value(float(d.mean()), null)}
+    return {"diff": float(d.mean()), "ci": _ci(M.bootstrap_ci(d, rng=seed)), "p": _sign_flip_p(d, seed)}
 
 
 def _run_ablation(recon, X_te, seen, true_cls, bundle_config, *, ways, topk, draws, seed, ssim_size, batch, progress, full,

@@ -110,6 +110,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="refiner steps (default: the bundle's)")
     p.add_argument("--strength", type=float, default=None, help="refiner strength (default: the bundle's)")
+    p.add_argument("--guidance", type=float, default=None,
+                   help="refiner classifier-free guidance weight (default: the bundle's; <= 1: none)")
 
     p = sub.add_parser("bench", help="latency/throughput benchmark, JSON out")
     p.add_argument("--device", default="cpu")

@@ -20,7 +20,7 @@ from __future__ import annotations
 import logging
 import math
 import time
-from dataclasses import asdict, dataclass, field
+from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -80,6 +80,16 @@ class DemoRefinerConfig:
     # draw from degraded seen images, then learn to read the maps (a curriculum; 0 = mixed
     # from the start).
     saliency_after: float = 0.0
+    # Caption dropout: share of samples trained with all-zero (null) embeddings, so that
+    # the same UNet is also the unconditional model that classifier-free guidance needs.
+    p_uncond: float = 0.0
+    # Caption-dropout fine-tuning: when > 0, the main UNet steps train without dropout and
+    # ``uncond_steps`` more steps follow (p_uncond dropout, saliency maps from their start,
+    # a fresh cosine schedule from ``uncond_lr``, no EMA). A small UNet trained briefly
+    # loses conditional quality when 15 % of all its samples are captionless; learning the
+    # null caption at the end costs little of it.
+    uncond_steps: int = 0
+    uncond_lr: float = 3e-4
     p_focus: float = 0.3  # share of samples at the timesteps that sampling uses (steps, strength)
     emb_noise: float = 0.1  # Gaussian noise on the embeddings, x their std (robustness to M_s)
     beta_schedule: str = "squaredcos_cap_v2"
@@ -88,6 +98,8 @@ class DemoRefinerConfig:
     # class accuracy in the short trial runs, and the cheapest.
     steps: int = 2
     strength: float = 0.5
+    # Classifier-free guidance weight stored as the sampling default (1: none; needs p_uncond > 0).
+    guidance_scale: float = 1.0
     seed: int = 0
     checkpoint_dir: str | None = None
     checkpoint_every: int = 100
@@ -105,7 +117,20 @@ class DemoRefinerConfig:
         for k in ("unet_channels", "blur_sigma"):
             if k in d:
                 d[k] = tuple(d[k])
-        return cls(**d)
+        cfg = cls(**d)
+        if not 0.0 <= float(cfg.p_uncond) < 1.0:
+            raise ValueError(f"p_uncond (caption dropout) must be in [0, 1), got {cfg.p_uncond}")
+        if int(cfg.uncond_steps) < 0 or (int(cfg.uncond_steps) > 0 and float(cfg.p_uncond) <= 0):
+            raise ValueError(
+                f"uncond_steps must be >= 0 and needs p_uncond > 0 (the caption dropout it trains); "
+                f"got uncond_steps={cfg.uncond_steps}, p_uncond={cfg.p_uncond}"
+            )
+        if float(cfg.guidance_scale) > 1 and float(cfg.p_uncond) <= 0:
+            raise ValueError(
+                f"guidance_scale {cfg.guidance_scale} > 1 needs an unconditional model: train with "
+                f"caption dropout, p_uncond > 0 (e.g. 0.15)"
+            )
+        return cfg
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -314,6 +339,7 @@ def train_unet(
     device: str = "cpu",
     targets: torch.Tensor | None = None,
     saliency_pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
+    phase: str = "unet",
 ) -> list[float]:
     """Train ``refiner.unet`` as an x0 denoiser (see the module docstring). Returns losses.
 
@@ -321,7 +347,8 @@ def train_unet(
     degraded inputs are made from ``images``. ``saliency_pairs`` = ``(maps [M, 3, r, r],
     image_index [M])`` or ``(maps, image_index, map_targets [M, 3, R, R])``: real saliency
     maps and the image each was decoded from (and what to output for each map; default
-    that image's target), used as the input of a ``cfg.p_saliency`` share of the samples."""
+    that image's target), used as the input of a ``cfg.p_saliency`` share of the samples.
+    ``phase`` names the progress bar and the checkpoint (``<phase>.pt``)."""
     targets = images if targets is None else targets
     if targets.shape != images.shape:
         raise ValueError(f"targets {tuple(targets.shape)} must match images {tuple(images.shape)}")
@@ -339,7 +366,7 @@ def train_unet(
     emb_std = float(class_embeds.std())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    ckpt = Path(cfg.checkpoint_dir) / "unet.pt" if cfg.checkpoint_dir else None
+    ckpt = Path(cfg.checkpoint_dir) / f"{phase}.pt" if cfg.checkpoint_dir else None
     start, losses = 0, []
     if ckpt is not None and ckpt.is_file():
         start, ck = _load_ckpt(ckpt, {"unet": unet}, opt)
@@ -379,7 +406,7 @@ def train_unet(
     alphas = sched.alphas_cumprod.to(device)
     for step in tqdm(
         range(cfg.unet_steps),
-        desc="refiner unet",
+        desc=f"refiner {phase.replace('_', ' ')}",
         disable=not progress,
         initial=0,
         total=cfg.unet_steps,
@@ -404,6 +431,8 @@ def train_unet(
             blank = torch.rand(b, generator=g) < cfg.p_blank
             deg = torch.where(blank[:, None, None, None], torch.full_like(deg, 0.5), deg)
         emb_noise = torch.randn((b, *class_embeds.shape[1:]), generator=g)
+        # drawn only when used: configs without caption dropout keep their batches
+        keep_caption = (torch.rand(b, generator=g) >= cfg.p_uncond) if cfg.p_uncond > 0 else None
         if step < start:
             continue
         lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
@@ -422,6 +451,8 @@ def train_unet(
         zt = a.sqrt() * base + (1 - a).sqrt() * noise.to(device)
         emb = class_embeds[labels[idx].to(device)]
         emb = emb + cfg.emb_noise * emb_std * emb_noise.to(device) * (emb != 0)
+        if keep_caption is not None:  # the null embedding: exactly zero
+            emb = emb * keep_caption.to(device, emb.dtype)[:, None, None]
         pred = unet(zt, t, encoder_hidden_states=emb).sample
         loss = F.mse_loss(pred, target)
         opt.zero_grad(set_to_none=True)
@@ -490,6 +521,7 @@ def train_demo_refiner(
         resolution=cfg.resolution,
         steps=cfg.steps,
         strength=cfg.strength,
+        guidance_scale=cfg.guidance_scale,
         seq_len=int(text_encoder.seq_len),
         text_encoder=text_encoder.config() if hasattr(text_encoder, "config") else None,
     )
@@ -516,16 +548,26 @@ def train_demo_refiner(
                              for s, lay in zip(sids, layouts)])
             map_targets = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
         pairs = (maps, torch.tensor([where[s] for s in sids], dtype=torch.long), map_targets)
+    main_cfg = replace(cfg, p_uncond=0.0) if cfg.uncond_steps > 0 else cfg
     losses = train_unet(
-        refiner, images, labels, class_embeds, cfg, progress=progress, device=device,
+        refiner, images, labels, class_embeds, main_cfg, progress=progress, device=device,
         targets=targets, saliency_pairs=pairs,
     )
+    uncond_losses: list[float] = []
+    if cfg.uncond_steps > 0:
+        ft_cfg = replace(cfg, unet_steps=cfg.uncond_steps, lr=cfg.uncond_lr, ema_decay=0.0,
+                         saliency_after=0.0, seed=cfg.seed + 7)
+        uncond_losses = train_unet(
+            refiner, images, labels, class_embeds, ft_cfg, progress=progress, device=device,
+            targets=targets, saliency_pairs=pairs, phase="unet_uncond",
+        )
     refiner.unet.requires_grad_(False)
     refiner.extra = {
         "config": cfg.to_dict(),
         "autoencoder_loss_last": float(np.mean(ae_losses[-20:])) if ae_losses else None,
         "unet_loss_first": float(np.mean(losses[:20])) if losses else None,
         "unet_loss_last": float(np.mean(losses[-20:])) if losses else None,
+        "unet_uncond_loss_last": float(np.mean(uncond_losses[-20:])) if uncond_losses else None,
         "train_seconds": {
             "autoencoder": round(t_ae, 1),
             "total": round(time.perf_counter() - t0, 1),

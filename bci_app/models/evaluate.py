@@ -274,7 +274,8 @@ def _zero_semantics(recon, x: np.ndarray) -> list[_Variant]:
         sal = recon.generator(z.to(recon.device, recon.dtype), recon._gan_condition(feats))
         emb = torch.zeros_like(recon.semantic(feats))
         gen = torch.Generator(device="cpu").manual_seed(recon.seed)
-        img = recon.refiner.refine(sal, emb, steps=recon.steps, strength=recon.strength, generator=gen)
+        kw = {} if getattr(recon, "guidance", None) is None else {"guidance_scale": recon.guidance}
+        img = recon.refiner.refine(sal, emb, steps=recon.steps, strength=recon.strength, generator=gen, **kw)
     sal_u8, img_u8 = _to_uint8(sal), _to_uint8(img)
     probs = recon.classify_images(img_u8)
     return [_Variant(img_u8[i], sal_u8[i], None if probs is None else probs[i]) for i in range(len(xt))]
@@ -592,7 +593,8 @@ def run_evaluate(args) -> int:
     from bci_app.preprocessing import PreprocessingSpec, normalise
 
     recon = Reconstructor.from_bundle(args.bundle, device=getattr(args, "device", "auto") or "auto",
-                                      steps=getattr(args, "steps", None), strength=getattr(args, "strength", None))
+                                      steps=getattr(args, "steps", None), strength=getattr(args, "strength", None),
+                                      guidance=getattr(args, "guidance", None))
     bundle_config = dict(getattr(recon, "config", {}) or {})
     spec = recon.spec
     raw_spec = PreprocessingSpec.from_dict({**spec.to_dict(), "norm_mean": None, "norm_std": None})

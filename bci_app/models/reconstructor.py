@@ -70,7 +70,8 @@ class Reconstructor:
     def __init__(self, config: dict[str, Any], components: dict[str, torch.nn.Module],
                  refiner=None, classifier=None, bundle_dir: Path | None = None,
                  device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
-                 steps: int | None = None, strength: float | None = None, seed: int = 0) -> None:
+                 steps: int | None = None, strength: float | None = None, seed: int = 0,
+                 guidance: float | None = None) -> None:
         from bci_app.preprocessing import PreprocessingSpec
 
         for name in ("encoder", "generator", "semantic"):
@@ -93,6 +94,7 @@ class Reconstructor:
         self.refiner = refiner
         self.classifier = classifier
         self.steps, self.strength = steps, strength
+        self.guidance = guidance  # classifier-free guidance weight (None: the refiner's default)
         self.seed = int(seed)
         self.classes = list(config.get("classes", []))
         from bci_app.models.saliency_gan import condition_settings
@@ -104,7 +106,7 @@ class Reconstructor:
     def from_bundle(cls, path: str | Path = "demo", device: str | torch.device = "auto",
                     dtype: str | torch.dtype = "auto", steps: int | None = None,
                     strength: float | None = None, load_refiner: bool = True,
-                    seed: int = 0) -> Reconstructor:
+                    seed: int = 0, guidance: float | None = None) -> Reconstructor:
         """Load a bundle directory (``"demo"``: the shipped one) onto ``device``."""
         p = bundle_io.resolve_bundle_path(path)
         config = bundle_io.read_bundle_config(p)
@@ -119,7 +121,7 @@ class Reconstructor:
 
             refiner = build_refiner(dict(rcfg), device=dev, dtype=dt, base_dir=p)
         classifier = _load_classifier(p, config, dev)
-        return cls(config, comps, refiner, classifier, p, dev, dt, steps, strength, seed)
+        return cls(config, comps, refiner, classifier, p, dev, dt, steps, strength, seed, guidance)
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, ch_names: list[str] | None = None, sfreq: float | None = None,
@@ -182,6 +184,8 @@ class Reconstructor:
             start = sal if use_saliency else torch.full_like(sal, 0.5)
             gen = torch.Generator(device="cpu").manual_seed(self.seed)
             kwargs = {"steps": self.steps, "strength": self.strength}
+            if self.guidance is not None:
+                kwargs["guidance_scale"] = self.guidance
             try:
                 img = self.refiner.refine(start, emb, generator=gen, **kwargs)
             except TypeError:  # a refiner without a generator argument

@@ -24,6 +24,7 @@ A refiner directory (``save(dir)``) is a diffusers-format pipeline directory plu
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 from typing import Any
 
@@ -34,6 +35,16 @@ from bci_app.models.text import missing_weights_message
 
 REFINER_CONFIG = "refiner_config.json"
 REFINER_TYPES = ("demo", "sd-turbo", "lcm", "sd-turbo-random")
+
+
+def _check_guidance(guidance_scale: float) -> float:
+    w = float(guidance_scale)
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(
+            f"guidance_scale must be a finite number >= 0 (<= 1: no classifier-free guidance), "
+            f"got {guidance_scale!r}"
+        )
+    return w
 
 
 def _check_steps_strength(steps: int, strength: float) -> None:
@@ -121,8 +132,13 @@ class Refiner:
         steps: int | None = None,
         strength: float | None = None,
         generator: torch.Generator | None = None,
+        guidance_scale: float | None = None,
     ) -> torch.Tensor:
-        """Refine saliency maps ``[B, 3, H, W]`` in [0, 1] into images ``[B, 3, R, R]`` in [0, 1]."""
+        """Refine saliency maps ``[B, 3, H, W]`` in [0, 1] into images ``[B, 3, R, R]`` in [0, 1].
+
+        ``guidance_scale`` (default: the refiner's own) is the classifier-free guidance
+        weight w, as in diffusers: ``w <= 1`` runs the conditional model only; ``w > 1``
+        also runs it with null embeddings and extrapolates, ``u + w * (c - u)``."""
         raise NotImplementedError
 
     @property
@@ -203,16 +219,20 @@ class DiffusersImg2ImgRefiner(Refiner):
             self.steps = 2 if steps is None else steps
             self.strength = 0.5 if strength is None else strength
             default_g = 0.0
-        self.guidance_scale = default_g if guidance_scale is None else float(guidance_scale)
-        if self.guidance_scale > 1 and unet.config.time_cond_proj_dim is None:
-            raise ValueError(
-                f"guidance_scale={self.guidance_scale} would need classifier-free guidance with "
-                f"negative prompt embeddings, which the semantic head does not predict; use 0 "
-                f"(SD-Turbo) or 1 (LCM-LoRA), or an LCM UNet with a guidance embedding"
-            )
+        self.guidance_scale = self._pipe_guidance(default_g if guidance_scale is None else guidance_scale)
         _check_steps_strength(self.steps, self.strength)
         self.device = unet.device
         self.dtype = unet.dtype
+
+    def _pipe_guidance(self, guidance_scale: float) -> float:
+        w = _check_guidance(guidance_scale)
+        if w > 1 and self.pipe.unet.config.time_cond_proj_dim is None:
+            raise ValueError(
+                f"guidance_scale={w} would need classifier-free guidance with "
+                f"negative prompt embeddings, which the semantic head does not predict; use 0 "
+                f"(SD-Turbo) or 1 (LCM-LoRA), or an LCM UNet with a guidance embedding"
+            )
+        return w
 
     # ------------------------------------------------------------ constructors
     @staticmethod
@@ -322,15 +342,16 @@ class DiffusersImg2ImgRefiner(Refiner):
     # ------------------------------------------------------------ API
     @torch.no_grad()
     def refine(
-        self, saliency, prompt_embeds, steps=None, strength=None, generator=None
+        self, saliency, prompt_embeds, steps=None, strength=None, generator=None, guidance_scale=None
     ) -> torch.Tensor:
         sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
+        w = self.guidance_scale if guidance_scale is None else self._pipe_guidance(guidance_scale)
         out = self.pipe(
             prompt_embeds=emb,
             image=sal.to(self.dtype),
             strength=strength,
             num_inference_steps=steps,
-            guidance_scale=self.guidance_scale,
+            guidance_scale=w,
             generator=generator,
             output_type="pt",
         ).images
@@ -477,7 +498,10 @@ class DemoRefiner(Refiner):
     ``[B, seq_len, 384]``) as cross-attention input; ``scheduler`` is a
     :class:`~diffusers.DDIMScheduler` with trailing timesteps. img2img as in diffusers:
     encode the saliency map, add noise to the first of the last ``int(steps*strength)``
-    timesteps, denoise, decode.
+    timesteps, denoise, decode. ``guidance_scale`` > 1: classifier-free guidance against
+    the all-zero (null) embeddings, which a UNet trained with caption dropout
+    (``DemoRefinerConfig.p_uncond``) has learnt as "no caption"; the two predictions run
+    as one batch of 2 per UNet call.
     """
 
     kind = "demo"
@@ -493,8 +517,10 @@ class DemoRefiner(Refiner):
         seq_len: int = 16,
         text_encoder: dict | None = None,
         extra: dict | None = None,
+        guidance_scale: float = 1.0,
     ):
         self.unet = unet.eval()
+        self.guidance_scale = _check_guidance(guidance_scale)
         self.vae = vae.eval()
         self.scheduler = scheduler
         self.resolution = int(resolution)
@@ -534,17 +560,24 @@ class DemoRefiner(Refiner):
 
     @torch.no_grad()
     def refine(
-        self, saliency, prompt_embeds, steps=None, strength=None, generator=None
+        self, saliency, prompt_embeds, steps=None, strength=None, generator=None, guidance_scale=None
     ) -> torch.Tensor:
         sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
+        w = self.guidance_scale if guidance_scale is None else _check_guidance(guidance_scale)
         timesteps = self.timesteps(steps, strength)
         z0 = self.encode(sal)
         noise = torch.randn(
             z0.shape, generator=generator, device=generator.device if generator else None
         )
         z = self.scheduler.add_noise(z0, noise.to(z0.device, z0.dtype), timesteps[:1])
+        if w > 1:  # the null (all-zero) embeddings: the caption dropped in training (p_uncond)
+            emb = torch.cat([emb, torch.zeros_like(emb)])
         for t in timesteps:
-            pred = self.unet(z, t, encoder_hidden_states=emb).sample
+            if w > 1:  # one batched call: conditional and unconditional x0 predictions
+                cond, uncond = self.unet(torch.cat([z, z]), t, encoder_hidden_states=emb).sample.chunk(2)
+                pred = uncond + w * (cond - uncond)
+            else:
+                pred = self.unet(z, t, encoder_hidden_states=emb).sample
             z = self.scheduler.step(pred, t, z, generator=generator).prev_sample
         return self.decode(z)
 
@@ -559,6 +592,7 @@ class DemoRefiner(Refiner):
             "resolution": self.resolution,
             "steps": self.steps,
             "strength": self.strength,
+            "guidance_scale": self.guidance_scale,
             "seq_len": self.seq_len,
             "dim": self.dim,
             "text_encoder": self.text_encoder,
@@ -620,6 +654,7 @@ class DemoRefiner(Refiner):
             seq_len=cfg["seq_len"],
             text_encoder=cfg.get("text_encoder"),
             extra=cfg.get("training"),
+            guidance_scale=float(cfg.get("guidance_scale", 1.0)),  # bundles before guidance: 1
         )
         return ref.to(device)
 

@@ -256,3 +256,121 @@ def test_map_targets_shape_is_checked(stimuli):
     bad = (torch.rand(3, 3, 8, 8), torch.tensor([0, 1, 2]), torch.rand(3, 3, 8, 8))
     with pytest.raises(ValueError, match="map targets must be"):
         train_unet(ref, images, labels, emb, cfg, progress=False, saliency_pairs=bad)
+
+
+def test_caption_dropout_trains_null_embeddings(stimuli):
+    """p_uncond: that share of the UNet's training batches gets exactly-zero embeddings
+    (the unconditional model classifier-free guidance needs); p_uncond = 0 gets none."""
+    import bci_app.models.demo_diffusion as dd
+
+    seen = {}
+    for p in (0.0, 0.5):
+        cfg = tiny_cfg(unet_steps=30, p_uncond=p)
+        unet, vae, sched = make_demo_components(cfg, cross_attention_dim=32)
+        ref = DemoRefiner(unet, vae, sched, resolution=16, seq_len=6)
+        rows = []
+        h = unet.register_forward_pre_hook(
+            lambda m, a, kw: rows.append(kw["encoder_hidden_states"].flatten(1).abs().sum(1)),
+            with_kwargs=True,
+        )
+        try:
+            images, labels = stimulus_tensors(stimuli, 16)
+            losses = dd.train_unet(ref, images, labels, ToyTextEncoder().encode(
+                [stimuli.caption(k) for k in range(40)]), cfg, progress=False)
+        finally:
+            h.remove()
+        norms = torch.cat(rows)
+        seen[p] = float((norms == 0).float().mean())
+        assert len(losses) == 30 and all(torch.isfinite(torch.tensor(losses)))
+    assert seen[0.0] == 0.0
+    assert 0.35 < seen[0.5] < 0.65, seen  # 240 samples: binomial sd 0.03
+
+
+def test_caption_dropout_fine_tune_phase(stimuli, tmp_path, monkeypatch):
+    """uncond_steps > 0: the main steps see no null captions, then a fine-tune phase of
+    uncond_steps sees p_uncond of them; each phase keeps its own checkpoint and a rerun
+    resumes both instead of training again."""
+    import bci_app.models.demo_diffusion as dd
+
+    zero_share = []
+    real = dd.train_unet
+
+    def spy(refiner, *a, **kw):  # records the null-caption share of every training batch
+        def hook(m, args, kwargs):
+            emb = kwargs["encoder_hidden_states"]
+            zero_share.append(float((emb.flatten(1).abs().sum(1) == 0).float().mean()))
+
+        h = refiner.unet.register_forward_pre_hook(hook, with_kwargs=True)
+        try:
+            return real(refiner, *a, **kw)
+        finally:
+            h.remove()
+
+    monkeypatch.setattr(dd, "train_unet", spy)
+    cfg = tiny_cfg(unet_steps=12, uncond_steps=12, p_uncond=0.5, checkpoint_dir=str(tmp_path / "ck"),
+                   checkpoint_every=4)
+    ref = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
+    assert len(zero_share) == 24
+    assert sum(zero_share[:12]) == 0.0
+    assert 0.3 < sum(zero_share[12:]) / 12 < 0.7, zero_share  # 96 samples: sd 0.05
+    assert (tmp_path / "ck" / "unet.pt").is_file() and (tmp_path / "ck" / "unet_uncond.pt").is_file()
+    assert ref.extra["unet_uncond_loss_last"] is not None
+    # resumed from both checkpoints: no training step runs again, same weights
+    zero_share.clear()
+    again = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
+    assert zero_share == []
+    for (k, v), (_, v2) in zip(ref.unet.state_dict().items(), again.unet.state_dict().items()):
+        torch.testing.assert_close(v, v2, msg=k)
+    with pytest.raises(ValueError, match="uncond_steps"):
+        DemoRefinerConfig.from_dict({"uncond_steps": 10})
+
+
+def test_guidance_scale_is_classifier_free_guidance(trained, tmp_path):
+    sal = torch.rand(2, 3, 16, 16, generator=torch.Generator().manual_seed(1))
+    emb = ToyTextEncoder().encode(["an image of a red star", "an image of a blue ring"])
+
+    def run(**kw):
+        return trained.refine(sal, emb, generator=torch.Generator().manual_seed(0), **kw)
+
+    base = run()
+    assert trained.guidance_scale == 1.0
+    torch.testing.assert_close(run(guidance_scale=0.0), base)  # <= 1: conditional only
+    guided = run(guidance_scale=2.0)
+    assert (guided - base).abs().max() > 1e-3
+    # with null embeddings the conditional and unconditional predictions coincide
+    zeros = torch.zeros_like(emb)
+    torch.testing.assert_close(
+        trained.refine(sal, zeros, generator=torch.Generator().manual_seed(0), guidance_scale=3.0),
+        trained.refine(sal, zeros, generator=torch.Generator().manual_seed(0)),
+        rtol=0, atol=1e-5,
+    )
+    # one UNet call per step, a batch of 2B
+    batches = []
+    h = trained.unet.register_forward_pre_hook(lambda m, a: batches.append(a[0].shape[0]))
+    try:
+        run(guidance_scale=2.0, steps=2, strength=0.5)
+    finally:
+        h.remove()
+    assert batches == [4]
+    # the default is stored with the refiner
+    trained.guidance_scale = 2.0
+    try:
+        trained.save(tmp_path / "g")
+        loaded = DemoRefiner.from_pretrained(tmp_path / "g")
+        assert loaded.guidance_scale == 2.0
+        torch.testing.assert_close(
+            loaded.refine(sal, emb, generator=torch.Generator().manual_seed(0)), guided
+        )
+    finally:
+        trained.guidance_scale = 1.0
+    for bad in (-1.0, float("nan")):
+        with pytest.raises(ValueError, match="guidance_scale must be"):
+            run(guidance_scale=bad)
+
+
+def test_guidance_settings_are_checked():
+    with pytest.raises(ValueError, match="p_uncond"):
+        DemoRefinerConfig.from_dict({"p_uncond": 1.0})
+    with pytest.raises(ValueError, match="caption dropout"):
+        DemoRefinerConfig.from_dict({"guidance_scale": 1.5})
+    assert DemoRefinerConfig.from_dict({"guidance_scale": 1.5, "p_uncond": 0.1}).guidance_scale == 1.5

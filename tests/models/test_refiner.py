@@ -117,6 +117,11 @@ def test_refiner_checks_its_inputs():
         ref.refine(sal, emb, strength=1.5)
     with pytest.raises(ValueError, match="guidance_scale"):
         DiffusersImg2ImgRefiner.from_components(*get_dummy_components(), guidance_scale=7.5)
+    # a per-call override is held to the same rule (no negative prompt embeddings here)
+    with pytest.raises(ValueError, match="negative prompt embeddings"):
+        ref.refine(sal, emb, guidance_scale=2.0)
+    with pytest.raises(ValueError, match="guidance_scale must be"):
+        ref.refine(sal, emb, guidance_scale=-1.0)
 
 
 def test_tiny_autoencoder_replaces_the_vae():

@@ -155,7 +155,8 @@ def test_layout_recipe_end_to_end(tmp_path):
             .replace("batch_size = 16\n", "batch_size = 16\ncondition = \"posterior\"\nlayout = true\n")
             .replace("batch_size = 32\n", "batch_size = 32\nsample_temperature = 0.25\n")
             .replace("steps = 2, strength = 0.5 }",
-                     "steps = 2, strength = 0.5, p_saliency = 0.5, saliency_targets = \"decoded\" }")
+                     "steps = 2, strength = 0.5, p_saliency = 0.5, saliency_targets = \"decoded\", "
+                     "p_uncond = 0.2 }\nsample_guidance = 1.5")
             .replace("n_outputs_note = 0\n", ""))
     cfg_path = tmp_path / "layout.toml"
     cfg_path.write_text(toml)
@@ -167,14 +168,26 @@ def test_layout_recipe_end_to_end(tmp_path):
     assert conf["gan"]["layout"] == lay and conf["gan"]["condition"] == "posterior"
     rec = Reconstructor.from_bundle(out, device="cpu")
     assert rec.generator.layout_dims == 3 and rec.semantic.temperature == 0.25
+    assert rec.refiner.guidance_scale == 1.5  # classifier-free guidance, stored with the refiner
     x = np.zeros((2, rec.encoder.n_chans, rec.n_times), np.float32)
     [a, b] = rec.reconstruct(x)
     assert a.saliency.shape == (16, 16, 3) and a.image.shape == (16, 16, 3)
+    # `evaluate --guidance W` / Reconstructor(guidance=W) overrides the stored weight
+    xr = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    img = {w: Reconstructor.from_bundle(out, device="cpu", guidance=w).reconstruct(xr)[0].image
+           for w in (None, 1.5, 1.0)}
+    np.testing.assert_array_equal(img[None], img[1.5])
+    assert np.abs(img[None].astype(int) - img[1.0].astype(int)).max() > 0
     # the GAN stage alone, on an encoder without layout outputs: a clear error
     cfg2 = load_train_config(cfg_path)
     cfg2["encoder"]["layout"] = False
     with pytest.raises(ValueError, match="gan.layout = true needs an encoder"):
         train_bundle("synthetic:160,seed=3", tmp_path / "b2", cfg2, stages=["encoder", "gan"], device="cpu", seed=0)
+    # guidance without caption dropout: refused before the refiner trains
+    cfg3 = load_train_config(cfg_path)
+    cfg3["refiner"]["train"]["p_uncond"] = 0.0
+    with pytest.raises(ValueError, match="caption dropout"):
+        train_bundle("synthetic:160,seed=3", out, cfg3, stages=["refiner"], device="cpu", seed=0)
 
 
 def test_layout_needs_a_data_set_with_layouts():

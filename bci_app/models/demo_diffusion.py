@@ -28,7 +28,7 @@ import numpy as np
 import torch
 import torch.nn.functional as F
 
-from bci_app.models.refiner import DemoRefiner
+from bci_app.models.refiner import DemoRefiner, _check_guidance
 
 log = logging.getLogger(__name__)
 
@@ -125,7 +125,7 @@ class DemoRefinerConfig:
                 f"uncond_steps must be >= 0 and needs p_uncond > 0 (the caption dropout it trains); "
                 f"got uncond_steps={cfg.uncond_steps}, p_uncond={cfg.p_uncond}"
             )
-        if float(cfg.guidance_scale) > 1 and float(cfg.p_uncond) <= 0:
+        if _check_guidance(cfg.guidance_scale) > 1 and float(cfg.p_uncond) <= 0:
             raise ValueError(
                 f"guidance_scale {cfg.guidance_scale} > 1 needs an unconditional model: train with "
                 f"caption dropout, p_uncond > 0 (e.g. 0.15)"

@@ -274,8 +274,7 @@ def _zero_semantics(recon, x: np.ndarray) -> list[_Variant]:
         sal = recon.generator(z.to(recon.device, recon.dtype), recon._gan_condition(feats))
         emb = torch.zeros_like(recon.semantic(feats))
         gen = torch.Generator(device="cpu").manual_seed(recon.seed)
-        kw = {} if getattr(recon, "guidance", None) is None else {"guidance_scale": recon.guidance}
-        img = recon.refiner.refine(sal, emb, steps=recon.steps, strength=recon.strength, generator=gen, **kw)
+        img = recon.refiner.refine(sal, emb, generator=gen, **recon.refine_settings())
     sal_u8, img_u8 = _to_uint8(sal), _to_uint8(img)
     probs = recon.classify_images(img_u8)
     return [_Variant(img_u8[i], sal_u8[i], None if probs is None else probs[i]) for i in range(len(xt))]

@@ -183,9 +183,7 @@ class Reconstructor:
         if self.refiner is not None:
             start = sal if use_saliency else torch.full_like(sal, 0.5)
             gen = torch.Generator(device="cpu").manual_seed(self.seed)
-            kwargs = {"steps": self.steps, "strength": self.strength}
-            if self.guidance is not None:
-                kwargs["guidance_scale"] = self.guidance
+            kwargs = self.refine_settings()
             try:
                 img = self.refiner.refine(start, emb, generator=gen, **kwargs)
             except TypeError:  # a refiner without a generator argument
@@ -205,6 +203,14 @@ class Reconstructor:
             )
             for i in range(B)
         ]
+
+    def refine_settings(self) -> dict[str, Any]:
+        """The sampling overrides this Reconstructor passes to ``refiner.refine`` (None:
+        the refiner's own default)."""
+        kw: dict[str, Any] = {"steps": self.steps, "strength": self.strength}
+        if self.guidance is not None:
+            kw["guidance_scale"] = self.guidance
+        return kw
 
     def _gan_condition(self, feats: torch.Tensor) -> torch.Tensor:
         """What the bundle's generator is conditioned on (see ``saliency_gan.gan_condition``)."""

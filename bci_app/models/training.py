@@ -797,16 +797,8 @@ def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device:
     if not resume:
         shutil.rmtree(out / "checkpoints" / "refiner", ignore_errors=True)
     save_dtype = {"float16": torch.float16, "float32": None, None: None}[rcfg.get("save_dtype")]
-    guidance = None  # checked before training, not after it
-    if rcfg.get("sample_guidance") is not None:
-        from bci_app.models.refiner import _check_guidance
-
-        guidance = _check_guidance(rcfg["sample_guidance"])
-        if guidance > 1 and float(tcfg.get("p_uncond", 0) or 0) <= 0:
-            raise ValueError(
-                f"refiner.sample_guidance = {guidance} needs a UNet trained with caption dropout "
-                f"(refiner.train.p_uncond > 0)"
-            )
+    if rcfg.get("sample_guidance") is not None:  # checked by DemoRefinerConfig before training
+        tcfg["guidance_scale"] = rcfg["sample_guidance"]
     refiner = train_demo_refiner(DemoStimulusSet(), te, tcfg, progress=True, device=device,
                                  saliency_maps=saliency_maps)
     # sampling defaults may differ from the timesteps training focused on (chosen on validation)
@@ -817,8 +809,6 @@ def _train_or_reference_refiner(rcfg: dict, out: Path, bundle_cfg: dict, device:
         strength = float(rcfg.get("sample_strength", refiner.strength))
         _check_steps_strength(steps, strength)
         refiner.steps, refiner.strength = steps, strength
-    if guidance is not None:
-        refiner.guidance_scale = guidance
     refiner.save(out / "refiner", weights_dtype=save_dtype)  # fp16 on disk halves the bundle size
     return {"path": "refiner", "type": "demo"}
 

@@ -374,3 +374,5 @@ def test_guidance_settings_are_checked():
     with pytest.raises(ValueError, match="caption dropout"):
         DemoRefinerConfig.from_dict({"guidance_scale": 1.5})
     assert DemoRefinerConfig.from_dict({"guidance_scale": 1.5, "p_uncond": 0.1}).guidance_scale == 1.5
+    with pytest.raises(ValueError, match="guidance_scale must be"):
+        DemoRefinerConfig.from_dict({"guidance_scale": float("nan"), "p_uncond": 0.1})

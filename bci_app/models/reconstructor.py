@@ -94,7 +94,10 @@ class Reconstructor:
         self.refiner = refiner
         self.classifier = classifier
         self.steps, self.strength = steps, strength
-        self.guidance = guidance  # classifier-free guidance weight (None: the refiner's default)
+        from bci_app.models.refiner import _check_guidance
+
+        # classifier-free guidance weight (None: the refiner's default); checked before any work
+        self.guidance = None if guidance is None else _check_guidance(guidance)
         self.seed = int(seed)
         self.classes = list(config.get("classes", []))
         from bci_app.models.saliency_gan import condition_settings

@@ -178,6 +178,8 @@ def test_layout_recipe_end_to_end(tmp_path):
            for w in (None, 1.5, 1.0)}
     np.testing.assert_array_equal(img[None], img[1.5])
     assert np.abs(img[None].astype(int) - img[1.0].astype(int)).max() > 0
+    with pytest.raises(ValueError, match="guidance_scale must be"):
+        Reconstructor.from_bundle(out, device="cpu", guidance=-1.0)
     # the GAN stage alone, on an encoder without layout outputs: a clear error
     cfg2 = load_train_config(cfg_path)
     cfg2["encoder"]["layout"] = False

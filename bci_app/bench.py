@@ -67,7 +67,10 @@ def build_bench_reconstructor(args: Any) -> tuple[Any, dict[str, Any]]:
                                  getattr(rec.generator, "resolution", 0) or 0)
         if getattr(rec.refiner, "weights", None) == "random-init":
             meta["weights"] = "random-init"
-    meta["steps"] = int(rec.steps or (rec.config.get("refiner") or {}).get("steps") or 1)
+        if getattr(args, "no_trace", False) and hasattr(rec.refiner, "set_trace"):
+            rec.refiner.set_trace(False)
+    meta["steps"] = int(rec.steps or getattr(rec.refiner, "steps", None)
+                        or (rec.config.get("refiner") or {}).get("steps") or 1)
     return rec, meta
 
 
@@ -154,6 +157,10 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
         "wall_s": round(t_run, 2),
         "date": time.strftime("%Y-%m-%d"),
     }
+    if getattr(rec.refiner, "guidance_scale", None) is not None:
+        out["guidance_scale"] = float(rec.guidance or rec.refiner.guidance_scale)
+    if hasattr(rec.refiner, "trace_stats"):  # which path the refiner's figures measured
+        out["refiner_trace"] = rec.refiner.trace_stats
     return out
 
 

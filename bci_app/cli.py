@@ -122,6 +122,8 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--bundle", default="demo")
+    p.add_argument("--no-trace", action="store_true",
+                   help="run the demo refiner eagerly instead of through traced graphs (for comparison)")
     p.add_argument("--out", required=True, metavar="FILE.json")
 
     sub.add_parser("doctor", help="what is installed and found")

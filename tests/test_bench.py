@@ -22,3 +22,10 @@ def test_bench_pipeline_json(tmp_path):
     assert abs(d["overhead_ratio"] - d["latency_ms"]["p50"] / d["model_floor_ms"]["p50"]) < 0.01
     assert d["reconstructed"] + d["dropped"] + sum(d["rejected"].values()) == 10
     assert d["throughput_per_s"] > 0
+    # the figures name the sampler that ran: the bundle's steps, through traced graphs
+    from bci_app.models.bundle import resolve_bundle_path
+
+    saved = json.loads((resolve_bundle_path("demo") / "refiner" / "refiner_config.json").read_text())
+    assert d["steps"] == saved["steps"] and d["guidance_scale"] == saved["guidance_scale"]
+    unet = d["refiner_trace"]["demo UNet"]
+    assert unet["graphs"] >= 1 and unet["fallbacks"] == 0 and unet["traced_calls"] > unet["eager_calls"]

@@ -391,6 +391,8 @@ def evaluate(
             "model": f"shrinkage LDA on {lb.bin_ms:g} ms time bins (bci_app.models.baseline.LinearBaseline)",
             "n_train": int(len(tr)),
             "labels": "data set labels (it decodes the EEG directly)",
+            # the question "does the model reach the baseline?" on the same trials and draws
+            "model_minus_baseline": paired_difference(per_acc, per_b, seed),
         }
     else:
         per_b = np.full(len(te), np.nan)

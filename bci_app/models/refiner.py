@@ -502,6 +502,11 @@ class DemoRefiner(Refiner):
     the all-zero (null) embeddings, which a UNet trained with caption dropout
     (``DemoRefinerConfig.p_uncond``) has learnt as "no caption"; the two predictions run
     as one batch of 2 per UNet call.
+
+    ``trace=True`` runs the UNet and the autoencoder through traced graphs
+    (:class:`~bci_app.models.traced.TracedCall`: one per input shape, checked against the
+    eager call when recorded), which removes most of diffusers' Python overhead per call
+    on CPU; :meth:`from_pretrained` turns it on, :meth:`set_trace` switches it.
     """
 
     kind = "demo"
@@ -518,7 +523,10 @@ class DemoRefiner(Refiner):
         text_encoder: dict | None = None,
         extra: dict | None = None,
         guidance_scale: float = 1.0,
+        trace: bool = False,
     ):
+        from bci_app.models.traced import TracedCall
+
         self.unet = unet.eval()
         self.guidance_scale = _check_guidance(guidance_scale)
         self.vae = vae.eval()
@@ -533,6 +541,27 @@ class DemoRefiner(Refiner):
         self.extra = dict(extra or {})
         self.device = unet.device
         self.dtype = unet.dtype
+        self._unet_call = TracedCall(
+            self.unet, lambda m, z, t, e: m(z, t, encoder_hidden_states=e, return_dict=False)[0],
+            "demo UNet", trace)
+        self._encode_call = TracedCall(self.vae, lambda m, x: m.encode(x, return_dict=False)[0],
+                                       "demo autoencoder (encode)", trace)
+        self._decode_call = TracedCall(self.vae, lambda m, z: m.decode(z, return_dict=False)[0],
+                                       "demo autoencoder (decode)", trace)
+
+    def _calls(self) -> tuple:
+        return self._unet_call, self._encode_call, self._decode_call
+
+    def set_trace(self, enabled: bool) -> DemoRefiner:
+        """Run the UNet and autoencoder through traced graphs (``True``) or eagerly."""
+        for call in self._calls():
+            call.enabled = bool(enabled)
+        return self
+
+    @property
+    def trace_stats(self) -> dict[str, dict[str, int]]:
+        """Traced and eager calls so far, per model (what a benchmark measured)."""
+        return {c.name: dict(c.stats) for c in self._calls()}
 
     @property
     def latent_scale(self) -> float:
@@ -543,15 +572,17 @@ class DemoRefiner(Refiner):
         self.vae.to(device=device, dtype=dtype)
         self.device = self.unet.device
         self.dtype = self.unet.dtype
+        for call in self._calls():
+            call.clear()
         return self
 
     def encode(self, images: torch.Tensor) -> torch.Tensor:
         """Images ``[B, 3, R, R]`` in [0, 1] -> scaled latents."""
-        return self.vae.encode(images.to(self.dtype) * 2 - 1).latents * self.latent_scale
+        return self._encode_call(images.to(self.dtype) * 2 - 1) * self.latent_scale
 
     def decode(self, latents: torch.Tensor) -> torch.Tensor:
         """Scaled latents -> images in [0, 1]."""
-        return ((self.vae.decode(latents / self.latent_scale).sample.float() + 1) / 2).clamp(0, 1)
+        return ((self._decode_call(latents / self.latent_scale).float() + 1) / 2).clamp(0, 1)
 
     def timesteps(self, steps: int, strength: float) -> torch.Tensor:
         self.scheduler.set_timesteps(steps, device=self.device)
@@ -574,10 +605,10 @@ class DemoRefiner(Refiner):
             emb = torch.cat([emb, torch.zeros_like(emb)])
         for t in timesteps:
             if w > 1:  # one batched call: conditional and unconditional x0 predictions
-                cond, uncond = self.unet(torch.cat([z, z]), t, encoder_hidden_states=emb).sample.chunk(2)
+                cond, uncond = self._unet_call(torch.cat([z, z]), t, emb).chunk(2)
                 pred = uncond + w * (cond - uncond)
             else:
-                pred = self.unet(z, t, encoder_hidden_states=emb).sample
+                pred = self._unet_call(z, t, emb)
             z = self.scheduler.step(pred, t, z, generator=generator).prev_sample
         return self.decode(z)
 
@@ -624,7 +655,9 @@ class DemoRefiner(Refiner):
         directory: str | Path,
         device: str | torch.device = "cpu",
         dtype: torch.dtype = torch.float32,
+        trace: bool = True,
     ) -> DemoRefiner:
+        """Load what :meth:`save` wrote; ``trace``: run it through traced graphs (inference)."""
         from diffusers import AutoencoderTiny, DDIMScheduler, UNet2DConditionModel
 
         directory = Path(directory)
@@ -655,6 +688,7 @@ class DemoRefiner(Refiner):
             text_encoder=cfg.get("text_encoder"),
             extra=cfg.get("training"),
             guidance_scale=float(cfg.get("guidance_scale", 1.0)),  # bundles before guidance: 1
+            trace=trace,
         )
         return ref.to(device)
 

@@ -115,6 +115,17 @@ def _metric_rows(m: dict[str, Any]) -> list[list[str]]:
                 _p(b.get("p")),
             ]
         )
+        d = b.get("model_minus_baseline")
+        if d:
+            rows.append(
+                [
+                    "reconstruction minus baseline (paired, same trials; p: reconstruction better)",
+                    _fmt(d.get("diff")),
+                    _fmt(d.get("ci")),
+                    "0",
+                    _p(d.get("p")),
+                ]
+            )
     rows.append(
         [
             f"SSIM at {m.get('ssim_resolution', '?')} px",

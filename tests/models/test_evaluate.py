@@ -299,6 +299,9 @@ def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
     assert m["ways"] == 40 and m["chance"] == pytest.approx(0.025)
     assert 0 <= m["acc"] <= 1 and -1 <= m["ssim"] <= 1
     assert m["baseline"]["acc"] is not None
+    d = m["baseline"]["model_minus_baseline"]  # paired on the same trials
+    assert d["diff"] == pytest.approx(m["acc"] - m["baseline"]["acc"]) and d["ci"][0] <= d["diff"] <= d["ci"][1]
+    assert 0 < d["p"] <= 1
     assert set(m["leakage_probe"]) >= {"acc", "chance", "flagged"}
     # the bundle records its training images, so the test trials are kept to unseen images
     assert m["split"]["guaranteed_unseen"] is True

@@ -200,3 +200,32 @@ def test_layout_needs_a_data_set_with_layouts():
     cfg = {**DEFAULT_CONFIG["encoder"], "layout": True, "lda_init": True, "n_outputs": 8}
     with pytest.raises(ValueError, match="per-trial object layouts"):
         train_encoder(X, y, X, y, 2, cfg, None, layout=None)
+
+
+def test_shipped_bundle_matches_its_recipe():
+    """The shipped demo bundle is what `configs/demo.toml` makes: the recipe it records is the
+    file's, and its refiner samples with the file's defaults."""
+    import tomllib
+    from pathlib import Path
+
+    from bci_app.models.bundle import read_bundle_config, resolve_bundle_path
+
+    recipe = tomllib.loads((Path(__file__).parents[2] / "configs" / "demo.toml").read_text())
+    bundle = resolve_bundle_path("demo")
+    recorded = read_bundle_config(bundle)["training"]["config"]
+
+    def within(sub, full, where):  # every setting of the recipe, as recorded (defaults may be added)
+        if isinstance(sub, dict):
+            for k, v in sub.items():
+                assert k in full, f"{where}.{k} missing from the bundle"
+                within(v, full[k], f"{where}.{k}")
+        else:
+            assert sub == full, f"{where}: recipe {sub!r}, bundle {full!r}"
+
+    for section in ("encoder", "gan", "semantic", "refiner"):
+        within(recipe[section], recorded[section], section)
+    r = recipe["refiner"]
+    saved = json.loads((bundle / "refiner" / "refiner_config.json").read_text())
+    assert (saved["steps"], saved["strength"], saved["guidance_scale"]) == (
+        r["sample_steps"], r["sample_strength"], r["sample_guidance"])
+    assert saved["training"]["config"]["guidance_scale"] == r["sample_guidance"]

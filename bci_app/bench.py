@@ -158,7 +158,7 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
         "date": time.strftime("%Y-%m-%d"),
     }
     if getattr(rec.refiner, "guidance_scale", None) is not None:
-        out["guidance_scale"] = float(rec.guidance or rec.refiner.guidance_scale)
+        out["guidance_scale"] = float(rec.refine_settings().get("guidance_scale", rec.refiner.guidance_scale))
     if hasattr(rec.refiner, "trace_stats"):  # which path the refiner's figures measured
         out["refiner_trace"] = rec.refiner.trace_stats
     return out

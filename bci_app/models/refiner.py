@@ -561,7 +561,7 @@ class DemoRefiner(Refiner):
     @property
     def trace_stats(self) -> dict[str, dict[str, int]]:
         """Traced and eager calls so far, per model (what a benchmark measured)."""
-        return {c.name: dict(c.stats) for c in self._calls()}
+        return {c.name: c.stats for c in self._calls()}
 
     @property
     def latent_scale(self) -> float:

@@ -69,8 +69,15 @@ class TracedCall:
         self.fn = fn
         self.name = name
         self.enabled = bool(enabled)
-        self._graphs: dict[tuple, torch.jit.ScriptModule | None] = {}
-        self.stats = {"traced_calls": 0, "eager_calls": 0, "graphs": 0, "fallbacks": 0}
+        self._graphs: dict[tuple, torch.jit.ScriptModule | None] = {}  # None: runs eagerly
+        self._counts = {"traced_calls": 0, "eager_calls": 0}
+
+    @property
+    def stats(self) -> dict[str, int]:
+        """Calls so far (traced, eager) and the signatures held: graphs, and fallbacks
+        (signatures that run eagerly because tracing failed or disagreed)."""
+        fallbacks = sum(g is None for g in self._graphs.values())
+        return {**self._counts, "graphs": len(self._graphs) - fallbacks, "fallbacks": fallbacks}
 
     def clear(self) -> None:
         """Forget every graph (after the module moved or changed dtype)."""
@@ -82,7 +89,7 @@ class TracedCall:
         return tuple((tuple(x.shape), x.dtype, x.device) for x in inputs) + (weights,)
 
     def _eager(self, inputs: tuple[torch.Tensor, ...]) -> torch.Tensor:
-        self.stats["eager_calls"] += 1
+        self._counts["eager_calls"] += 1
         return self.fn(self.module, *inputs)
 
     def __call__(self, *inputs: torch.Tensor) -> torch.Tensor:
@@ -93,7 +100,7 @@ class TracedCall:
             graph = self._graphs[key]
             if graph is None:
                 return self._eager(inputs)
-            self.stats["traced_calls"] += 1
+            self._counts["traced_calls"] += 1
             return graph(*inputs)
         return self._record(key, inputs)
 
@@ -110,7 +117,7 @@ class TracedCall:
         except Exception as err:  # noqa: BLE001 - any failure means: run this signature eagerly
             log.warning("%s: tracing for inputs %s failed (%s: %s); running it eagerly",
                         self.name, shapes, type(err).__name__, err)
-            self._fallback(key)
+            self._graphs[key] = None
             return reference
         rtol = _RTOL.get(reference.dtype, _RTOL_LOW)
         scale = float(reference.abs().max()) if reference.numel() else 0.0
@@ -118,12 +125,7 @@ class TracedCall:
             diff = (out - reference).abs().max().item() if out.shape == reference.shape else "shape"
             log.warning("%s: traced graph for inputs %s disagrees with the eager call (max |diff| %s); "
                         "running it eagerly", self.name, shapes, diff)
-            self._fallback(key)
+            self._graphs[key] = None
             return reference
         self._graphs[key] = graph
-        self.stats["graphs"] += 1
         return reference
-
-    def _fallback(self, key: tuple) -> None:
-        self._graphs[key] = None
-        self.stats["fallbacks"] += 1

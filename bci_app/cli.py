@@ -14,14 +14,14 @@ from collections.abc import Sequence
 
 # subcommand -> (module, function)
 _COMMANDS: dict[str, tuple[str, str]] = {
-    "demo": ("bci_app.session", "run_demo"),
-    "live": ("bci_app.session", "run_live"),
-    "replay": ("bci_app.session", "run_replay"),
+    "demo": ("bci_app.session.commands", "run_demo"),
+    "live": ("bci_app.session.commands", "run_live"),
+    "replay": ("bci_app.session.commands", "run_replay"),
     "present": ("bci_app.ui.presenter", "run_present"),
-    "simulate": ("bci_app.acquisition.simulator", "run_simulate"),
-    "train": ("bci_app.models.training", "run_train"),
-    "evaluate": ("bci_app.models.evaluate", "run_evaluate"),
-    "bench": ("bci_app.bench", "run_bench"),
+    "simulate": ("bci_app.simulation.command", "run_simulate"),
+    "train": ("bci_app.training.recipe", "run_train"),
+    "evaluate": ("bci_app.evaluation.evaluate", "run_evaluate"),
+    "bench": ("bci_app.session.bench", "run_bench"),
     "doctor": ("bci_app.doctor", "run_doctor"),
 }
 

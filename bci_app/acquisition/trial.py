@@ -1,8 +1,10 @@
-"""The Trial: plain data passed from acquisition to inference (no model imports)."""
+"""Plain data passed between the live threads (no model imports): the Trial that acquisition
+hands to inference, and the InferenceResult that inference hands to the report and the window."""
 
 from __future__ import annotations
 
 from dataclasses import dataclass, field
+from typing import Any
 
 import numpy as np
 
@@ -59,3 +61,32 @@ class Trial:
     def epoch_latency_ms(self) -> float:
         """Delay from the window's last sample arriving to the Trial being available."""
         return 1000.0 * (self.emitted_time - self.last_sample_time)
+
+
+@dataclass
+class InferenceResult:
+    """What became of one Trial.
+
+    Attributes
+    ----------
+    trial : Trial
+    outcome : str
+        ``"reconstructed"``, ``"dropped"``, ``"rejected"`` or ``"error"``.
+    reconstruction : object | None
+        The model's ``Reconstruction`` (saliency, image, times_ms, class_probs).
+    times_ms : dict
+        ``epoch`` (last sample received -> Trial available), ``queue`` (waiting for the
+        worker), the model stages, and ``end_to_end`` (last sample received -> image
+        ready). Stages that did not run are absent.
+    reason : str | None
+        Drop policy, rejection reason or error message.
+    t_ready : float
+        LSL clock when the image was ready (or when the outcome was decided).
+    """
+
+    trial: Trial
+    outcome: str
+    reconstruction: Any = None
+    times_ms: dict[str, float] = field(default_factory=dict)
+    reason: str | None = None
+    t_ready: float = float("nan")

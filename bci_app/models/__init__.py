@@ -1,4 +1,4 @@
-"""Decoding models: EEG encoder, saliency GAN, semantic head, refiner, bundles, training.
+"""Decoding models: EEG encoder, saliency GAN, semantic head, refiners, bundles, Reconstructor.
 
 Heavy submodules (diffusers, transformers) are imported lazily by the code that needs
 them; importing ``bci_app.models`` itself stays cheap.
@@ -23,7 +23,6 @@ __all__ = [
     "check_compatible",
     "demo_bundle_path",
     "load_bundle",
-    "load_spec",
     "resolve_bundle_path",
     "save_bundle",
 ]
@@ -34,8 +33,4 @@ def __getattr__(name: str):
         from bci_app.models import reconstructor
 
         return getattr(reconstructor, name)
-    if name == "load_spec":
-        from bci_app.models.datasets import load_spec
-
-        return load_spec
     raise AttributeError(f"module 'bci_app.models' has no attribute {name!r}")

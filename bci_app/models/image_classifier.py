@@ -19,7 +19,7 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
-from bci_app.models.demo_diffusion import gaussian_blur, stimulus_tensors
+from bci_app.models.images import gaussian_blur, stimulus_tensors
 
 CLASSIFIER_WEIGHTS = "classifier.safetensors"
 CLASSIFIER_CONFIG = "classifier.json"

@@ -23,10 +23,10 @@ import numpy as np
 import torch
 
 from bci_app.models import bundle as bundle_io
+from bci_app.models.device import DTYPES, resolve_device, resolve_dtype  # noqa: F401
 
 log = logging.getLogger(__name__)
 
-DTYPES = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
 
 
 @dataclass
@@ -43,25 +43,6 @@ class Reconstruction:
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
     """``[B, 3, H, W]`` in [0, 1] -> ``uint8 [B, H, W, 3]``."""
     return (x.detach().float().clamp(0, 1) * 255 + 0.5).to(torch.uint8).permute(0, 2, 3, 1).cpu().numpy()
-
-
-def resolve_device(device: str | torch.device = "auto") -> torch.device:
-    if str(device) == "auto":
-        return torch.device("cuda" if torch.cuda.is_available() else "cpu")
-    d = torch.device(device)
-    if d.type == "cuda" and not torch.cuda.is_available():
-        raise ValueError(f"device {device!r} requested but CUDA is not available; use 'cpu' or 'auto'")
-    return d
-
-
-def resolve_dtype(dtype: str | torch.dtype, device: torch.device) -> torch.dtype:
-    if isinstance(dtype, torch.dtype):
-        return dtype
-    if dtype == "auto":
-        return torch.float16 if device.type == "cuda" else torch.float32
-    if dtype not in DTYPES:
-        raise ValueError(f"dtype must be 'auto' or one of {', '.join(DTYPES)}; got {dtype!r}")
-    return DTYPES[dtype]
 
 
 class Reconstructor:
@@ -94,10 +75,10 @@ class Reconstructor:
         self.refiner = refiner
         self.classifier = classifier
         self.steps, self.strength = steps, strength
-        from bci_app.models.refiner import _check_guidance
+        from bci_app.models.refiners import check_guidance
 
         # classifier-free guidance weight (None: the refiner's default); checked before any work
-        self.guidance = None if guidance is None else _check_guidance(guidance)
+        self.guidance = None if guidance is None else check_guidance(guidance)
         self.seed = int(seed)
         self.classes = list(config.get("classes", []))
         from bci_app.models.saliency_gan import condition_settings
@@ -120,7 +101,7 @@ class Reconstructor:
         refiner = None
         rcfg = config.get("refiner")
         if load_refiner and rcfg:
-            from bci_app.models.refiner import build_refiner
+            from bci_app.models.refiners import build_refiner
 
             refiner = build_refiner(dict(rcfg), device=dev, dtype=dt, base_dir=p)
         classifier = _load_classifier(p, config, dev)

@@ -4,7 +4,7 @@
 saliency map) in ``[0, 1]``; ``D(A(y), f_theta(x))`` is a projection discriminator
 (Miyato & Koyama 2018) with spectral normalisation, fed DiffAugment-ed images.
 Trained with the hinge losses (eqs. 2-3), the mode-seeking term (eq. 4) and SSIM to the
-seen image (eq. 5), weighted as eq. (6) (see :func:`bci_app.models.training`).
+seen image (eq. 5), weighted as eq. (6) (see :func:`bci_app.training.recipe`).
 """
 
 from __future__ import annotations

@@ -38,7 +38,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bci_app.inference import InferenceResult, drain
+from bci_app.acquisition.trial import InferenceResult
 
 log = logging.getLogger(__name__)
 
@@ -54,6 +54,18 @@ _STAGE_COLOURS = {
     "display": (240, 240, 120),
 }
 _STATE_COLOURS = {"connected": "#3c3", "lost": "#e33", "reconnecting": "#e93", "stopped": "#999"}
+
+
+
+def drain(q: queue.Queue, limit: int = 1000) -> list[Any]:
+    """Everything waiting in ``q`` now (non-blocking), at most ``limit`` items."""
+    out = []
+    for _ in range(limit):
+        try:
+            out.append(q.get_nowait())
+        except queue.Empty:
+            break
+    return out
 
 
 class _ImagePanel:

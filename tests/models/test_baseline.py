@@ -5,9 +5,9 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
+from bci_app.evaluation.calibration import epoch_session, zscore_split
 from bci_app.models.baseline import LinearBaseline
 from bci_app.simulation import simulate_raw
-from bci_app.simulation.calibration import epoch_session, zscore_split
 from bci_app.stimuli import DemoStimulusSet
 
 

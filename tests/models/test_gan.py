@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bci_app.models.training import train_gan
+from bci_app.training.recipe import train_gan
 
 
 def _toy(n=48, R=16, F=6, seed=0):
@@ -63,8 +63,13 @@ def test_gan_condition_posterior_and_features():
 def test_layout_condition_and_generator():
     """gan_condition appends the decoded layout (clipped to the image); a generator with
     layout_dims=3 draws where the layout says, learnt in a few dozen steps."""
-    from bci_app.models.saliency_gan import SaliencyGenerator, condition_settings, gan_condition, layout_map
     from bci_app.models.losses import ssim_loss
+    from bci_app.models.saliency_gan import (
+        SaliencyGenerator,
+        condition_settings,
+        gan_condition,
+        layout_map,
+    )
 
     torch.manual_seed(0)
     f = torch.randn(6, 5)

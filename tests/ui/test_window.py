@@ -7,10 +7,10 @@ import pytest
 
 from bci_app.acquisition.markers import LSLMarkerSource
 from bci_app.acquisition.sources import LSLSource
-from bci_app.session import Pipeline, run_gui
+from bci_app.session.commands import Pipeline, run_gui
 from bci_app.stimuli import DemoStimulusSet, Schedule
 from bci_app.ui.presenter import MarkerSchedulePublisher
-from tests.test_inference import tiny_reconstructor
+from tests.session.test_inference import tiny_reconstructor
 from tests.ui.conftest import LoopbackEEG
 
 pytestmark = pytest.mark.gui

@@ -1,0 +1,165 @@
+"""The refiner interface: few-step diffusion img2img from the saliency map, conditioned on the
+text-conditioning embeddings predicted from EEG (``prompt_embeds``).
+
+Two implementations share one interface (:class:`Refiner`):
+
+- :class:`DiffusersImg2ImgRefiner` - SD-Turbo / LCM class latent diffusion models through
+  diffusers' :class:`~diffusers.StableDiffusionImg2ImgPipeline` (``prompt_embeds``, no text
+  encoder loaded), optionally with an :class:`~diffusers.AutoencoderTiny` (TAESD) for
+  fast encode/decode. Weights load from a local diffusers directory or the Hugging Face
+  cache with ``local_files_only=True``.
+- :class:`DemoRefiner` - the shipped demo's small conditional latent diffusion model
+  (:class:`~diffusers.UNet2DConditionModel` + :class:`~diffusers.DDIMScheduler` behind a
+  tiny :class:`~diffusers.AutoencoderTiny` trained on the procedural images), with
+  MiniLM caption embeddings as cross-attention input. See
+  :mod:`bci_app.training.demo_refiner` for its training.
+
+Both take the saliency map as ``[B, 3, H, W]`` in ``[0, 1]``, noise it to ``strength``
+(SDEdit), denoise ``int(steps * strength)`` steps and return ``[B, 3, H', W']`` in ``[0, 1]``.
+
+A refiner directory (``save(dir)``) is a diffusers-format pipeline directory plus
+``refiner_config.json``; a refiner built from a model id saves only the reference.
+"""
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+from typing import Any
+
+import torch
+import torch.nn.functional as F
+
+from bci_app.models.text import missing_weights_message
+
+REFINER_CONFIG = "refiner_config.json"
+REFINER_TYPES = ("demo", "sd-turbo", "lcm", "sd-turbo-random")
+
+
+def check_guidance(guidance_scale: float) -> float:
+    w = float(guidance_scale)
+    if not math.isfinite(w) or w < 0:
+        raise ValueError(
+            f"guidance_scale must be a finite number >= 0 (<= 1: no classifier-free guidance), "
+            f"got {guidance_scale!r}"
+        )
+    return w
+
+
+def check_steps_strength(steps: int, strength: float) -> None:
+    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+    if not (0.0 < float(strength) <= 1.0):
+        raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+    # diffusers runs int(steps * strength) denoising steps; zero would return the input.
+    if int(steps * float(strength) + 1e-6) < 1:
+        raise ValueError(
+            f"steps * strength must be >= 1 (diffusers denoises int(steps * strength) steps), "
+            f"got steps={steps}, strength={strength}: raise strength to >= {1.0 / steps:.3g} "
+            f"or use more steps"
+        )
+
+
+class Refiner:
+    """Interface of every refiner.
+
+    Attributes
+    ----------
+    seq_len, dim : int
+        The ``prompt_embeds`` shape it expects (``[B, seq_len, dim]``).
+    resolution : int
+        Side of the images it works at (the saliency map is resized to it).
+    steps, strength : defaults for :meth:`refine`.
+    """
+
+    kind = "base"
+    seq_len: int
+    dim: int
+    resolution: int
+    steps: int
+    strength: float
+    device: torch.device
+    dtype: torch.dtype
+
+    # ----------------------------------------------------------------- checks
+    def _prepare(
+        self,
+        saliency: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        steps: int | None,
+        strength: float | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
+        steps = self.steps if steps is None else steps
+        strength = self.strength if strength is None else strength
+        check_steps_strength(steps, strength)
+        if not isinstance(saliency, torch.Tensor) or saliency.ndim != 4 or saliency.shape[1] != 3:
+            shape = (
+                tuple(saliency.shape)
+                if isinstance(saliency, torch.Tensor)
+                else type(saliency).__name__
+            )
+            raise ValueError(f"saliency must be a tensor [B, 3, H, W] in [0, 1], got {shape}")
+        if saliency.numel() and (saliency.min() < -1e-3 or saliency.max() > 1 + 1e-3):
+            raise ValueError(
+                f"saliency must be in [0, 1], got values in [{saliency.min().item():.3g}, "
+                f"{saliency.max().item():.3g}]; convert uint8 images with x / 255"
+            )
+        expected = (saliency.shape[0], self.seq_len, self.dim)
+        if not isinstance(prompt_embeds, torch.Tensor) or tuple(prompt_embeds.shape) != expected:
+            shape = tuple(prompt_embeds.shape) if isinstance(prompt_embeds, torch.Tensor) else None
+            raise ValueError(
+                f"prompt_embeds must have shape [B, L, D] = {list(expected)} for this "
+                f"{self.kind} refiner, got {list(shape) if shape else shape}; the semantic head "
+                f"and the refiner must use the same text encoder"
+            )
+        sal = saliency.to(self.device, torch.float32).clamp(0, 1)
+        if sal.shape[-2:] != (self.resolution, self.resolution):
+            sal = F.interpolate(
+                sal,
+                size=(self.resolution, self.resolution),
+                mode="bilinear",
+                antialias=True,
+                align_corners=False,
+            ).clamp(0, 1)
+        return sal, prompt_embeds.to(self.device, self.dtype), steps, float(strength)
+
+    # ----------------------------------------------------------------- API
+    def refine(
+        self,
+        saliency: torch.Tensor,
+        prompt_embeds: torch.Tensor,
+        steps: int | None = None,
+        strength: float | None = None,
+        generator: torch.Generator | None = None,
+        guidance_scale: float | None = None,
+    ) -> torch.Tensor:
+        """Refine saliency maps ``[B, 3, H, W]`` in [0, 1] into images ``[B, 3, R, R]`` in [0, 1].
+
+        ``guidance_scale`` (default: the refiner's own) is the classifier-free guidance
+        weight w, as in diffusers: ``w <= 1`` runs the conditional model only; ``w > 1``
+        also runs it with null embeddings and extrapolates, ``u + w * (c - u)``."""
+        raise NotImplementedError
+
+    @property
+    def config(self) -> dict[str, Any]:
+        raise NotImplementedError
+
+    def save(self, directory: str | Path) -> Path:
+        raise NotImplementedError
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        """The torch modules that run in :meth:`refine` (for timing floors, compile, etc.)."""
+        raise NotImplementedError
+
+    def _write_config(self, directory: Path) -> None:
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / REFINER_CONFIG).write_text(json.dumps(self.config, indent=2))
+
+
+def load_component(cls, source: str, what: str, dtype: torch.dtype, **kw):
+    try:
+        return cls.from_pretrained(source, local_files_only=True, torch_dtype=dtype, **kw)
+    except (OSError, ValueError) as e:
+        raise FileNotFoundError(
+            missing_weights_message(source, what) + f" ({type(e).__name__}: {e})"
+        ) from e

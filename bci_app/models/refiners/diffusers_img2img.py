@@ -1,0 +1,245 @@
+"""SD-Turbo / LCM class img2img through diffusers' ``StableDiffusionImg2ImgPipeline``
+(``prompt_embeds``, no text encoder), with weights from a local diffusers directory or the
+Hugging Face cache (``local_files_only=True``)."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+from typing import Any
+
+import torch
+
+from bci_app.models.refiners.base import (
+    REFINER_CONFIG,
+    Refiner,
+    check_guidance,
+    check_steps_strength,
+    load_component,
+)
+from bci_app.models.text import missing_weights_message
+
+
+class DiffusersImg2ImgRefiner(Refiner):
+    """SD-Turbo / LCM class img2img through :class:`diffusers.StableDiffusionImg2ImgPipeline`.
+
+    Parameters
+    ----------
+    pipe : StableDiffusionImg2ImgPipeline
+        Built without text encoder, tokenizer and safety checker (``prompt_embeds`` only).
+    kind : {"sd-turbo", "lcm", "sd-turbo-random"}
+    source, tiny_vae_source : str, optional
+        Where the weights came from (model id or path), recorded in :attr:`config`.
+    resolution : int, optional
+        Working resolution; defaults to the UNet's ``sample_size * vae_scale_factor``.
+    steps, strength : defaults (SD-Turbo: 2 steps at strength 0.5 -> 1 denoising step).
+    guidance_scale : float, optional
+        0 for SD-Turbo (no CFG); for LCM the guidance embedding when the UNet has one
+        (``time_cond_proj_dim``), else 1 (no CFG: no negative embeddings are predicted).
+    """
+
+    def __init__(
+        self,
+        pipe,
+        kind: str = "sd-turbo",
+        source: str | None = None,
+        tiny_vae_source: str | None = None,
+        resolution: int | None = None,
+        steps: int | None = None,
+        strength: float | None = None,
+        guidance_scale: float | None = None,
+        weights: str = "pretrained",
+    ):
+        if kind not in ("sd-turbo", "lcm", "sd-turbo-random"):
+            raise ValueError(f"kind must be 'sd-turbo', 'lcm' or 'sd-turbo-random', got {kind!r}")
+        self.pipe = pipe
+        self.pipe.set_progress_bar_config(disable=True)
+        self.kind = kind
+        self.source = source
+        self.tiny_vae_source = tiny_vae_source
+        self.weights = weights
+        unet = pipe.unet
+        self.seq_len = (
+            77 if getattr(pipe, "tokenizer", None) is None else int(pipe.tokenizer.model_max_length)
+        )
+        self.dim = int(unet.config.cross_attention_dim)
+        self.resolution = int(resolution or unet.config.sample_size * pipe.vae_scale_factor)
+        if kind == "lcm":
+            self.steps = 4 if steps is None else steps
+            self.strength = 0.5 if strength is None else strength
+            default_g = 8.0 if unet.config.time_cond_proj_dim is not None else 1.0
+        else:
+            self.steps = 2 if steps is None else steps
+            self.strength = 0.5 if strength is None else strength
+            default_g = 0.0
+        self.guidance_scale = self._pipe_guidance(default_g if guidance_scale is None else guidance_scale)
+        check_steps_strength(self.steps, self.strength)
+        self.device = unet.device
+        self.dtype = unet.dtype
+
+    def _pipe_guidance(self, guidance_scale: float) -> float:
+        w = check_guidance(guidance_scale)
+        if w > 1 and self.pipe.unet.config.time_cond_proj_dim is None:
+            raise ValueError(
+                f"guidance_scale={w} would need classifier-free guidance with "
+                f"negative prompt embeddings, which the semantic head does not predict; use 0 "
+                f"(SD-Turbo) or 1 (LCM-LoRA), or an LCM UNet with a guidance embedding"
+            )
+        return w
+
+    # ------------------------------------------------------------ constructors
+    @staticmethod
+    def _make_pipe(unet, vae, scheduler):
+        from diffusers import StableDiffusionImg2ImgPipeline
+
+        return StableDiffusionImg2ImgPipeline(
+            vae=vae,
+            text_encoder=None,
+            tokenizer=None,
+            unet=unet,
+            scheduler=scheduler,
+            safety_checker=None,
+            feature_extractor=None,
+            requires_safety_checker=False,
+        )
+
+    @classmethod
+    def from_components(
+        cls, unet, vae, scheduler, kind: str = "sd-turbo", tiny_vae=None, **kwargs
+    ) -> DiffusersImg2ImgRefiner:
+        """Build from diffusers components (tests, random-init benchmarks).
+
+        For ``kind="lcm"`` the scheduler is converted to :class:`~diffusers.LCMScheduler`.
+        ``tiny_vae`` (an :class:`~diffusers.AutoencoderTiny`) replaces ``vae`` for encode
+        and decode.
+        """
+        if kind == "lcm":
+            from diffusers import LCMScheduler
+
+            if not isinstance(scheduler, LCMScheduler):
+                scheduler = LCMScheduler.from_config(scheduler.config)
+        pipe = cls._make_pipe(unet, tiny_vae if tiny_vae is not None else vae, scheduler)
+        return cls(pipe, kind=kind, **kwargs)
+
+    @classmethod
+    def from_pretrained(
+        cls,
+        model: str | Path,
+        kind: str = "sd-turbo",
+        tiny_vae: str | Path | None = None,
+        device: str | torch.device = "cpu",
+        dtype: torch.dtype = torch.float32,
+        **kwargs,
+    ) -> DiffusersImg2ImgRefiner:
+        """Load ``unet``, ``vae`` and ``scheduler`` of an SD-class pipeline (local directory or
+        HF model id, ``local_files_only=True``), and optionally a TAESD (``tiny_vae``, e.g.
+        ``"madebyollin/taesd"``)."""
+        from diffusers import (
+            AutoencoderKL,
+            AutoencoderTiny,
+            EulerDiscreteScheduler,
+            LCMScheduler,
+            UNet2DConditionModel,
+        )
+
+        model = str(model)
+        unet = load_component(
+            UNet2DConditionModel, model, "diffusion UNet", dtype, subfolder="unet"
+        )
+        sched_cls = LCMScheduler if kind == "lcm" else EulerDiscreteScheduler
+        try:
+            scheduler = sched_cls.from_pretrained(
+                model, subfolder="scheduler", local_files_only=True
+            )
+        except (OSError, ValueError) as e:
+            raise FileNotFoundError(
+                missing_weights_message(model, "scheduler config") + f" ({e})"
+            ) from e
+        if kind != "lcm":
+            # SD-Turbo samples with trailing timesteps (its model card's 1-4 step setting).
+            scheduler = EulerDiscreteScheduler.from_config(
+                scheduler.config, timestep_spacing="trailing"
+            )
+        if tiny_vae is not None:
+            vae = load_component(AutoencoderTiny, str(tiny_vae), "tiny autoencoder (TAESD)", dtype)
+        else:
+            # A directory saved with a tiny VAE in place of the KL one says so in model_index.json.
+            vae_cls = AutoencoderKL
+            index = Path(model) / "model_index.json"
+            if (
+                index.is_file()
+                and json.loads(index.read_text()).get("vae", [None, None])[1] == "AutoencoderTiny"
+            ):
+                vae_cls = AutoencoderTiny
+            vae = load_component(vae_cls, model, "VAE", dtype, subfolder="vae")
+        ref = cls.from_components(
+            unet,
+            vae,
+            scheduler,
+            kind=kind,
+            source=model,
+            tiny_vae_source=None if tiny_vae is None else str(tiny_vae),
+            **kwargs,
+        )
+        ref.to(device)
+        return ref
+
+    def to(
+        self, device: str | torch.device, dtype: torch.dtype | None = None
+    ) -> DiffusersImg2ImgRefiner:
+        self.pipe.to(device, dtype) if dtype is not None else self.pipe.to(device)
+        self.device = self.pipe.unet.device
+        self.dtype = self.pipe.unet.dtype
+        return self
+
+    # ------------------------------------------------------------ API
+    @torch.no_grad()
+    def refine(
+        self, saliency, prompt_embeds, steps=None, strength=None, generator=None, guidance_scale=None
+    ) -> torch.Tensor:
+        sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
+        w = self.guidance_scale if guidance_scale is None else self._pipe_guidance(guidance_scale)
+        out = self.pipe(
+            prompt_embeds=emb,
+            image=sal.to(self.dtype),
+            strength=strength,
+            num_inference_steps=steps,
+            guidance_scale=w,
+            generator=generator,
+            output_type="pt",
+        ).images
+        return out.float().clamp(0, 1)
+
+    def modules(self) -> dict[str, torch.nn.Module]:
+        return {"unet": self.pipe.unet, "vae": self.pipe.vae}
+
+    @property
+    def config(self) -> dict[str, Any]:
+        return {
+            "type": self.kind,
+            "model": self.source,
+            "tiny_vae": self.tiny_vae_source,
+            "resolution": self.resolution,
+            "steps": self.steps,
+            "strength": self.strength,
+            "guidance_scale": self.guidance_scale,
+            "seq_len": self.seq_len,
+            "dim": self.dim,
+            "weights": self.weights,
+        }
+
+    def save(self, directory: str | Path, copy_weights: bool | None = None) -> Path:
+        """Save a reference (``refiner_config.json`` naming the model id / path) or, with
+        ``copy_weights`` (default when the model has no source), a diffusers-format pipeline."""
+        directory = Path(directory)
+        if copy_weights is None:
+            copy_weights = self.source is None
+        if copy_weights:
+            self.pipe.save_pretrained(directory)
+        cfg = self.config
+        if copy_weights:
+            cfg["model"] = "."
+            cfg["tiny_vae"] = None  # the saved pipeline's vae already is the tiny one if used
+        directory.mkdir(parents=True, exist_ok=True)
+        (directory / REFINER_CONFIG).write_text(json.dumps(cfg, indent=2))
+        return directory

@@ -1,0 +1,1 @@
+"""bci_app.session.commands"""

@@ -1,0 +1,238 @@
+"""The session commands ``bci-app demo | live | replay``: lifecycle and shutdown.
+
+:class:`~bci_app.session.pipeline.Pipeline` owns the acquisition thread, the inference
+worker and the report; the ``run_*`` functions build sources for each command, add the window (or run
+headless and write ``report.json``, ``trials.jsonl`` and ``grid.png``), and shut
+everything down in ``finally`` (Ctrl-C, window closed, error).
+"""
+
+from __future__ import annotations
+
+import logging
+import threading
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bci_app.config import InferenceConfig
+from bci_app.session.gui import run_gui
+from bci_app.session.pipeline import Pipeline
+from bci_app.session.report import SessionReport
+from bci_app.session.sources import inference_config, load_reconstructor, open_sources, stimuli_for
+from bci_app.stimuli import DemoStimulusSet, MarkerMapper
+
+log = logging.getLogger(__name__)
+
+DEFAULT_DEMO_RATE = 2.0
+DEFAULT_HEADLESS_TRIALS = 60
+
+
+# ---------------------------------------------------------------------- helpers
+def _report_for(stimuli: Any, reconstructor: Any) -> SessionReport:
+    def seen(sid: str):
+        return stimuli.image(sid) if stimuli is not None and sid in stimuli else None
+
+    def label(sid: str):
+        return stimuli.label(sid) if stimuli is not None and sid in stimuli else None
+
+    n_classes = len(getattr(reconstructor, "classes", []) or []) or getattr(stimuli, "n_classes", None)
+    return SessionReport(seen_image=seen, seen_label=label, n_classes=n_classes,
+                         classify=getattr(reconstructor, "classify_images", None))
+
+
+def _headless_requested(args: Any) -> bool:
+    if getattr(args, "headless", False):
+        return True
+    from bci_app.ui.qt import has_display
+
+    if not has_display():
+        print("bci-app: no display found (no DISPLAY/WAYLAND_DISPLAY, or QT_QPA_PLATFORM=offscreen): "
+              "running headless; report files go to --out")
+        return True
+    return False
+
+
+def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    lat = summary["latency_ms"]["end_to_end"]
+    q = summary["quality"]
+    print(
+        f"trials {summary['trials']}: reconstructed {summary['reconstructed']}, dropped "
+        f"{summary['dropped']}, rejected {sum(summary['rejected'].values())}; end-to-end p50 "
+        f"{lat['p50']} ms p95 {lat['p95']} ms; top-1 {q['top1']} ({q['ways']}-way, n={q['n']}), "
+        f"SSIM {q['ssim']}\nwrote {out / 'report.json'}, {out / 'trials.jsonl'}, {out / 'grid.png'}"
+    )
+
+
+def run_headless(pipeline: Pipeline, n_trials: int | None, out: str | Path, *,
+                 timeout: float | None = None, done: Callable[[], bool] | None = None) -> dict[str, Any]:
+    """Run until ``n_trials`` trials have an outcome (or ``done()``), then write the files.
+
+    Ctrl-C stops early; the files are written either way."""
+    out = Path(out)
+    deadline = None if timeout is None else time.monotonic() + timeout
+    try:
+        while True:
+            if n_trials is not None and pipeline.n_results >= n_trials:
+                break
+            if done is not None and done():
+                # the source has finished: give the last windows time to complete
+                pipeline.wait_results(n_trials or 0, 2.0)
+                break
+            if deadline is not None and time.monotonic() > deadline:
+                log.warning("stopping: %s of %s trials after %.0f s", pipeline.n_results, n_trials, timeout)
+                break
+            pipeline.wait_results(n_trials if n_trials is not None else 1 << 60, 0.2)
+    except KeyboardInterrupt:
+        print("bci-app: interrupted; writing the report of the trials so far")
+    finally:
+        pipeline.stop()
+    summary = pipeline.report.write(out)
+    _print_summary(summary, out)
+    return summary
+
+
+# ---------------------------------------------------------------------- commands
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def build_demo(args: Any, *, headless: bool, n_trials: int | None):
+    """Virtual subject + marker schedule + pipeline for ``bci-app demo`` (not started)."""
+    from bci_app.acquisition.markers import LSLMarkerSource
+    from bci_app.acquisition.sources import LSLSource
+    from bci_app.acquisition.virtual_subject import VirtualSubject
+    from bci_app.ui.presenter import make_marker_outlet, schedule_for
+
+    rate = float(args.rate if getattr(args, "rate", None) is not None else DEFAULT_DEMO_RATE)
+    if rate <= 0:
+        raise ValueError(f"--rate must be > 0 stimuli per second, got {rate}")
+    cfg = inference_config(args)
+    rec = load_reconstructor(args.bundle, cfg)
+    stimuli = DemoStimulusSet()
+    eeg_name, mk_name = _unique("bci-app-demo-eeg"), _unique("bci-app-demo-markers")
+    outlet = make_marker_outlet(mk_name, mk_name)
+    snr = args.snr if getattr(args, "snr", None) is not None else 1.0
+    subject = VirtualSubject(stimuli, snr=snr, seed=args.seed, name=eeg_name, source_id=eeg_name,
+                             markers_name=mk_name)
+    n_sched = n_trials if n_trials is not None else 100_000
+    schedule = schedule_for(stimuli, n_sched, on=1.0 / rate, off=0.0, order="random",
+                            seed=args.seed, start=1.0)
+    source = LSLSource(name=eeg_name, source_id=eeg_name, n_channels=len(rec.spec.ch_names),
+                       sfreq=rec.spec.sfreq)
+    markers = LSLMarkerSource(name=mk_name)
+    report = _report_for(stimuli, rec)
+    pipeline = Pipeline(source, markers, rec, mapper=MarkerMapper(getattr(args, "marker_pattern", None)
+                                                                  or r"^stim/(?P<id>.+)$"),
+                        inference=cfg, report=report)
+    return pipeline, subject, schedule, outlet, stimuli, cfg
+
+
+def run_demo(args: Any) -> int:
+    """``bci-app demo``: virtual subject + marker schedule + live pipeline (+ window)."""
+    if getattr(args, "rate", None) is not None and args.rate <= 0:
+        raise ValueError(f"--rate must be > 0 stimuli per second, got {args.rate}")
+    headless = _headless_requested(args)
+    n_trials = args.trials
+    if headless and n_trials is None:
+        n_trials = DEFAULT_HEADLESS_TRIALS
+        print(f"bci-app demo: --trials not given; running {n_trials} trials")
+    pipeline, subject, schedule, outlet, stimuli, cfg = build_demo(args, headless=headless, n_trials=n_trials)
+    publisher = None
+    presenter = None
+    try:
+        subject.start()
+        pipeline.start()
+        if args.record:
+            from bci_app.acquisition.recorder import Recorder
+
+            src = pipeline.raw_source
+            pipeline.set_recorder(Recorder(args.record, list(src.ch_names), float(src.sfreq)))
+        if headless:
+            from bci_app.ui.presenter import MarkerSchedulePublisher
+
+            publisher = MarkerSchedulePublisher(schedule, outlet=outlet, wait_for_consumers=5.0).start()
+            timeout = float(schedule.onsets[-1]) + 30.0
+            summary = run_headless(pipeline, n_trials, args.out, timeout=timeout)
+            total = summary["reconstructed"] + summary["dropped"] + sum(summary["rejected"].values())
+            return 0 if total == summary["trials"] == n_trials else 1
+        from bci_app.ui.presenter_window import PresenterWindow
+        from bci_app.ui.qt import ensure_app
+
+        app = ensure_app()
+        presenter = PresenterWindow(stimuli, schedule, outlet=outlet)
+        presenter.setWindowTitle("bci-app demo: presenter")
+        presenter.resize(400, 400)
+        presenter.show()
+        presenter.start()
+        run_gui(pipeline, stimuli=stimuli, bundle=args.bundle, cfg=cfg, record_dir=args.record,
+                presenter=presenter, app=app)
+        return 0
+    finally:
+        if publisher is not None:
+            publisher.stop()
+        if presenter is not None:
+            presenter.stop()
+            presenter.close()
+        if pipeline.started:
+            pipeline.stop()
+        subject.stop()
+
+
+def _run_pipeline(args: Any, source: Any, markers: Any, rec: Any, cfg: InferenceConfig,
+                  stimuli: Any, done: Callable[[], bool] | None = None) -> int:
+    report = _report_for(stimuli, rec)
+    pipeline = Pipeline(source, markers, rec, mapper=MarkerMapper(args.marker_pattern or r"^stim/(?P<id>.+)$"),
+                        inference=cfg, report=report)
+    headless = _headless_requested(args)
+    try:
+        pipeline.start()
+        if args.record:
+            from bci_app.acquisition.recorder import Recorder
+
+            src = pipeline.raw_source
+            pipeline.set_recorder(Recorder(args.record, list(src.ch_names), float(src.sfreq)))
+        if headless:
+            run_headless(pipeline, args.trials, args.out, done=done)
+            return 0
+        run_gui(pipeline, stimuli=stimuli, bundle=args.bundle, cfg=cfg, record_dir=args.record)
+        return 0
+    finally:
+        if pipeline.started:
+            pipeline.stop()
+
+
+def run_live(args: Any) -> int:
+    """``bci-app live --source lsl[:NAME] | brainflow:BOARD``."""
+    cfg = inference_config(args)
+    rec = load_reconstructor(args.bundle, cfg)
+    source, markers = open_sources(args.source, args.markers, rec)
+    return _run_pipeline(args, source, markers, rec, cfg, stimuli_for(args))
+
+
+def run_replay(args: Any) -> int:
+    """``bci-app replay SESSION``: stream a recorded session over LSL and run the pipeline on it."""
+    from bci_app.acquisition.markers import LSLMarkerSource
+    from bci_app.acquisition.player import SessionPlayer
+    from bci_app.acquisition.sources import LSLSource
+
+    cfg = inference_config(args)
+    rec = load_reconstructor(args.bundle, cfg)
+    name = _unique("bci-app-replay")
+    player = SessionPlayer(args.session, speed=args.speed, name=name, source_id=name)
+    source = LSLSource(name=name, source_id=name, n_channels=len(rec.spec.ch_names), sfreq=rec.spec.sfreq)
+    markers = LSLMarkerSource(name=f"{name}-markers")
+    if args.trials is None:
+        args.trials = len(player.marker_strings)
+    player_started = threading.Event()
+
+    def start_player() -> None:
+        player.start(wait_for_consumers=10.0)
+        player_started.set()
+    threading.Thread(target=start_player, name="replay-start", daemon=True).start()
+    try:
+        return _run_pipeline(args, source, markers, rec, cfg, stimuli_for(args),
+                             done=lambda: player.done.is_set())
+    finally:
+        player.stop()

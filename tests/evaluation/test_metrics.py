@@ -1,0 +1,238 @@
+"""Metrics checked against hand-computed cases."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from bci_app.evaluation import metrics as M
+
+
+# ----------------------------------------------------------------------------- N-way top-k
+def test_n_way_all_classes_drawn_is_plain_top_k():
+    # ways == n_classes: every draw holds all classes, so the result is the plain rank test
+    probs = np.array([[0.5, 0.3, 0.2], [0.5, 0.3, 0.2], [0.5, 0.3, 0.2]])
+    labels = np.array([0, 1, 2])
+    top1 = M.n_way_top_k_per_trial(probs, labels, ways=3, k=1, draws=7, rng=1)
+    np.testing.assert_array_equal(top1, [1.0, 0.0, 0.0])
+    top2 = M.n_way_top_k_per_trial(probs, labels, ways=3, k=2, draws=7, rng=1)
+    np.testing.assert_array_equal(top2, [1.0, 1.0, 0.0])
+    assert M.n_way_top_k(probs, labels, ways=3, k=2, draws=7) == pytest.approx(2 / 3)
+
+
+def test_n_way_two_way_expected_value():
+    # true class 2 (0.3) is beaten by class 1 only: one random distractor out of the
+    # three others -> success 2/3
+    probs = np.array([[0.1, 0.4, 0.3, 0.2]])
+    labels = np.array([2])
+    assert M.n_way_top_k_expected(probs, labels, ways=2, k=1)[0] == pytest.approx(2 / 3)
+    mc = M.n_way_top_k_per_trial(probs, labels, ways=2, k=1, draws=6000, rng=0)[0]
+    assert abs(mc - 2 / 3) < 0.025
+    # with 5 draws the per-trial value is a multiple of 1/5
+    few = M.n_way_top_k_per_trial(probs, labels, ways=2, k=1, draws=5, rng=3)[0]
+    assert few * 5 == pytest.approx(round(few * 5))
+
+
+def test_n_way_three_of_five_with_k1_and_k2():
+    # true class 0 scores 0.2; classes 1 and 2 beat it, 3 and 4 do not.
+    # 3-way = 2 distractors out of 4 (6 pairs): top-1 only when both are {3, 4} -> 1/6;
+    # top-2 fails only when both are {1, 2} -> 5/6
+    probs = np.array([[0.2, 0.35, 0.3, 0.1, 0.05]])
+    labels = np.array([0])
+    assert M.n_way_top_k_expected(probs, labels, ways=3, k=1)[0] == pytest.approx(1 / 6)
+    assert M.n_way_top_k_expected(probs, labels, ways=3, k=2)[0] == pytest.approx(5 / 6)
+    k1 = M.n_way_top_k(probs, labels, ways=3, k=1, draws=6000, rng=0)
+    k2 = M.n_way_top_k(probs, labels, ways=3, k=2, draws=6000, rng=0)
+    assert abs(k1 - 1 / 6) < 0.02
+    assert abs(k2 - 5 / 6) < 0.02
+
+
+def test_n_way_averages_trials_and_draws():
+    # two trials: 2/3 (as above) and a certain success (top class) -> mean 5/6
+    probs = np.array([[0.1, 0.4, 0.3, 0.2], [0.7, 0.1, 0.1, 0.1]])
+    labels = np.array([2, 0])
+    exp = M.n_way_top_k_expected(probs, labels, ways=2, k=1)
+    np.testing.assert_allclose(exp, [2 / 3, 1.0])
+    acc = M.n_way_top_k(probs, labels, ways=2, k=1, draws=6000, rng=0)
+    assert abs(acc - 5 / 6) < 0.015
+    # same seed, same result
+    assert acc == M.n_way_top_k(probs, labels, ways=2, k=1, draws=6000, rng=0)
+
+
+def test_n_way_ties_count_against():
+    probs = np.full((4, 10), 0.1)
+    labels = np.arange(4)
+    assert M.n_way_top_k(probs, labels, ways=5, k=1, draws=20) == 0.0
+    np.testing.assert_array_equal(M.n_way_top_k_expected(probs, labels, ways=5, k=1), 0.0)
+
+
+def test_n_way_chance_and_bad_arguments():
+    assert M.n_way_chance(50, 1) == 0.02
+    assert M.n_way_chance(40, 5) == 0.125
+    probs = np.full((2, 4), 0.25)
+    with pytest.raises(ValueError, match="ways"):
+        M.n_way_top_k(probs, [0, 1], ways=5)
+    with pytest.raises(ValueError, match="topk"):
+        M.n_way_top_k(probs, [0, 1], ways=3, k=3)
+    with pytest.raises(ValueError, match="true_labels"):
+        M.n_way_top_k(probs, [0, 4], ways=3)
+    with pytest.raises(ValueError, match="shape"):
+        M.n_way_top_k(probs, [0, 1, 2], ways=3)
+
+
+def test_n_way_random_scores_are_near_chance_and_not_significant():
+    rng = np.random.default_rng(0)
+    probs = rng.random((300, 40))
+    labels = rng.integers(0, 40, 300)
+    acc = M.n_way_top_k(probs, labels, ways=40, k=1, draws=1)
+    assert abs(acc - 1 / 40) < 0.03
+    assert M.n_way_permutation_p(probs, labels, ways=40, n_perm=200) > 0.05
+
+
+def test_n_way_permutation_p_small_for_real_signal():
+    rng = np.random.default_rng(1)
+    labels = rng.integers(0, 10, 60)
+    probs = rng.random((60, 10)) * 0.5
+    probs[np.arange(60), labels] += 0.6  # the true class is on top
+    p = M.n_way_permutation_p(probs, labels, ways=10, n_perm=200)
+    assert p == pytest.approx(1 / 201)
+
+
+# ----------------------------------------------------------------------------- statistics
+def test_wilson_hand_case():
+    lo, hi = M.wilson_ci(8, 10)
+    # z = 1.959964: centre (0.8 + z^2/20) / (1 + z^2/10), half-width as in Wilson (1927)
+    assert lo == pytest.approx(0.4902, abs=1e-4)
+    assert hi == pytest.approx(0.9433, abs=1e-4)
+    lo0, hi0 = M.wilson_ci(0, 20)
+    assert lo0 == 0.0 and 0.15 < hi0 < 0.18
+
+
+def test_bootstrap_ci_brackets_the_mean():
+    vals = np.r_[np.ones(30), np.zeros(70)]
+    lo, hi = M.bootstrap_ci(vals, n_boot=2000, rng=0)
+    assert lo < 0.3 < hi
+    assert 0.18 < lo and hi < 0.42
+    assert M.bootstrap_ci(np.full(10, 0.5)) == (0.5, 0.5)
+
+
+def test_permutation_p_value_counts():
+    assert M.permutation_p_value(5.0, np.array([1.0, 2.0, 6.0, 5.0])) == pytest.approx(3 / 5)
+    assert M.permutation_p_value(10.0, np.zeros(99)) == pytest.approx(0.01)
+
+
+# ----------------------------------------------------------------------------- splits
+def test_split_with_shared_image_raises():
+    with pytest.raises(ValueError, match="c01_i02"):
+        M.check_split_disjoint(["c00_i00", "c01_i02"], ["c01_i02", "c03_i04"])
+    with pytest.raises(ValueError, match="'train' and 'val'"):
+        M.check_split_disjoint(["a", "b"], ["c"], val_ids=["b"])
+    M.check_split_disjoint(["a", "b", "a"], ["c"], val_ids=["d"])  # repeats within a split are fine
+
+
+# ----------------------------------------------------------------------------- SSIM
+def test_ssim_identical_is_one():
+    rng = np.random.default_rng(0)
+    img = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
+    assert M.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
+
+
+def test_ssim_constant_images_closed_form():
+    # constant images: variances and covariance vanish -> luminance term only
+    a = np.full((16, 16), 100.0)
+    b = np.full((16, 16), 150.0)
+    c1 = (0.01 * 255) ** 2
+    expected = (2 * 100 * 150 + c1) / (100**2 + 150**2 + c1)
+    assert M.ssim(a, b) == pytest.approx(expected, rel=1e-9)
+
+
+def test_ssim_single_window_by_definition():
+    # an 11x11 image has exactly one valid window: compute the weighted statistics by hand
+    rng = np.random.default_rng(2)
+    a = rng.integers(0, 256, (11, 11)).astype(float)
+    b = np.clip(a + rng.normal(0, 40, (11, 11)), 0, 255)
+    r = np.arange(11) - 5
+    g = np.exp(-(r**2) / (2 * 1.5**2))
+    w = np.outer(g, g) / np.outer(g, g).sum()
+    mu_a, mu_b = (w * a).sum(), (w * b).sum()
+    va = (w * (a - mu_a) ** 2).sum()
+    vb = (w * (b - mu_b) ** 2).sum()
+    cov = (w * (a - mu_a) * (b - mu_b)).sum()
+    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
+    expected = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
+    assert M.ssim(a, b) == pytest.approx(expected, rel=1e-9)
+    assert expected < 0.95  # the noisy copy is really different
+
+
+def test_ssim_errors_and_batch():
+    with pytest.raises(ValueError, match="same shape"):
+        M.ssim(np.zeros((12, 12)), np.zeros((12, 13)))
+    with pytest.raises(ValueError, match="smaller than"):
+        M.ssim(np.zeros((8, 8)), np.zeros((8, 8)))
+    rng = np.random.default_rng(0)
+    seen = rng.integers(0, 256, (3, 40, 40, 3)).astype(np.uint8)
+    vals = M.ssim_batch(seen, seen, size=32)
+    np.testing.assert_allclose(vals, 1.0, atol=1e-12)
+    other = M.ssim_batch(seen, seen[::-1], size=32)
+    assert other[0] < 0.2 and other[1] == pytest.approx(1.0)
+
+
+# ----------------------------------------------------------------------------- others
+def test_pixel_correlation_hand_cases():
+    x = np.arange(12, dtype=float).reshape(1, 2, 2, 3)
+    np.testing.assert_allclose(M.pixel_correlation(x, 2 * x + 1), [1.0])
+    np.testing.assert_allclose(M.pixel_correlation(x, -x), [-1.0])
+    assert np.isnan(M.pixel_correlation(x, np.zeros_like(x))[0])
+
+
+def test_two_way_identification_hand_case():
+    seen = np.eye(3)  # centred one-hots: corr 1 with self, -0.5 with the others
+    np.testing.assert_allclose(M.two_way_identification(seen, seen), [1, 1, 1])
+    recon = seen[[0, 0, 2]]  # trial 1 reconstructs image 0
+    # trial 1: own corr -0.5; vs seen 0 (1.0) loses, vs seen 2 (-0.5) ties -> (0 + 0.5) / 2
+    np.testing.assert_allclose(M.two_way_identification(recon, seen), [1.0, 0.25, 1.0])
+
+
+def test_inception_score_from_probs_hand_cases():
+    same = np.tile([0.7, 0.2, 0.1], (5, 1))
+    assert M.inception_score_from_probs(same)[0] == pytest.approx(1.0)
+    onehot = np.eye(4)
+    assert M.inception_score_from_probs(onehot)[0] == pytest.approx(4.0, rel=1e-6)
+    # two images, p(y|x) = [1, 0] and [0.5, 0.5]; p(y) = [0.75, 0.25]
+    p = np.array([[1.0, 0.0], [0.5, 0.5]])
+    kl1 = math.log(1 / 0.75)
+    kl2 = 0.5 * math.log(0.5 / 0.75) + 0.5 * math.log(0.5 / 0.25)
+    assert M.inception_score_from_probs(p)[0] == pytest.approx(math.exp((kl1 + kl2) / 2), rel=1e-6)
+    with pytest.raises(ValueError, match="summing to 1"):
+        M.inception_score_from_probs(np.array([[0.5, 0.2]]))
+
+
+def test_pretrained_metrics_unavailable_without_local_weights(tmp_path, monkeypatch):
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path))
+    imgs = np.zeros((2, 32, 32, 3), np.uint8)
+    res = M.inception_score(imgs, weights_dir=tmp_path)
+    assert isinstance(res, M.MetricUnavailable)
+    assert res.value is None and res.reason
+    assert res.to_dict() == {"value": None, "available": False, "reason": res.reason}
+    alex = M.alexnet_two_way(imgs, imgs, weights_dir=tmp_path)
+    assert isinstance(alex, M.MetricUnavailable)
+
+
+def test_ssim_batch_matches_single_image_ssim():
+    rng = np.random.default_rng(4)
+    seen = rng.integers(0, 256, (4, 24, 24, 3)).astype(np.uint8)
+    recon = np.clip(seen + rng.normal(0, 30, seen.shape), 0, 255).astype(np.uint8)
+    batch = M.ssim_batch(seen, recon, size=24, chunk=3)
+    single = [M.ssim(s, r) for s, r in zip(seen, recon, strict=True)]
+    np.testing.assert_allclose(batch, single, rtol=1e-12)
+
+
+def test_shuffled_pair_null_is_the_mismatched_mean():
+    # score = 1 when the pair matches the same image, else 0: mismatched pairs always 0
+    seen = np.arange(5)
+    recon = np.arange(5)
+    chance, null = M.shuffled_pair_null(seen, recon, lambda s, r: (s == r).astype(float), n_pairs=200, n_null=50)
+    assert chance == 0.0 and np.all(null == 0.0)
+    assert M.permutation_p_value(1.0, null) == pytest.approx(1 / 51)

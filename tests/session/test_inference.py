@@ -1,0 +1,198 @@
+"""InferenceWorker: every trial gets one outcome, policies drop what they should, errors
+do not kill the thread. Runs the real Reconstructor built from tiny components."""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import numpy as np
+import pytest
+import torch
+
+from bci_app.acquisition.trial import Trial
+from bci_app.session.inference import InferenceWorker, local_clock
+
+
+def tiny_reconstructor(n_chans: int = 128, n_times: int = 440, seed: int = 0):
+    """A real Reconstructor from tiny, untrained components (diffusers' dummy-components
+    pattern): the whole inference code path in milliseconds on a CPU."""
+    from bci_app.models.encoders import BinnedLinearEncoder
+    from bci_app.models.reconstructor import Reconstructor
+    from bci_app.models.saliency_gan import SaliencyGenerator
+    from bci_app.models.semantic import SemanticHead
+    from bci_app.preprocessing import PreprocessingSpec
+    from bci_app.simulation.montage import standard_montage_128
+
+    torch.manual_seed(seed)
+    names = standard_montage_128()[:n_chans]
+    spec = PreprocessingSpec(sfreq=1000.0, ch_names=names)
+    comps = {
+        "encoder": BinnedLinearEncoder(n_chans, 16, n_times, sfreq=1000.0),
+        "generator": SaliencyGenerator(z_dim=8, cond_dim=16, resolution=16, base_channels=8),
+        "semantic": SemanticHead(16, seq_len=4, embed_dim=16, hidden=16),
+    }
+    cfg = {"spec": spec.to_dict(), "classes": [f"c{i}" for i in range(4)], "n_times": n_times}
+    return Reconstructor(cfg, comps, device="cpu", dtype="float32")
+
+
+def make_trial(index: int, n_chans: int = 128, n_times: int = 440, reject: str | None = None) -> Trial:
+    now = local_clock()
+    return Trial(
+        data=np.random.default_rng(index).standard_normal((n_chans, n_times)).astype(np.float32),
+        marker=f"stim/c00_i{index % 50:02d}", stim_id=f"c00_i{index % 50:02d}", onset=now - 0.5,
+        onset_sample=index * 500, sfreq=1000.0, ch_names=[], index=index,
+        last_sample_time=now, emitted_time=now, reject_reason=reject,
+    )
+
+
+class Gate:
+    """Wraps a reconstructor so the test decides when a batch may finish (the real model
+    still runs): lets a test fill the queue deterministically."""
+
+    def __init__(self, rec):
+        self.rec = rec
+        self.open = threading.Event()
+        self.entered = threading.Event()
+        self.spec = rec.spec
+
+    def warmup(self, n):
+        self.rec.warmup(n)
+
+    def reconstruct(self, x):
+        self.entered.set()
+        assert self.open.wait(10), "gate never opened"
+        return self.rec.reconstruct(x)
+
+
+@pytest.fixture(scope="module")
+def rec():
+    return tiny_reconstructor()
+
+
+def _collect():
+    out, lock = [], threading.Lock()
+
+    def cb(r):
+        with lock:
+            out.append(r)
+    return out, cb
+
+
+def test_reconstructs_every_trial_with_stage_times(rec):
+    results, cb = _collect()
+    w = InferenceWorker(rec, queue_size=8, on_result=cb).start()
+    try:
+        for i in range(5):
+            assert w.submit(make_trial(i))
+        assert w.wait_idle(20)
+    finally:
+        w.stop()
+    assert [r.outcome for r in results] == ["reconstructed"] * 5
+    r = results[0]
+    assert r.reconstruction.image.dtype == np.uint8 and r.reconstruction.image.ndim == 3
+    for key in ("epoch", "queue", "encoder", "saliency", "semantic", "refiner", "end_to_end"):
+        assert key in r.times_ms and r.times_ms[key] >= 0, key
+    # end to end covers at least the model stages
+    model = sum(r.times_ms[k] for k in ("encoder", "saliency", "semantic", "refiner"))
+    assert r.times_ms["end_to_end"] >= model
+    assert w.stats()["reconstructed"] == 5
+
+
+@pytest.mark.parametrize("policy,kept", [("drop_oldest", [0, 3, 4]), ("drop_newest", [0, 1, 2])])
+def test_drop_policies_count_every_drop(rec, policy, kept):
+    gate = Gate(rec)
+    gate.open.set()  # let warm-up through
+    results, cb = _collect()
+    w = InferenceWorker(gate, queue_size=2, policy=policy, on_result=cb, warmup=1).start()
+    gate.open.clear()
+    gate.entered.clear()
+    try:
+        t0 = time.perf_counter()
+        w.submit(make_trial(0))
+        assert gate.entered.wait(10)  # trial 0 is being reconstructed; queue empty
+        for i in range(1, 5):
+            w.submit(make_trial(i))
+        assert time.perf_counter() - t0 < 5  # submit never waited for the model
+        assert w.queue_depth == 2
+        gate.open.set()
+        assert w.wait_idle(20)
+    finally:
+        w.stop()
+    done = sorted(r.trial.index for r in results if r.outcome == "reconstructed")
+    dropped = sorted(r.trial.index for r in results if r.outcome == "dropped")
+    assert done == kept
+    assert dropped == sorted(set(range(5)) - set(kept))
+    assert all(r.reason == policy for r in results if r.outcome == "dropped")
+    st = w.stats()
+    assert st["dropped"] == 2 and st["reconstructed"] == 3 and st["submitted"] == 5
+
+
+def test_block_policy_is_lossless(rec):
+    gate = Gate(rec)
+    gate.open.set()
+    results, cb = _collect()
+    w = InferenceWorker(gate, queue_size=1, policy="block", on_result=cb, warmup=0).start()
+    gate.open.clear()
+    try:
+        w.submit(make_trial(0))
+        assert gate.entered.wait(10)
+        w.submit(make_trial(1))  # fills the queue
+        t = threading.Thread(target=w.submit, args=(make_trial(2),))
+        t.start()
+        t.join(0.3)
+        assert t.is_alive(), "block policy should wait for room"
+        gate.open.set()
+        t.join(10)
+        assert w.wait_idle(20)
+    finally:
+        w.stop()
+    assert sorted(r.trial.index for r in results if r.outcome == "reconstructed") == [0, 1, 2]
+
+
+def test_rejected_trials_skip_the_model_and_are_counted(rec):
+    results, cb = _collect()
+    w = InferenceWorker(rec, on_result=cb, warmup=0).start()
+    try:
+        assert not w.submit(make_trial(0, reject="nan"))
+        assert w.submit(make_trial(1))
+        assert w.wait_idle(20)
+    finally:
+        w.stop()
+    by = {r.trial.index: r for r in results}
+    assert by[0].outcome == "rejected" and by[0].reason == "nan"
+    assert by[1].outcome == "reconstructed"
+    assert w.stats()["rejected"] == {"nan": 1}
+
+
+def test_model_error_is_reported_and_worker_goes_on(rec):
+    errors, results = [], []
+    w = InferenceWorker(rec, on_result=results.append, on_error=lambda e, t: errors.append(e),
+                        warmup=0).start()
+    try:
+        bad = make_trial(0)
+        bad.data = bad.data[:10]  # wrong channel count: the model raises ValueError
+        w.submit(bad)
+        w.submit(make_trial(1))
+        assert w.wait_idle(20)
+    finally:
+        w.stop()
+    assert [r.outcome for r in sorted(results, key=lambda r: r.trial.index)] == ["error", "reconstructed"]
+    assert len(errors) == 1 and isinstance(errors[0], ValueError)
+    assert w.alive is False and "ValueError" in w.stats()["last_error"]
+
+
+def test_bad_arguments_are_value_errors(rec):
+    with pytest.raises(ValueError, match="policy"):
+        InferenceWorker(rec, policy="newest")
+    with pytest.raises(ValueError, match="queue_size"):
+        InferenceWorker(rec, queue_size=0)
+
+
+def test_warmup_failure_raises_at_start():
+    class Broken:
+        def warmup(self, n):
+            raise RuntimeError("no weights")
+
+    with pytest.raises(RuntimeError, match="warm-up failed: no weights"):
+        InferenceWorker(Broken()).start()

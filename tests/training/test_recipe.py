@@ -1,0 +1,231 @@
+"""End-to-end `run_train` on a small synthetic set with a tiny config: all stages, bundle
+saved, resume, reload gives identical outputs."""
+
+from __future__ import annotations
+
+import json
+from argparse import Namespace
+
+import numpy as np
+import pytest
+import torch
+
+TINY_TOML = """
+[train]
+seed = 0
+keep_checkpoints = true
+
+[data]
+split_seed = 0
+test_frac = 0.2
+val_frac = 0.2
+
+[encoder]
+name = "binned_linear"
+n_outputs = 16
+kwargs = { bin_ms = 40.0, dropout = 0.2 }
+epochs = 3
+batch_classes = 8
+per_class = 2
+patience = 5
+
+[gan]
+resolution = 16
+z_dim = 8
+base_channels = 8
+epochs = 2
+batch_size = 16
+
+[semantic]
+text_encoder = { type = "minilm", seq_len = 8 }
+hidden = 32
+epochs = 3
+batch_size = 32
+
+[refiner]
+type = "demo"
+train = { resolution = 16, ae_width = 8, ae_levels = 2, unet_channels = [16, 16], ae_steps = 2, ae_batch_size = 8, unet_steps = 2, batch_size = 8, steps = 2, strength = 0.5 }
+
+[classifier]
+train = false
+"""
+
+
+@pytest.fixture(scope="module")
+def trained(tmp_path_factory):
+    from bci_app.training.recipe import run_train
+
+    root = tmp_path_factory.mktemp("train")
+    cfg = root / "tiny.toml"
+    cfg.write_text(TINY_TOML)
+    out = root / "bundle"
+    args = Namespace(data="synthetic:120,seed=3", out=str(out), images=None, config=str(cfg),
+                     stages="encoder,gan,semantic,refiner", epochs=None, device="cpu", seed=0,
+                     resume=False)
+    torch.manual_seed(0)
+    assert run_train(args) == 0
+    return root, out, args
+
+
+def test_bundle_written_with_config_and_spec(trained):
+    _, out, _ = trained
+    cfg = json.loads((out / "config.json").read_text())
+    assert cfg["training"]["data"] == "synthetic:120,seed=3"
+    assert cfg["training"]["seed"] == 0
+    assert cfg["training"]["config"]["encoder"]["n_outputs"] == 16
+    assert cfg["training"]["stages_done"] == ["encoder", "gan", "semantic", "refiner"]
+    assert len(cfg["spec"]["ch_names"]) == 128 and cfg["spec"]["sfreq"] == 1000.0
+    assert len(cfg["spec"]["norm_mean"]) == 128
+    for name in ("encoder", "generator", "semantic", "discriminator"):
+        assert (out / f"{name}.safetensors").is_file()
+    assert (out / "refiner").is_dir()
+    split = cfg["training"]["data_summary"]["splits"]
+    assert split["train"] > 0 and split["val"] > 0 and split["test"] > 0
+
+
+def test_reload_gives_identical_outputs(trained):
+    from bci_app.models.reconstructor import Reconstructor
+
+    _, out, _ = trained
+    x = np.random.default_rng(0).standard_normal((2, 128, 440)).astype(np.float32)
+    r1 = Reconstructor.from_bundle(out, device="cpu").reconstruct(x)
+    r2 = Reconstructor.from_bundle(out, device="cpu").reconstruct(x)
+    assert len(r1) == 2
+    assert r1[0].saliency.shape == (16, 16, 3) and r1[0].saliency.dtype == np.uint8
+    assert r1[0].image.dtype == np.uint8 and r1[0].image.ndim == 3
+    assert set(r1[0].times_ms) == {"encoder", "saliency", "semantic", "refiner"}
+    for a, b in zip(r1, r2, strict=True):
+        np.testing.assert_array_equal(a.saliency, b.saliency)
+        np.testing.assert_array_equal(a.image, b.image)
+
+
+def test_resume_skips_finished_stages_and_keeps_weights(trained):
+    from safetensors.torch import load_file
+
+    from bci_app.training.recipe import run_train
+
+    _, out, args = trained
+    before = load_file(str(out / "encoder.safetensors"))
+    args2 = Namespace(**{**vars(args), "resume": True, "stages": "encoder,gan,semantic"})
+    assert run_train(args2) == 0
+    after = load_file(str(out / "encoder.safetensors"))
+    for k in before:
+        torch.testing.assert_close(before[k], after[k])
+
+
+def test_resume_continues_a_stage_from_its_checkpoint(trained, tmp_path):
+    """A stage checkpoint at epoch k: resuming runs only the remaining epochs."""
+    from bci_app.training.recipe import _load_ckpt, run_train
+
+    root, out, args = trained
+    ck = _load_ckpt(out, "semantic")
+    assert ck is not None and ck["epoch"] == 2
+    cfg = json.loads((out / "config.json").read_text())
+    cfg["training"]["stages_done"] = ["encoder", "gan"]  # pretend semantic was interrupted
+    (out / "config.json").write_text(json.dumps(cfg))
+    args2 = Namespace(**{**vars(args), "resume": True, "stages": "semantic", "epochs": 4})
+    assert run_train(args2) == 0
+    ck2 = _load_ckpt(out, "semantic")
+    assert ck2["epoch"] == 3 and len(ck2["history"]) == 4
+    assert ck2["history"][:3] == ck["history"]
+
+
+def test_unknown_stage_and_setting_are_clear_errors(tmp_path):
+    from bci_app.training.recipe import load_train_config, train_bundle
+
+    with pytest.raises(ValueError, match="unknown stage"):
+        train_bundle("synthetic:10", tmp_path / "b", stages=["encoder", "decoder"])
+    bad = tmp_path / "bad.toml"
+    bad.write_text("[encoder]\nlearning_rate = 1\n")
+    with pytest.raises(ValueError, match="learning_rate"):
+        load_train_config(bad)
+
+
+def test_layout_recipe_end_to_end(tmp_path):
+    """The demo recipe's layout path on a tiny run: the encoder regresses the object's
+    x, y, size; the GAN draws them; the refiner trains on its maps with decoded-layout
+    targets; the semantic head samples sharpened. Saved, reloaded and run."""
+    from bci_app.models import bundle as bundle_io
+    from bci_app.models.reconstructor import Reconstructor
+    from bci_app.training.recipe import load_train_config, train_bundle
+
+    toml = (TINY_TOML
+            .replace("patience = 5\n", "patience = 5\nlda_init = true\nattributes = true\nlayout = true\nn_outputs_note = 0\n")
+            .replace("n_outputs = 16", "n_outputs = 64")
+            .replace("batch_size = 16\n", "batch_size = 16\ncondition = \"posterior\"\nlayout = true\n")
+            .replace("batch_size = 32\n", "batch_size = 32\nsample_temperature = 0.25\n")
+            .replace("steps = 2, strength = 0.5 }",
+                     "steps = 2, strength = 0.5, p_saliency = 0.5, saliency_targets = \"decoded\", "
+                     "p_uncond = 0.2 }\nsample_guidance = 1.5")
+            .replace("n_outputs_note = 0\n", ""))
+    cfg_path = tmp_path / "layout.toml"
+    cfg_path.write_text(toml)
+    cfg = load_train_config(cfg_path)
+    out = train_bundle("synthetic:160,seed=3", tmp_path / "b", cfg, device="cpu", seed=0)
+    conf = bundle_io.read_bundle_config(out)
+    lay = conf["encoder"]["layout"]
+    assert lay["names"] == ["x", "y", "size"] and len(lay["outputs"]) == 3 and len(lay["val_r2"]) == 3
+    assert conf["gan"]["layout"] == lay and conf["gan"]["condition"] == "posterior"
+    rec = Reconstructor.from_bundle(out, device="cpu")
+    assert rec.generator.layout_dims == 3 and rec.semantic.temperature == 0.25
+    assert rec.refiner.guidance_scale == 1.5  # classifier-free guidance, stored with the refiner
+    x = np.zeros((2, rec.encoder.n_chans, rec.n_times), np.float32)
+    [a, b] = rec.reconstruct(x)
+    assert a.saliency.shape == (16, 16, 3) and a.image.shape == (16, 16, 3)
+    # `evaluate --guidance W` / Reconstructor(guidance=W) overrides the stored weight
+    xr = np.random.default_rng(0).standard_normal(x.shape).astype(np.float32)
+    img = {w: Reconstructor.from_bundle(out, device="cpu", guidance=w).reconstruct(xr)[0].image
+           for w in (None, 1.5, 1.0)}
+    np.testing.assert_array_equal(img[None], img[1.5])
+    assert np.abs(img[None].astype(int) - img[1.0].astype(int)).max() > 0
+    with pytest.raises(ValueError, match="guidance_scale must be"):
+        Reconstructor.from_bundle(out, device="cpu", guidance=-1.0)
+    # the GAN stage alone, on an encoder without layout outputs: a clear error
+    cfg2 = load_train_config(cfg_path)
+    cfg2["encoder"]["layout"] = False
+    with pytest.raises(ValueError, match="gan.layout = true needs an encoder"):
+        train_bundle("synthetic:160,seed=3", tmp_path / "b2", cfg2, stages=["encoder", "gan"], device="cpu", seed=0)
+    # guidance without caption dropout: refused before the refiner trains
+    cfg3 = load_train_config(cfg_path)
+    cfg3["refiner"]["train"]["p_uncond"] = 0.0
+    with pytest.raises(ValueError, match="caption dropout"):
+        train_bundle("synthetic:160,seed=3", out, cfg3, stages=["refiner"], device="cpu", seed=0)
+
+
+def test_layout_needs_a_data_set_with_layouts():
+    from bci_app.training.recipe import DEFAULT_CONFIG, train_encoder
+
+    X = np.zeros((8, 4, 40), np.float32)
+    y = np.arange(8) % 2
+    cfg = {**DEFAULT_CONFIG["encoder"], "layout": True, "lda_init": True, "n_outputs": 8}
+    with pytest.raises(ValueError, match="per-trial object layouts"):
+        train_encoder(X, y, X, y, 2, cfg, None, layout=None)
+
+
+def test_shipped_bundle_matches_its_recipe():
+    """The shipped demo bundle is what `configs/demo.toml` makes: the recipe it records is the
+    file's, and its refiner samples with the file's defaults."""
+    import tomllib
+    from pathlib import Path
+
+    from bci_app.models.bundle import read_bundle_config, resolve_bundle_path
+
+    recipe = tomllib.loads((Path(__file__).parents[2] / "configs" / "demo.toml").read_text())
+    bundle = resolve_bundle_path("demo")
+    recorded = read_bundle_config(bundle)["training"]["config"]
+
+    def within(sub, full, where):  # every setting of the recipe, as recorded (defaults may be added)
+        if isinstance(sub, dict):
+            for k, v in sub.items():
+                assert k in full, f"{where}.{k} missing from the bundle"
+                within(v, full[k], f"{where}.{k}")
+        else:
+            assert sub == full, f"{where}: recipe {sub!r}, bundle {full!r}"
+
+    for section in ("encoder", "gan", "semantic", "refiner"):
+        within(recipe[section], recorded[section], section)
+    r = recipe["refiner"]
+    saved = json.loads((bundle / "refiner" / "refiner_config.json").read_text())
+    assert (saved["steps"], saved["strength"], saved["guidance_scale"]) == (
+        r["sample_steps"], r["sample_strength"], r["sample_guidance"])
+    assert saved["training"]["config"]["guidance_scale"] == r["sample_guidance"]

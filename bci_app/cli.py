@@ -17,28 +17,62 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "demo": ("bci_app.session.commands", "run_demo"),
     "live": ("bci_app.session.commands", "run_live"),
     "replay": ("bci_app.session.commands", "run_replay"),
+    "record": ("bci_app.session.record", "run_record"),
     "present": ("bci_app.ui.presenter", "run_present"),
     "simulate": ("bci_app.simulation.command", "run_simulate"),
-    "train": ("bci_app.training.recipe", "run_train"),
-    "evaluate": ("bci_app.evaluation.evaluate", "run_evaluate"),
+    "train": ("bci_app.training.command", "run_train"),
+    "evaluate": ("bci_app.evaluation.command", "run_evaluate"),
     "bench": ("bci_app.session.bench", "run_bench"),
     "doctor": ("bci_app.doctor", "run_doctor"),
 }
+
+
+def _marker_pattern(value: str) -> str:
+    """``--marker-pattern``: a valid regex with a named group ``id`` (the stimulus id)."""
+    import re
+
+    try:
+        compiled = re.compile(value)
+    except re.error as err:
+        raise argparse.ArgumentTypeError(f"{value!r} is not a valid regular expression: {err}") from None
+    if "id" not in compiled.groupindex:
+        raise argparse.ArgumentTypeError(
+            f"{value!r} has no named group 'id'; expected a regex whose group (?P<id>...) "
+            "captures the stimulus id, e.g. '^stim/(?P<id>.+)$'"
+        )
+    return value
 
 
 def _add_live_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--bundle", default="demo", help="model bundle directory, or 'demo' (shipped)")
     p.add_argument("--record", metavar="DIR", help="record raw EEG + markers to FIF in DIR")
     p.add_argument("--headless", action="store_true", help="no window; write report files to --out")
-    p.add_argument("--trials", type=int, default=None, help="stop after N stimulus markers")
-    p.add_argument("--out", default="out", metavar="DIR", help="output directory (headless)")
+    p.add_argument("--trials", type=int, default=None,
+                   help="end the session after N trials (the window then says so and stays open)")
+    p.add_argument("--out", default=None, metavar="DIR",
+                   help="write report.json, trials.jsonl, grid.png here (headless default: ./out)")
+    p.add_argument("--close-when-done", action="store_true",
+                   help="with --trials: close the window when the session ends (scripted runs)")
     p.add_argument("--markers", default=None, metavar="NAME", help="LSL marker stream name")
-    p.add_argument("--marker-pattern", default=None, help="regex mapping marker strings to stimulus ids")
+    p.add_argument("--marker-pattern", default=None, type=_marker_pattern, metavar="REGEX",
+                   help="regex whose named group 'id' is the stimulus id (default '^stim/(?P<id>.+)$')")
     p.add_argument("--device", default=None, help="inference device: auto, cpu, cuda, cuda:N")
     p.add_argument("--steps", type=int, default=None, help="refiner steps")
     p.add_argument("--strength", type=float, default=None, help="refiner img2img strength")
     p.add_argument("--config", default=None, metavar="FILE", help="TOML settings file")
     p.add_argument("--images", default=None, metavar="DIR", help="folder of the stimulus images")
+
+
+def _add_display_options(p: argparse.ArgumentParser) -> None:
+    """How the presenter times and sizes the stimuli (``present``, ``record --present``)."""
+    p.add_argument("--refresh", type=float, default=None, metavar="HZ",
+                   help="display refresh rate (default: the screen's); --on/--off are whole frames")
+    p.add_argument("--size-px", type=int, default=None, help="image side in pixels")
+    p.add_argument("--size-deg", type=float, default=None,
+                   help="image side in degrees of visual angle (needs --distance-cm)")
+    p.add_argument("--distance-cm", type=float, default=None, help="eye to screen distance (cm)")
+    p.add_argument("--screen-width-cm", type=float, default=None,
+                   help="visible screen width (cm; default: the size the screen reports)")
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -54,15 +88,62 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=12345, help="seed of the virtual subject's session")
     p.add_argument("--snr", type=float, default=None, help="virtual subject signal-to-noise factor")
     p.add_argument("--rate", type=float, default=None, help="stimuli per second (default 2)")
+    p.add_argument("--montage", default=None, metavar="NAME[:CH,...]",
+                   help="the virtual subject's cap (default: the standard cap with the bundle's channels)")
+    p.add_argument("--sfreq", type=float, default=None,
+                   help="the virtual subject's sampling rate (default: the bundle's)")
 
     p = sub.add_parser("live", help="live pipeline on a real source")
     p.add_argument("--source", required=True, help="lsl[:NAME] | brainflow:BOARD")
+    p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
+                   help="the EEG's unit, overriding the stream's channel metadata "
+                        "(default: the metadata's units, else volts)")
+    p.add_argument("--board-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="BrainFlowInputParams field (serial_port, file, master_board...); "
+                        "repeatable, over the config's [acquisition] brainflow_params")
     _add_live_options(p)
 
     p = sub.add_parser("replay", help="stream a recorded session over LSL and run the live pipeline on it")
-    p.add_argument("session", metavar="SESSION", help="session directory or .fif file")
+    p.add_argument("session", metavar="SESSION",
+                   help="session directory, .fif file, or .xdf file[,eeg=NAME][,markers=NAME][,units=uV]")
     p.add_argument("--speed", type=float, default=1.0, help="replay speed factor")
     _add_live_options(p)
+
+    p = sub.add_parser("record", help="record a calibration session (EEG + markers to FIF; no bundle)")
+    p.add_argument("--source", required=True,
+                   help="lsl[:NAME] | brainflow:BOARD | virtual[:MONTAGE] (the virtual subject)")
+    p.add_argument("--out", required=True, metavar="DIR", help="new session directory")
+    p.add_argument("--markers", default=None, metavar="NAME",
+                   help="LSL marker stream name (default: the first of type Markers; BrainFlow: "
+                        "the board's marker channel)")
+    p.add_argument("--seconds", type=float, default=None, help="stop after S seconds")
+    p.add_argument("--trials", type=int, default=None,
+                   help="stop after N trials (stimulus markers), plus --tail seconds")
+    p.add_argument("--tail", type=float, default=1.0,
+                   help="seconds recorded after the last trial (default 1)")
+    p.add_argument("--marker-pattern", default=None, type=_marker_pattern, metavar="REGEX",
+                   help="count only markers matching this regex (named group 'id') as trials")
+    p.add_argument("--present", action="store_true",
+                   help="show the stimuli and send the markers (needs a display)")
+    p.add_argument("--images", default=None, metavar="DIR",
+                   help="with --present: folder of images (sub-folders = classes); default demo set")
+    p.add_argument("--on", type=float, default=0.5, help="seconds each image is shown")
+    p.add_argument("--off", type=float, default=0.0, help="blank seconds between images")
+    p.add_argument("--order", choices=("random", "block"), default="random")
+    p.add_argument("--seed", type=int, default=0, help="schedule (and virtual subject) seed")
+    p.add_argument("--screen", type=int, default=None, help="screen index for --present")
+    p.add_argument("--windowed", action="store_true", help="--present in a window, not full screen")
+    p.add_argument("--photodiode", action="store_true", help="--present with the photodiode patch")
+    _add_display_options(p)
+    p.add_argument("--montage", default=None, metavar="MONTAGE",
+                   help="virtual subject's cap: MNE standard montage or 'NAME:CH1,CH2,...'")
+    p.add_argument("--sfreq", type=float, default=None, help="virtual subject's rate (default 1000)")
+    p.add_argument("--snr", type=float, default=1.0, help="virtual subject's signal-to-noise factor")
+    p.add_argument("--units", choices=("uV", "mV", "V"), default=None,
+                   help="the EEG's unit, overriding the stream's channel metadata")
+    p.add_argument("--board-param", action="append", default=[], metavar="KEY=VALUE",
+                   help="BrainFlowInputParams field; repeatable")
+    p.add_argument("--config", default=None, metavar="FILE", help="TOML settings file ([acquisition])")
 
     p = sub.add_parser("present", help="show stimuli full screen and push LSL markers")
     g = p.add_mutually_exclusive_group()
@@ -75,6 +156,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen", type=int, default=None, help="screen index for full screen")
     p.add_argument("--windowed", action="store_true", help="not full screen")
     p.add_argument("--photodiode", action="store_true", help="flash a patch in the bottom-left corner")
+    _add_display_options(p)
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--stream-name", default="bci-app-markers")
 
@@ -85,17 +167,24 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--snr", type=float, default=1.0)
     p.add_argument("--on", type=float, default=0.5, help="stimulus onset asynchrony (s)")
+    p.add_argument("--montage", default=None, metavar="MONTAGE",
+                   help="the cap: an MNE standard montage (biosemi64, standard_1020, ...) or a "
+                        "subset 'standard_1020:Fz,Cz,Pz,O1,Oz,O2' (default biosemi128)")
+    p.add_argument("--sfreq", type=float, default=None, help="sampling rate in Hz (default 1000)")
 
     p = sub.add_parser("train", help="train a model bundle")
     p.add_argument("--data", required=True, metavar="SPEC")
     p.add_argument("--out", required=True, metavar="BUNDLE")
     p.add_argument("--images", default=None, metavar="DIR")
     p.add_argument("--config", default=None, metavar="FILE")
-    p.add_argument("--stages", default="encoder,gan,semantic,refiner")
+    p.add_argument("--stages", default=None, help="comma-separated subset of encoder,gan,semantic,refiner,baseline (default: all)")
     p.add_argument("--epochs", type=int, default=None)
     p.add_argument("--device", default="auto")
     p.add_argument("--seed", type=int, default=None)
     p.add_argument("--resume", action="store_true", help="resume from checkpoints in BUNDLE")
+    p.add_argument("--marker-pattern", default=None, metavar="REGEX", type=_marker_pattern,
+                   help="regex whose named group 'id' maps the session's marker strings to "
+                        "stimulus ids (as on live; default '^stim/(?P<id>.+)$')")
 
     p = sub.add_parser("evaluate", help="paper metrics, baselines, leakage probe, HTML report")
     p.add_argument("--bundle", required=True)
@@ -107,6 +196,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--draws", type=int, default=100, help="random N-way draws per trial")
     p.add_argument("--device", default="auto")
     p.add_argument("--ablation", action="store_true", help="also run the Table 3 ablation rows")
+    p.add_argument("--save-images", action="store_true", help="write DIR/images/NNNN_seen.png, NNNN_recon.png at the SSIM resolution")
+    p.add_argument("--marker-pattern", default=None, metavar="REGEX", type=_marker_pattern,
+                   help="regex whose named group 'id' maps the session's marker strings to "
+                        "stimulus ids (as on live; default '^stim/(?P<id>.+)$')")
     p.add_argument("--seed", type=int, default=0)
     p.add_argument("--steps", type=int, default=None, help="refiner steps (default: the bundle's)")
     p.add_argument("--strength", type=float, default=None, help="refiner strength (default: the bundle's)")
@@ -122,6 +215,10 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--steps", type=int, default=None)
     p.add_argument("--resolution", type=int, default=None)
     p.add_argument("--bundle", default="demo")
+    p.add_argument("--compile", action="store_true",
+                   help="sd-turbo: torch.compile the UNet (mode reduce-overhead: CUDA graphs on a GPU)")
+    p.add_argument("--tiny", action="store_true",
+                   help="sd-turbo: the same architecture with narrow channels (CPU dry run of the GPU bench)")
     p.add_argument("--no-trace", action="store_true",
                    help="run the demo refiner eagerly instead of through traced graphs (for comparison)")
     p.add_argument("--out", required=True, metavar="FILE.json")

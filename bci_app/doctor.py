@@ -19,10 +19,10 @@ def _version(dist: str) -> str:
 
 def check_lsl() -> tuple[bool, str]:
     try:
-        from mne_lsl.lsl import library_version
+        import pylsl
 
-        v = library_version()
-        return True, f"liblsl {v // 100}.{v % 100} (via mne-lsl {_version('mne-lsl')})"
+        v = pylsl.library_version()
+        return True, f"liblsl {v // 100}.{v % 100} (via pylsl {_version('pylsl')})"
     except Exception as err:  # noqa: BLE001 - report whatever is wrong
         return False, f"liblsl not usable: {err}"
 
@@ -46,15 +46,27 @@ def check_brainflow() -> tuple[bool, str]:
 
 
 def check_qt() -> tuple[bool, str]:
+    """PySide6 importable, and (with a display) its platform plugin loads in a subprocess:
+    a missing system library (e.g. libxcb-cursor0) aborts Qt itself, so it is named here."""
     try:
-        from PySide6 import QtCore
+        import importlib.util
 
-        qpa = os.environ.get("QT_QPA_PLATFORM")
-        display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
-        where = f"QT_QPA_PLATFORM={qpa}" if qpa else ("display found" if display else "no display (demo falls back to --headless)")
-        return True, f"PySide6 {QtCore.qVersion()}, pyqtgraph {_version('pyqtgraph')}; {where}"
-    except Exception as err:  # noqa: BLE001
+        if importlib.util.find_spec("PySide6") is None:
+            return False, "Qt not usable: PySide6 not installed (pip install 'PySide6-Essentials<6.12')"
+    except (ImportError, ValueError) as err:
         return False, f"Qt not usable: {err}"
+    versions = f"PySide6 {_version('PySide6-Essentials')}, pyqtgraph {_version('pyqtgraph')}"
+    qpa = os.environ.get("QT_QPA_PLATFORM")
+    display = os.environ.get("DISPLAY") or os.environ.get("WAYLAND_DISPLAY")
+    if not qpa and not display:
+        return True, f"{versions}; no display (demo falls back to --headless)"
+    from bci_app.ui.qt_check import check_qt_platform
+
+    result = check_qt_platform()
+    where = f"QT_QPA_PLATFORM={qpa}" if qpa else f"display {display}"
+    if result.ok:
+        return True, f"{versions}; {where}: platform plugin {result.platform!r} loads"
+    return False, f"{versions}; {where}: {result.message()} (demo falls back to --headless)"
 
 
 def check_torch() -> tuple[bool, str]:

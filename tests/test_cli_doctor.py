@@ -1,5 +1,6 @@
 from __future__ import annotations
 
+import os
 import subprocess
 import sys
 
@@ -16,7 +17,8 @@ def test_every_contract_command_parses():
     assert p.parse_args(["replay", "s.fif", "--speed", "2"]).speed == 2.0
     assert p.parse_args(["present", "--demo-set", "--order", "block"]).order == "block"
     assert p.parse_args(["simulate", "--out", "a.fif", "--design", "block"]).design == "block"
-    assert p.parse_args(["train", "--data", "synthetic:10", "--out", "b"]).stages.startswith("encoder")
+    train = p.parse_args(["train", "--data", "synthetic:10", "--out", "b"])
+    assert train.data == "synthetic:10" and (train.stages or "encoder").startswith("encoder")  # None: all
     assert p.parse_args(["evaluate", "--bundle", "demo", "--data", "synthetic", "--out", "d"]).topk == 1
     assert p.parse_args(["bench", "--arch", "sd-turbo", "--out", "f.json"]).arch == "sd-turbo"
 
@@ -41,3 +43,41 @@ def test_config_from_toml_and_unknown_key(tmp_path):
         load_config(f)
     with pytest.raises(FileNotFoundError):
         load_config(tmp_path / "missing.toml")
+
+
+def test_qt_platform_check_runs_in_a_subprocess_and_names_what_is_missing():
+    from bci_app.ui.qt_check import QtPlatformCheck, check_qt_platform, package_for
+
+    ok = check_qt_platform(env={**os.environ, "QT_QPA_PLATFORM": "offscreen"})
+    assert ok.ok and ok.platform == "offscreen"
+    # an X display that does not exist: Qt aborts in the child, the parent says why
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    bad = check_qt_platform(env={**env, "DISPLAY": ":4917", "WAYLAND_DISPLAY": ""})
+    assert not bad.ok and bad.platform == "xcb" and "xcb" in bad.detail
+    assert "Qt cannot" in bad.message()
+    # the libraries Qt 6.5+ needs on X11, named with the package that ships them
+    assert package_for("libxcb-cursor.so.0") == "libxcb-cursor0"
+    assert package_for("libxkbcommon-x11.so.0") == "libxkbcommon-x11-0"
+    assert package_for("libxcb-icccm.so.4") == "libxcb-icccm4"
+    msg = QtPlatformCheck(False, "xcb", ["libxcb-cursor.so.0"], "").message()
+    assert "libxcb-cursor.so.0" in msg and "apt-get install libxcb-cursor0" in msg
+
+
+def test_doctor_reports_a_broken_qt_platform():
+    env = {k: v for k, v in os.environ.items() if k != "QT_QPA_PLATFORM"}
+    out = subprocess.run([sys.executable, "-m", "bci_app.cli", "doctor"], capture_output=True, text=True,
+                         timeout=120, env={**env, "DISPLAY": ":4917"})
+    qt = [line for line in out.stdout.splitlines() if " qt " in line]
+    assert qt and qt[0].startswith("[--]") and "demo falls back to --headless" in qt[0], out.stdout
+
+
+def test_demo_falls_back_to_headless_when_qt_cannot_open_a_window(tmp_path, monkeypatch, capsys):
+    from bci_app.cli import main
+
+    monkeypatch.delenv("QT_QPA_PLATFORM", raising=False)
+    monkeypatch.setenv("DISPLAY", ":4917")  # no X server there: Qt would abort the process
+    out = tmp_path / "out"
+    rc = main(["demo", "--trials", "3", "--rate", "4", "--out", str(out)])
+    text = capsys.readouterr().out
+    assert "Qt cannot" in text and "running headless" in text, text
+    assert rc == 0 and (out / "report.json").exists()

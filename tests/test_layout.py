@@ -37,11 +37,11 @@ def _top(module: str) -> str | None:
     return parts[1]
 
 
-def package_imports() -> dict[str, set[tuple[str, str, int]]]:
+def package_imports(root: Path = PKG) -> dict[str, set[tuple[str, str, int]]]:
     """package -> {(imported package, file, line)} for every bci_app import in the tree."""
     found: dict[str, set[tuple[str, str, int]]] = {}
-    for path in PKG.rglob("*.py"):
-        rel = path.relative_to(PKG)
+    for path in root.rglob("*.py"):
+        rel = path.relative_to(root)
         own = rel.parts[0] if len(rel.parts) > 1 else rel.stem
         tree = ast.parse(path.read_text(), filename=str(path))
         for node in ast.walk(tree):
@@ -89,9 +89,14 @@ def test_no_cycle_between_packages():
             visit(n)
 
 
-def test_the_checker_sees_lazy_imports(tmp_path):
-    # the rule reader must not be blind to imports inside functions
-    src = "def f():\n    from bci_app.session import commands\n"
-    tree = ast.parse(src)
-    mods = [n.module for n in ast.walk(tree) if isinstance(n, ast.ImportFrom)]
-    assert _top(mods[0]) == "session"
+def test_the_checker_sees_lazy_and_package_imports(tmp_path):
+    # the rule reader must not be blind to imports inside functions, nor to
+    # ``from bci_app import session``
+    ui = tmp_path / "ui"
+    ui.mkdir()
+    (ui / "window.py").write_text(
+        "import numpy\n\n\ndef f():\n    from bci_app.session import commands\n"
+        "    from bci_app import models\n    return commands, models\n"
+    )
+    edges = package_imports(tmp_path)["ui"]
+    assert {(top, line) for top, _, line in edges} == {("session", 5), ("models", 6)}

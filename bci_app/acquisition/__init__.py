@@ -1,6 +1,7 @@
-"""EEG acquisition: sources (LSL, BrainFlow), markers, epocher, recorder, player.
+"""EEG acquisition: sources (LSL via pylsl, BrainFlow), markers, epocher, recorder, player.
 
-Heavy modules (mne-lsl, BrainFlow, MNE) are imported when first used.
+Heavy modules (pylsl, BrainFlow, MNE) are imported when first used. The app's process
+loads one liblsl, pylsl's; mne-lsl (which bundles its own) is never imported here.
 """
 
 from __future__ import annotations
@@ -20,6 +21,10 @@ _LAZY = {
     "read_session": "bci_app.acquisition.recorder",
     "finalize_session": "bci_app.acquisition.recorder",
     "RingBuffer": "bci_app.acquisition.ring_buffer",
+    "StreamConformer": "bci_app.acquisition.conform",
+    "StreamNotFound": "bci_app.acquisition.discovery",
+    "find_streams": "bci_app.acquisition.discovery",
+    "list_streams": "bci_app.acquisition.discovery",
     "SessionPlayer": "bci_app.acquisition.player",
 }
 

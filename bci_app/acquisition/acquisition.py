@@ -1,4 +1,12 @@
-"""The acquisition thread: source + markers -> epocher -> on_trial callback (+ recorder)."""
+"""The acquisition thread: source + markers -> epocher -> on_trial callback (+ recorder).
+
+Swaps while the thread runs are safe: :meth:`Acquisition.set_recorder` replaces the
+recorder between two steps (each chunk goes to exactly one recorder, or none), and
+:meth:`Acquisition.wait_step` tells when the thread no longer writes to the one it
+replaced, so that it can be closed (finalised) on another thread. :meth:`swap_epocher`
+installs an epocher for another bundle's spec, carrying the pending markers and the
+trial numbering over.
+"""
 
 from __future__ import annotations
 
@@ -59,7 +67,11 @@ class Acquisition:
         self.markers = markers
         self.epocher = epocher
         self.on_trial = on_trial
-        self.recorder = recorder
+        self._recorder = recorder
+        self._rec_lock = threading.Lock()  # held only to read or swap the reference
+        self._epoch_lock = threading.Lock()  # held while the epocher is used or swapped
+        self._steps = 0  # steps finished (written by the acquisition thread only)
+        self.recorder_error: str | None = None
         self.poll_interval = float(poll_interval)
         self._stop = threading.Event()
         self._thread = threading.Thread(target=self._run, name=name, daemon=True)
@@ -82,8 +94,9 @@ class Acquisition:
         self._stop.set()
         if self._thread.is_alive():
             self._thread.join(timeout)
-        if self.recorder is not None:
-            self.recorder.close()
+        rec = self.set_recorder(None)
+        if rec is not None:
+            rec.close()
         for s in {id(self.source): self.source, id(self.markers): self.markers}.values():
             if s is not None and hasattr(s, "disconnect"):
                 try:
@@ -106,6 +119,76 @@ class Acquisition:
 
     def __exit__(self, *exc) -> None:
         self.stop()
+
+    # -- swaps (any thread) ----------------------------------------------------------------
+    @property
+    def recorder(self):
+        """The recorder that receives the chunks now (None: not recording)."""
+        return self._recorder
+
+    @recorder.setter
+    def recorder(self, recorder) -> None:
+        self.set_recorder(recorder)
+
+    def set_recorder(self, recorder):
+        """Make ``recorder`` (or None) receive the chunks from the next step on; returns the
+        previous one, which the current step may still be writing: call :meth:`wait_step`
+        with :attr:`steps_done` read before the swap (as :meth:`replace_recorder` does)
+        before closing it."""
+        with self._rec_lock:
+            old, self._recorder = self._recorder, recorder
+        return old
+
+    def replace_recorder(self, recorder) -> tuple[object, int]:
+        """Like :meth:`set_recorder`; also returns the step count at the swap, for :meth:`wait_step`."""
+        with self._rec_lock:
+            old, self._recorder = self._recorder, recorder
+            seq = self._steps
+        return old, seq
+
+    @property
+    def steps_done(self) -> int:
+        return self._steps
+
+    def wait_step(self, seq: int, timeout: float = 10.0) -> bool:
+        """Wait until the step running at ``seq`` has finished (True), or the thread is gone."""
+        deadline = time.monotonic() + timeout
+        while self._steps <= seq and self._thread.is_alive():
+            if time.monotonic() > deadline:
+                return False
+            time.sleep(0.001)
+        return True
+
+    def swap_epocher(self, epocher: Epocher) -> Epocher:
+        """Use ``epocher`` (another bundle's spec) from the next step on; returns the old one.
+
+        Markers still waiting for their window move over (their windows are cut by the new
+        epocher, or rejected as ``incomplete_window`` when its buffer lacks the history), and
+        trial numbers and counts continue."""
+        with self._epoch_lock:
+            old = self.epocher
+            epocher.n_trials = old.n_trials
+            epocher.unknown_markers = old.unknown_markers
+            epocher.samples_lost = old.samples_lost
+            epocher.rejected = dict(old.rejected)
+            # already mapped: keep the stimulus ids; the new epocher locates them again
+            epocher._pending.extend(  # noqa: SLF001 - same package
+                type(p)(marker=p.marker, stim_id=p.stim_id, t=p.t) for p in old._pending)
+            self.epocher = epocher
+        return old
+
+    def seconds_to_next_window(self) -> float | None:
+        """Time until the next located stimulus window is complete (None: none pending).
+
+        Read from any thread without the lock (a snapshot: the list may change meanwhile);
+        the window uses it to stay off the CPU when a trial is about to be cut."""
+        ep = self.epocher
+        try:
+            n = ep.buffer.n_total
+            todo = [p.stop - n for p in list(ep._pending) if p.k0 is not None and p.reason is None]  # noqa: SLF001
+        except (AttributeError, RuntimeError):
+            return None
+        return max(0, min(todo)) / ep.sfreq if todo else None
 
     @property
     def running(self) -> bool:
@@ -149,19 +232,36 @@ class Acquisition:
 
     def step(self) -> int:
         """One poll of markers and EEG; returns the number of samples read."""
-        marks = self.markers.pull() if self.markers is not None else []
-        data, ts = self.source.read()
-        if self.recorder is not None:
-            if ts.size:
-                self.recorder.write(data, ts)
-            if marks:
-                self.recorder.add_markers(marks)
-        # markers first: a marker and its EEG in the same poll resolve at once
-        trials = self.epocher.push_markers(marks) if marks else []
-        if ts.size:
-            trials += self.epocher.push_data(data, ts)
+        try:
+            marks = self.markers.pull() if self.markers is not None else []
+            data, ts = self.source.read()
+            with self._rec_lock:
+                rec = self._recorder  # one reference per step: a swap takes effect next step
+            if rec is not None and (ts.size or marks):
+                self._record(rec, data, ts, marks)
+            with self._epoch_lock:
+                # markers first: a marker and its EEG in the same poll resolve at once
+                trials = self.epocher.push_markers(marks) if marks else []
+                if ts.size:
+                    trials += self.epocher.push_data(data, ts)
+        finally:
+            self._steps += 1
         self._emit(trials)
         return int(ts.size)
+
+    def _record(self, rec, data, ts, marks) -> None:
+        """Write to the recorder; a failing recorder stops recording, never acquisition."""
+        try:
+            if ts.size:
+                rec.write(data, ts)
+            if marks:
+                rec.add_markers(marks)
+        except Exception as err:
+            self.recorder_error = f"recording stopped: {type(err).__name__}: {err}"
+            logger.exception("recorder failed; recording stopped, acquisition goes on")
+            with self._rec_lock:
+                if self._recorder is rec:
+                    self._recorder = None
 
     def _run(self) -> None:
         self.started.set()

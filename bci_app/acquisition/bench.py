@@ -24,7 +24,7 @@ def _pct(x: list[float], q: float) -> float | None:
 
 
 def run_acquisition_bench(args) -> int:
-    from mne_lsl.lsl import StreamInfo, StreamOutlet, local_clock
+    from pylsl import IRREGULAR_RATE, StreamInfo, StreamOutlet, cf_float32, cf_string, local_clock
 
     from bci_app.acquisition.acquisition import Acquisition
     from bci_app.acquisition.epocher import Epocher
@@ -42,14 +42,15 @@ def run_acquisition_bench(args) -> int:
     name, sid = f"bci-bench-eeg-{tag}", f"bci-bench-eeg-{tag}-sid"
     mname = f"bci-bench-markers-{tag}"
     ch_names = [f"EEG{i:03d}" for i in range(n_ch)]
-    info = StreamInfo(name, "EEG", n_ch, sf, "float32", sid)
-    info.set_channel_names(ch_names)
+    info = StreamInfo(name, "EEG", n_ch, sf, cf_float32, sid)
+    info.set_channel_labels(ch_names)
+    info.set_channel_units("volts")
     eeg = StreamOutlet(info, chunk_size=chunk)
-    mk = StreamOutlet(StreamInfo(mname, "Markers", 1, 0.0, "string", mname + "-sid"))
+    mk = StreamOutlet(StreamInfo(mname, "Markers", 1, IRREGULAR_RATE, cf_string, mname + "-sid"))
     spec = PreprocessingSpec(sfreq=sf, ch_names=ch_names)  # 1-40 Hz band-pass + 50 Hz notch
     trials = []
     acq = Acquisition(
-        LSLSource(name, source_id=sid, n_channels=n_ch, sfreq=sf, timeout=10),
+        LSLSource(name, source_id=sid, ch_names=ch_names, sfreq=sf, timeout=10),
         LSLMarkerSource(mname, timeout=10),
         Epocher(spec, MarkerMapper(), buffer_seconds=10),
         on_trial=trials.append,
@@ -95,8 +96,7 @@ def run_acquisition_bench(args) -> int:
     wall = time.perf_counter() - wall0
     stats = acq.stats
     acq.stop()
-    eeg._del()
-    mk._del()
+    eeg = mk = None  # pylsl destroys the outlets with their last reference
 
     delays = []
     for tr in trials:

@@ -10,6 +10,11 @@ the latest chunk's residuals, smoothed). Lost samples are detected from the boar
 package-number channel. Markers placed with ``BoardShim.insert_marker(value)`` land in
 the board's marker channel on one sample; they come out of :meth:`pull` with that
 sample's timestamp, so the epocher puts them on exactly that sample.
+
+Channel names come from the board description (``BoardShim.get_eeg_names``) where the
+board has them; BrainFlow's EEG is in microvolts and comes out in volts. Board parameters
+(``BrainFlowInputParams``: serial port, file, master board...) come from the config's
+``[acquisition] brainflow_params`` and ``--board-param KEY=VALUE``.
 """
 
 from __future__ import annotations
@@ -19,15 +24,17 @@ import time
 
 import numpy as np
 
+from bci_app.acquisition.conform import StreamConformer
 from bci_app.acquisition.markers import numeric_marker
 from bci_app.acquisition.sources import check_stream_shape
+from bci_app.preprocessing.channels import UNIT_CHOICES
 
 logger = logging.getLogger(__name__)
 
 
 def unix_to_lsl_offset(n: int = 50) -> float:
     """``time.time() - local_clock()`` from the tightest of ``n`` brackets (s)."""
-    from mne_lsl.lsl import local_clock
+    from pylsl import local_clock
 
     best, offset = np.inf, 0.0
     for _ in range(n):
@@ -58,6 +65,46 @@ def board_id_from(board) -> int:
     )
 
 
+def input_params(params: dict | None):
+    """A ``BrainFlowInputParams`` from ``{field: value}``; string values (from the command
+    line) are converted to the field's type, and ``master_board`` may be a board name."""
+    from brainflow.board_shim import BrainFlowInputParams
+
+    p = BrainFlowInputParams()
+    allowed = sorted(a for a in vars(p) if not a.startswith("_"))
+    for key, value in (params or {}).items():
+        if key not in allowed:
+            raise ValueError(
+                f"unknown BrainFlow board parameter {key!r}; allowed: {', '.join(allowed)}"
+            )
+        if key == "master_board":
+            value = board_id_from(value)
+        elif isinstance(getattr(p, key), int) and not isinstance(value, int):
+            try:
+                value = int(str(value).strip())
+            except ValueError:
+                raise ValueError(
+                    f"BrainFlow board parameter {key}={value!r}: expected an integer"
+                ) from None
+        elif isinstance(getattr(p, key), str):
+            value = str(value)
+        setattr(p, key, value)
+    return p
+
+
+def board_channel_names(board_id: int, n_eeg: int) -> list[str]:
+    """The board's EEG channel names (``get_eeg_names``), or ``EEG000``... when it has none."""
+    from brainflow.board_shim import BoardShim
+
+    try:
+        names = [n.strip() for n in BoardShim.get_eeg_names(board_id)]
+    except Exception:  # BrainFlowError: this board describes no names
+        names = []
+    if len(names) != n_eeg or not all(names):
+        names = [f"EEG{i:03d}" for i in range(n_eeg)]
+    return names
+
+
 class BrainFlowSource:
     """A BrainFlow board as an ``EEGSource`` and a marker source.
 
@@ -66,9 +113,18 @@ class BrainFlowSource:
     board_id : int | str
         e.g. ``BoardIds.SYNTHETIC_BOARD`` (-1), ``"synthetic"``, ``"playback_file"``.
     params : dict
-        Fields of ``BrainFlowInputParams`` (serial_port, file, master_board, ip_address...).
-    n_channels, sfreq : optional
-        Expected shape; ``connect`` fails naming both sides when the board differs.
+        Fields of ``BrainFlowInputParams`` (serial_port, file, master_board, ip_address...);
+        strings are converted to the field's type (see :func:`input_params`).
+    ch_names : list of str, optional
+        Channels the consumer needs, picked by name from the board's EEG names and
+        ``extra_rows`` (case-insensitively); None keeps them all.
+    sfreq : float, optional
+        Rate the consumer needs: higher board rates are resampled causally, lower ones are
+        an error naming both.
+    units : ``"uV"``, ``"mV"``, ``"V"`` or None
+        Overrides BrainFlow's microvolts for the EEG rows.
+    n_channels : int, optional
+        Exact channel count to insist on.
     extra_rows : tuple of str
         Other rows to append as channels after the EEG ones, by their name in the
         board description (``"package_num"``, ``"marker"``); handy for checks.
@@ -81,8 +137,10 @@ class BrainFlowSource:
         board_id=-1,
         params: dict | None = None,
         *,
-        n_channels: int | None = None,
+        ch_names: list[str] | None = None,
         sfreq: float | None = None,
+        units: str | None = None,
+        n_channels: int | None = None,
         extra_rows: tuple[str, ...] = (),
         marker_table: dict | None = None,
         resync_seconds: float = 30.0,
@@ -91,6 +149,12 @@ class BrainFlowSource:
     ) -> None:
         self.board_id = board_id_from(board_id)
         self.params = dict(params or {})
+        input_params(self.params)  # unknown fields and bad values fail here, not at connect
+        self.expected_ch_names = list(ch_names) if ch_names is not None else None
+        if units is not None and units not in UNIT_CHOICES:
+            raise ValueError(f"units={units!r}; expected one of {', '.join(UNIT_CHOICES)}")
+        self.units = units
+        self.conformer: StreamConformer | None = None
         self.expected_n_channels = n_channels
         self.expected_sfreq = sfreq
         self.extra_rows = tuple(extra_rows)
@@ -113,13 +177,13 @@ class BrainFlowSource:
 
     # -- connection ----------------------------------------------------------------------
     def connect(self) -> None:
-        from brainflow.board_shim import BoardShim, BrainFlowInputParams
+        """Describe the board, check it against the consumer's needs and start streaming."""
+        from brainflow.board_shim import BoardShim
 
         desc = BoardShim.get_board_descr(self.board_id)
         eeg = list(desc.get("eeg_channels", []))
-        names = str(desc.get("eeg_names", "")).split(",") if desc.get("eeg_names") else []
-        if len(names) != len(eeg):
-            names = [f"EEG{i:03d}" for i in range(len(eeg))]
+        names = board_channel_names(self.board_id, len(eeg))
+        units: list[str | None] = ["uV"] * len(eeg)
         sfreq = float(desc["sampling_rate"])
         rows = list(eeg)
         for r in self.extra_rows:
@@ -131,22 +195,16 @@ class BrainFlowSource:
                 )
             rows.append(int(desc[key]))
             names.append(r)
-        check_stream_shape(
-            f"BrainFlow board {desc.get('name')} (id {self.board_id})",
-            len(rows),
-            sfreq,
-            self.expected_n_channels,
-            self.expected_sfreq,
-        )
-        p = BrainFlowInputParams()
-        for k, v in self.params.items():
-            if not hasattr(p, k):
-                raise ValueError(
-                    f"unknown BrainFlowInputParams field {k!r}; allowed: "
-                    f"{sorted(a for a in vars(p) if not a.startswith('_'))}"
-                )
-            setattr(p, k, v)
-        self._board = BoardShim(self.board_id, p)
+            units.append("none")
+        what = f"BrainFlow board {desc.get('name')} (id {self.board_id})"
+        check_stream_shape(what, len(rows), sfreq, self.expected_n_channels, self.expected_sfreq)
+        if self.units is not None:  # the override applies to the EEG rows only
+            units = [self.units] * len(eeg) + units[len(eeg) :]
+        conformer = StreamConformer(
+            names, sfreq, units, want_ch_names=self.expected_ch_names,
+            want_sfreq=self.expected_sfreq, what=what,
+        )  # fmt: skip
+        self._board = BoardShim(self.board_id, input_params(self.params))
         self._board.prepare_session()
         self._board.start_stream(self.ring_size, self.streamer_params)
         self._rows = rows
@@ -154,12 +212,20 @@ class BrainFlowSource:
         self._marker_row = int(desc["marker_channel"]) if "marker_channel" in desc else None
         self._pkg_row = int(desc["package_num_channel"]) if "package_num_channel" in desc else None
         self._n_eeg = len(eeg)
-        self.ch_names = names
-        self.sfreq = sfreq
+        self.board_ch_names = names
+        self.board_sfreq = sfreq
+        self.conformer = conformer
+        self.ch_names = list(conformer.ch_names)
+        self.sfreq = conformer.sfreq
         self.desc = desc
         self._resync()
         self.state = "connected"
         logger.info("BrainFlow board %s streaming at %s Hz", desc.get("name"), sfreq)
+
+    @property
+    def delay(self) -> float:
+        """Seconds of latency added by resampling (0 when the board's rate is used as is)."""
+        return self.conformer.delay if self.conformer is not None else 0.0
 
     def disconnect(self) -> None:
         if self._board is not None:
@@ -189,7 +255,8 @@ class BrainFlowSource:
         if self._info is None:
             import mne
 
-            types = ["eeg"] * self._n_eeg + ["misc"] * (len(self.ch_names) - self._n_eeg)
+            extra = set(self.extra_rows)
+            types = ["misc" if n in extra else "eeg" for n in self.ch_names]
             self._info = mne.create_info(self.ch_names, self.sfreq, types)
         return self._info
 
@@ -220,21 +287,21 @@ class BrainFlowSource:
             k = self._n + np.arange(n) + np.cumsum(lost)
         else:
             k = self._n + np.arange(n)
-        resid = lsl_ts - k / self.sfreq
+        sf = self.board_sfreq
+        resid = lsl_ts - k / sf
         if self._anchor is None:
             self._anchor = float(np.median(resid))
         else:
             # follow clock drift slowly; a median resists the stamps of late bursts
             self._anchor += 0.05 * (float(np.median(resid)) - self._anchor)
-        ts = self._anchor + k / self.sfreq
+        ts = self._anchor + k / sf
         self._n = int(k[-1]) + 1
-        data = raw[self._rows].astype(np.float64)
-        data[: self._n_eeg] *= 1e-6  # BrainFlow EEG is in microvolts
         if self._marker_row is not None:
             mk = raw[self._marker_row]
             for i in np.nonzero(mk)[0]:
                 self._markers.append((numeric_marker(mk[i], self.marker_table), float(ts[i])))
-        return data, ts
+        # BrainFlow's EEG is in microvolts: the conformer scales it to volts (and picks, resamples)
+        return self.conformer.process(raw[self._rows], ts)
 
     def pull(self) -> list[tuple[str, float]]:
         """Markers read from the board's marker channel since the last call."""

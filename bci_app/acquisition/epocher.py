@@ -27,7 +27,7 @@ logger = logging.getLogger(__name__)
 
 
 def _local_clock() -> float:
-    from mne_lsl.lsl import local_clock
+    from pylsl import local_clock
 
     return local_clock()
 
@@ -63,7 +63,7 @@ class Epocher:
     buffer_seconds : float
         How much history to keep (markers older than that are ``incomplete_window``).
     clock : callable
-        Returns the current LSL time (``mne_lsl.lsl.local_clock`` by default).
+        Returns the current LSL time (``pylsl.local_clock`` by default).
     """
 
     def __init__(

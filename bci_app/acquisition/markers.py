@@ -41,8 +41,9 @@ class LSLMarkerSource(_LSLInletBase):
     Parameters
     ----------
     name, stype, source_id : str | None
-        What to resolve. With only a ``name``, set ``stype=None`` to accept any type
-        (``PlayerLSL``'s annotation streams have type ``"annotations"``).
+        What to resolve: a name (or source id) finds the stream whatever its type
+        (``PlayerLSL``'s annotation streams have type ``"annotations"``); ``stype`` filters,
+        case-insensitively, only when neither is given.
     numeric_table : dict, optional
         Numeric marker value -> marker string.
     """
@@ -69,20 +70,23 @@ class LSLMarkerSource(_LSLInletBase):
         pass
 
     def _open(self, sinfo) -> None:
+        import pylsl
+
         super()._open(sinfo)
-        names = self._sinfo.get_channel_names() or []
+        full = self._sinfo
+        names = full.get_channel_labels() or []
         self.channel_names = [n or f"ch{i}" for i, n in enumerate(names)]
-        if isinstance(self._sinfo.dtype, str) and self._sinfo.dtype == "string":
+        if full.channel_format() == pylsl.cf_string:
             self.encoding = "string"
-        elif self._sinfo.n_channels > 1 or (self._sinfo.stype or "").lower() == "annotations":
+        elif full.channel_count() > 1 or full.type().lower() == "annotations":
             self.encoding = "one-hot"
         else:
             self.encoding = "numeric"
-        logger.info("marker stream %r: %s encoding", self._sinfo.name, self.encoding)
+        logger.info("marker stream %r: %s encoding", full.name(), self.encoding)
 
     def pull(self) -> list[tuple[str, float]]:
         """Markers received since the last call, oldest first."""
-        got = self._pull(1024)
+        got = self._pull(1024, as_numpy=self.encoding != "string")
         if got is None:
             return []
         data, ts = got

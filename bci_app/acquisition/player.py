@@ -91,19 +91,27 @@ class SessionPlayer:
         return self
 
     def _make_outlets(self) -> None:
-        from mne_lsl.lsl import StreamInfo, StreamOutlet
+        import pylsl
+        from mne.io.constants import FIFF
 
-        si = StreamInfo(
-            self.name, self.stype, len(self.ch_names), self.sfreq, "float32", self.source_id
+        si = pylsl.StreamInfo(
+            self.name, self.stype, len(self.ch_names), self.sfreq, pylsl.cf_float32, self.source_id
         )
-        si.set_channel_names(self.ch_names)
-        si.set_channel_types("eeg")
-        si.set_channel_units("volts")
-        self._eeg = StreamOutlet(si, chunk_size=self.chunk_size)
-        mi = StreamInfo(
-            f"{self.name}-markers", "Markers", 1, 0.0, "string", f"{self.source_id}-markers"
+        si.set_channel_labels(self.ch_names)
+        si.set_channel_types(self.raw.get_channel_types())
+        si.set_channel_units(
+            ["volts" if ch["unit"] == FIFF.FIFF_UNIT_V else "none" for ch in self.raw.info["chs"]]
         )
-        self._mk = StreamOutlet(mi)
+        self._eeg = pylsl.StreamOutlet(si, chunk_size=self.chunk_size)
+        mi = pylsl.StreamInfo(
+            f"{self.name}-markers",
+            "Markers",
+            1,
+            pylsl.IRREGULAR_RATE,
+            pylsl.cf_string,
+            f"{self.source_id}-markers",
+        )
+        self._mk = pylsl.StreamOutlet(mi)
 
     def start(self, wait_for_consumers: float | None = 10.0) -> SessionPlayer:
         """Open the outlets if needed and start pushing (after both have a consumer, if asked)."""
@@ -119,7 +127,7 @@ class SessionPlayer:
         return self
 
     def _run(self) -> None:
-        from mne_lsl.lsl import local_clock
+        from pylsl import local_clock
 
         try:
             sf, n, cs = self.sfreq, self.n_times, self.chunk_size
@@ -165,9 +173,7 @@ class SessionPlayer:
         self._stop.set()
         if self._thread is not None:
             self._thread.join(5.0)
-        for outlet in (self._eeg, self._mk):
-            if outlet is not None:
-                outlet._del()
+        # pylsl destroys an outlet with its last reference: the stream leaves the network
         self._eeg = self._mk = None
 
     def __enter__(self) -> SessionPlayer:

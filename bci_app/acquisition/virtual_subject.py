@@ -1,4 +1,9 @@
-"""The virtual subject: a live 128-channel EEG amplifier over LSL that "sees" the stimuli.
+"""The virtual subject: a live EEG amplifier over LSL that "sees" the stimuli.
+
+By default it wears the seed paper's cap (128 channels, ``biosemi128``, 1 kHz); any MNE
+standard montage (or a subset) and rate can be chosen (``montage``, ``sfreq``), so a lab
+can rehearse its own cap without hardware. Its pylsl outlet describes every channel like
+an amplifier does (``desc/channels/channel``: label, type, unit, position).
 
 It publishes background EEG (:class:`bci_app.simulation.BackgroundNoise`) in real time,
 listens to an LSL marker stream (the presenter's ``"stim/<stim_id>"`` markers) and adds
@@ -25,16 +30,56 @@ from collections import deque
 
 import numpy as np
 
-from bci_app.simulation import BackgroundNoise, SubjectModel, standard_montage_128
-from bci_app.simulation.montage import MONTAGE_NAME
+from bci_app.simulation import BackgroundNoise, SubjectModel, resolve_montage
+from bci_app.simulation.montage import make_montage
 from bci_app.simulation.raw import shifted, trial_variability
 from bci_app.stimuli import DemoStimulusSet, MarkerMapper
 
 logger = logging.getLogger(__name__)
 
+#: stream units -> (factor from volts, the unit text amplifiers write)
+STREAM_UNITS = {"V": (1.0, "volts"), "mV": (1e3, "millivolts"), "uV": (1e6, "microvolts")}
+_LOC_NAMES = ("R0x", "R0y", "R0z", "Exx", "Exy", "Exz", "Eyx", "Eyy", "Eyz", "Ezx", "Ezy", "Ezz")
+
+
+def lsl_stream_info(info, name: str, source_id: str, unit: str = "volts"):
+    """A ``pylsl.StreamInfo`` (type ``EEG``, float32) describing the channels of ``info``.
+
+    ``desc/channels/channel`` holds each channel's ``label``, ``type``, ``unit`` and, in
+    the layout mne-lsl reads back into an ``mne.Info``, its FIFF codes and position
+    (``loc``); ``desc/dig`` holds the digitisation points.
+    """
+    import pylsl
+
+    sinfo = pylsl.StreamInfo(name, "EEG", len(info["ch_names"]), float(info["sfreq"]),
+                             pylsl.cf_float32, source_id)
+    desc = sinfo.desc()
+    desc.append_child_value("manufacturer", "bci-app virtual subject")
+    channels = desc.append_child("channels")
+    for ch, kind in zip(info["chs"], info.get_channel_types(), strict=True):
+        c = channels.append_child("channel")
+        c.append_child_value("label", ch["ch_name"])
+        c.append_child_value("type", kind)  # MNE spelling, as mne-lsl writes it
+        c.append_child_value("unit", unit)
+        for key in ("kind", "coil_type", "coord_frame"):
+            c.append_child_value(key, str(int(ch[key])))
+        c.append_child_value("range_cal", str(ch["range"] * ch["cal"]))
+        loc = c.append_child("loc")
+        for key, value in zip(_LOC_NAMES, ch["loc"], strict=True):
+            loc.append_child_value(key, repr(float(value)))
+    dig = desc.append_child("dig")
+    for point in info["dig"] or []:
+        node = dig.append_child("point")
+        node.append_child_value("kind", str(int(point["kind"])))
+        node.append_child_value("ident", str(int(point["ident"])))
+        loc = node.append_child("loc")
+        for key, value in zip("XYZ", point["r"], strict=True):
+            loc.append_child_value(key, repr(float(value)))
+    return sinfo
+
 
 class VirtualSubject:
-    """A simulated EEG amplifier (128 ch, 1 kHz, float32, volts) on LSL.
+    """A simulated EEG amplifier on LSL (default 128 ch ``biosemi128``, 1 kHz, float32, volts).
 
     Parameters
     ----------
@@ -69,6 +114,16 @@ class VirtualSubject:
     latency : float
         Seconds between a sample's time stamp and its push (transport delay); markers
         arriving within it place their responses on the exact sample.
+    montage : str | None
+        The cap: an MNE standard montage (``"biosemi64"``) or a subset of one
+        (``"standard_1020:Fz,Cz,Pz,O1,Oz,O2"``); None is ``biosemi128``.
+    units : {"V", "mV", "uV"}
+        Unit of the streamed samples, declared in the channel metadata (many amplifiers
+        stream microvolts).
+
+    The subject changes no process-wide state; the live commands limit BLAS threads
+    while a session runs (:mod:`bci_app.session.realtime`): without that, its small
+    matrix products every 20 ms keep an OpenBLAS pool spinning.
     """
 
     def __init__(
@@ -88,15 +143,23 @@ class VirtualSubject:
         line_freq: float | None = 50.0,
         noise_scale: float = 1.0,
         latency: float = 0.1,
+        montage: str | None = None,
+        units: str = "V",
     ) -> None:
         if not 0.0 <= latency <= 2.0:
             raise ValueError(f"latency must be in 0..2 s, got {latency}")
         self.latency = float(latency)
         if chunk_size < 1:
             raise ValueError(f"chunk_size must be >= 1 sample, got {chunk_size}")
+        if units not in STREAM_UNITS:
+            raise ValueError(f"units must be one of {sorted(STREAM_UNITS)}, got {units!r}")
+        if sfreq <= 0:
+            raise ValueError(f"sfreq must be > 0 Hz, got {sfreq}")
+        self.units = units
+        self.montage, self.ch_names = resolve_montage(montage)
         self.stimuli = stimuli if stimuli is not None else DemoStimulusSet()
-        self.model = SubjectModel(self.stimuli, snr=snr, seed=subject_seed, sfreq=sfreq)
-        self.ch_names = standard_montage_128()
+        self.model = SubjectModel(self.stimuli, snr=snr, seed=subject_seed, sfreq=sfreq,
+                                  ch_names=self.ch_names, montage=self.montage)
         self.sfreq = float(sfreq)
         self.seed = int(seed)
         self.name = name
@@ -112,6 +175,7 @@ class VirtualSubject:
             line_freq=line_freq,
             ch_names=self.ch_names,
             scale=noise_scale,
+            montage=self.montage,
         )
         self._rng = np.random.default_rng([self.seed, 0x7A1])
         self._markers: deque[tuple[str, float]] = deque()
@@ -136,33 +200,28 @@ class VirtualSubject:
 
     # ---------------------------------------------------------------- LSL info
     def mne_info(self):
-        """The stream's ``mne.Info``: 128 EEG channels in volts with the biosemi128 montage."""
+        """The stream's ``mne.Info``: EEG channels (volts) with the montage's positions."""
         import mne
 
         info = mne.create_info(self.ch_names, self.sfreq, ch_types="eeg")
-        info.set_montage(MONTAGE_NAME, verbose="error")
+        info.set_montage(make_montage(self.montage), verbose="error")
         return info
 
     def _make_outlet(self):
-        from mne_lsl.lsl import StreamInfo, StreamOutlet
+        import pylsl
 
-        sinfo = StreamInfo(
-            self.name, "EEG", len(self.ch_names), self.sfreq, "float32", self.source_id
-        )
-        # channel labels, types, units (V) and electrode positions, like a real amplifier
-        sinfo.set_channel_info(self.mne_info())
-        return StreamOutlet(sinfo, chunk_size=self.chunk_size)
+        # channel labels, types, units and electrode positions, like a real amplifier
+        unit = STREAM_UNITS[self.units][1]
+        sinfo = lsl_stream_info(self.mne_info(), self.name, self.source_id, unit)
+        return pylsl.StreamOutlet(sinfo, chunk_size=self.chunk_size)
 
     # ---------------------------------------------------------------- lifecycle
     def start(self) -> VirtualSubject:
         """Open the EEG outlet (discoverable when this returns) and start streaming."""
-        from mne_lsl.lsl import local_clock
+        from pylsl import local_clock
 
         if self._threads:
             raise RuntimeError("VirtualSubject is already running; call stop() first")
-        from bci_app.acquisition.realtime import limit_blas_threads
-
-        limit_blas_threads(1)  # tiny BLAS calls every 20 ms: a spinning OpenBLAS pool costs a core
         self._stop.clear()
         self._outlet = self._make_outlet()
         self.t0 = local_clock()
@@ -239,18 +298,21 @@ class VirtualSubject:
 
     # ---------------------------------------------------------------- markers
     def _marker_loop(self) -> None:
-        from mne_lsl.lsl import StreamInlet, resolve_streams
+        import pylsl
 
         inlet = None
         while not self._stop.is_set() and inlet is None:
             if self.markers_name is not None:
-                found = resolve_streams(timeout=0.5, name=self.markers_name)
+                found = pylsl.resolve_byprop("name", self.markers_name, timeout=0.5)
             else:
-                found = resolve_streams(timeout=0.5, stype=self.markers_type)
+                found = pylsl.resolve_byprop("type", self.markers_type, timeout=0.5)
             if found:
-                inlet = StreamInlet(found[0], processing_flags=("clocksync",))
+                inlet = pylsl.StreamInlet(found[0], processing_flags=pylsl.proc_clocksync)
                 inlet.open_stream(timeout=5.0)
-                logger.info("virtual subject %r listens to markers %r", self.name, found[0].name)
+                # the first clock-offset estimate holds back the first samples: take it now,
+                # before saying we listen, or the first markers of a schedule arrive late
+                inlet.time_correction(timeout=5.0)
+                logger.info("virtual subject %r listens to markers %r", self.name, found[0].name())
                 self.markers_connected.set()
         while not self._stop.is_set():
             data, ts = inlet.pull_chunk(timeout=0.05)
@@ -319,9 +381,10 @@ class VirtualSubject:
         return out
 
     def _stream_loop(self) -> None:
-        from mne_lsl.lsl import local_clock
+        from pylsl import local_clock
 
         fs = self.sfreq
+        gain = STREAM_UNITS[self.units][0]
         k_sent = 0
         max_chunk = int(fs)  # never catch up with more than 1 s at once
         while not self._stop.is_set():
@@ -354,7 +417,9 @@ class VirtualSubject:
                 m = min(self._nan_left, n)
                 x[:, :m] = np.nan
                 self._nan_left -= m
+            if gain != 1.0:
+                x *= gain
             ts = self.t0 + (k_sent + np.arange(n)) / fs
-            self._outlet.push_chunk(np.ascontiguousarray(x.T, dtype=np.float32), ts)
+            self._outlet.push_chunk(np.ascontiguousarray(x.T, dtype=np.float32), ts.tolist())
             k_sent += n
             self.stats["samples_pushed"] += n

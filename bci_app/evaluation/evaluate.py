@@ -1,51 +1,68 @@
-"""``bci-app evaluate``: the seed paper's tables, computed so that a reviewer can trust them.
+"""The evaluation run of ``bci-app evaluate``: the seed paper's tables, computed so that a
+reviewer can trust them.
 
-What it does, in order:
-
-1. Loads the bundle (:class:`~bci_app.models.reconstructor.Reconstructor`) and the data
-   SPEC with the bundle's filters; normalises with the bundle's statistics.
-2. Picks the test trials: images the bundle never trained or validated on (from the
-   image ids the bundle recorded, else the same split rule as training), checks that no
-   image is in two splits (``ValueError`` otherwise) and writes the split to metrics.json.
-3. Runs the Reconstructor on the test trials only (tqdm progress).
-4. The paper's N-way top-k (default 50-way, capped at the number of classes: 40 for the
-   demo set), with the seen image's class taken as the classifier's top-1 on the seen
-   image (the paper's protocol); SSIM at a stated resolution; Inception Score when
-   Inception-v3 weights are local; pixel correlation, CLIP and AlexNet two-way
-   identification where weights are present. Each with chance level, 95% interval and
-   a permutation p-value.
-5. A linear baseline (shrinkage LDA, time-binned) trained on the train split and scored
-   on the same test trials with the same N-way protocol.
-6. The block-design probe (:mod:`bci_app.evaluation.leakage`).
-7. Per-subject rows (Table 2), and with ``--ablation`` the switched configurations of
-   Table 3 on the same test trials.
-8. Writes ``metrics.json`` and a self-contained ``report.html``.
+1. The test trials: images the bundle never trained or validated on
+   (:func:`~bci_app.evaluation.split.select_split`), split by image and checked
+   disjoint; which components saw any test image is derived from the bundle's record
+   (:func:`~bci_app.evaluation.split.component_exposure`).
+2. The Reconstructor runs on the test trials, seeded per trial exactly as the live worker
+   seeds them (:mod:`~bci_app.evaluation.runner`).
+3. One ground truth per trial for every row of every table: the data set's class of the
+   seen image. N-way top-k (default 50-way, capped at the number of classes) with the
+   same draws for every row; SSIM (:mod:`bci_app.models.ssim`) at a stated resolution;
+   pixel correlation; Inception Score, AlexNet and CLIP two-way where the weights are
+   local. Each with chance level, 95% interval and a permutation p-value.
+4. The bundle's own linear baseline on the same trials, draws and ground truth, and the
+   paired difference model minus baseline (:mod:`~bci_app.evaluation.baseline_score`).
+5. The block-design probe (:mod:`bci_app.evaluation.leakage`), per-subject rows
+   (Table 2), with ``ablation`` the Reconstructor's switched configurations (Table 3).
+6. ``metrics.json`` (the same bytes for the same bundle, data and seed), ``report.html``
+   and with ``save_images`` the scored pairs as ``images/NNNN_seen.png`` /
+   ``NNNN_recon.png`` at the SSIM resolution.
 """
 
 from __future__ import annotations
 
 import json
-import logging
 import math
-import time
-from collections.abc import Callable, Sequence
-from dataclasses import dataclass
+from collections.abc import Sequence
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 
+from bci_app.evaluation import baseline_score
 from bci_app.evaluation import metrics as M
+from bci_app.evaluation.ablation import run_ablation
 from bci_app.evaluation.leakage import block_design_probe
+from bci_app.evaluation.pretrained import (
+    MetricUnavailable,
+    alexnet_two_way,
+    clip_two_way,
+    inception_score,
+)
 from bci_app.evaluation.report_html import GridRow, write_report
-
-log = logging.getLogger(__name__)
+from bci_app.evaluation.runner import run_reconstructor, trial_onsets, trial_seeds
+from bci_app.evaluation.scoring import score_reconstructions
+from bci_app.evaluation.split import component_exposure, select_split
+from bci_app.evaluation.stats import (
+    bootstrap_ci,
+    finite_or_none,
+    interval,
+    pair_stat,
+    paired_difference,
+    sign_flip_p,
+)
+from bci_app.models.ssim import definition as ssim_definition
+from bci_app.models.ssim import resize_images, ssim_resolution
 
 DEFAULT_WAYS = 50
-N_PERM = 1000
+GROUND_TRUTH = (
+    "the data set's class of the seen image (its label), for every row of every table: the "
+    "reconstruction, each ablation row, the linear baseline and every subject"
+)
 
 
-# ----------------------------------------------------------------------------- small helpers
 def resolve_ways(requested: int | None, n_classes: int) -> tuple[int, str | None]:
     """N of N-way: the request (default 50) capped at the number of classes, with a note."""
     if n_classes < 2:
@@ -61,250 +78,77 @@ def resolve_ways(requested: int | None, n_classes: int) -> tuple[int, str | None
     return want, None
 
 
-def _float(x: Any) -> float | None:
-    if x is None:
-        return None
-    x = float(x)
-    return x if math.isfinite(x) else None
-
-
-def _ci(x: tuple[float, float]) -> list[float | None]:
-    return [_float(x[0]), _float(x[1])]
-
-
-def _progress(it, total: int, desc: str, enabled: bool):
-    if not enabled:
-        return it
-    try:
-        from tqdm.auto import tqdm
-    except ImportError:  # tqdm is a dependency; stay quiet if it is not there
-        return it
-    return tqdm(it, total=total, desc=desc, unit="batch", leave=False)
-
-
-@dataclass
-class _Outputs:
-    images: np.ndarray  # uint8 [N, H, W, 3]
-    saliency: np.ndarray | None
-    class_probs: np.ndarray | None
-
-
-def _run(fn: Callable[[np.ndarray], list], X: np.ndarray, batch: int, desc: str, progress: bool) -> _Outputs:
-    imgs, sals, probs = [], [], []
-    starts = range(0, len(X), batch)
-    for a in _progress(starts, len(starts), desc, progress):
-        for r in fn(X[a : a + batch]):
-            imgs.append(np.asarray(r.image))
-            sals.append(None if getattr(r, "saliency", None) is None else np.asarray(r.saliency))
-            probs.append(getattr(r, "class_probs", None))
-    sal = None if any(s is None for s in sals) else np.stack(sals)
-    cp = None if any(p is None for p in probs) else np.stack([np.asarray(p, dtype=np.float64) for p in probs])
-    return _Outputs(np.stack(imgs), sal, cp)
-
-
-# ----------------------------------------------------------------------------- split
-def _bundle_split_images(bundle_config: dict[str, Any] | None) -> dict[str, set[str]] | None:
-    """Image ids the bundle recorded per split (``training.split_images``), if any."""
-    if not bundle_config:
-        return None
-    tr = bundle_config.get("training", {})
-    rec = tr.get("split_images") or tr.get("splits_by_image")
-    if isinstance(rec, dict) and "train" in rec:
-        return {k: {str(s) for s in v} for k, v in rec.items()}
-    return None
-
-
-def select_split(ds, bundle_config: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
-    """Train/val/test trial indices of ``ds`` for evaluating a bundle, and what was done.
-
-    When the bundle recorded the image ids of its training and validation splits, test =
-    the trials whose image the bundle never saw; train/val follow the bundle's images.
-    Otherwise the data set's own split is used, which matches the bundle's only when the
-    data SPEC and split seed are the ones the bundle was trained with (said in the note).
-    """
-    ids = [str(s) for s in ds.stim_ids]
-    rec = _bundle_split_images(bundle_config)
-    info: dict[str, Any] = {"by": "image"}
-    if rec is not None:
-        seen = rec.get("train", set()) | rec.get("val", set())
-        test = np.array([i for i, s in enumerate(ids) if s not in seen], dtype=np.int64)
-        train = np.array([i for i, s in enumerate(ids) if s in rec.get("train", set())], dtype=np.int64)
-        val = np.array([i for i, s in enumerate(ids) if s in rec.get("val", set())], dtype=np.int64)
-        splits = {"train": train, "val": val, "test": test}
-        info["source"] = "images recorded in the bundle (training.split_images): test = images the bundle never trained or validated on"
-        info["guaranteed_unseen"] = True
-    else:
-        splits = {k: np.asarray(v, dtype=np.int64) for k, v in ds.splits.items()}
-        trained_on = (bundle_config or {}).get("training", {}).get("data")
-        same = trained_on is not None and str(trained_on) == str(getattr(ds, "source", ""))
-        info["source"] = "the data set's split by image (same rule and seed as training)"
-        info["guaranteed_unseen"] = bool(same)
-        if not same:
-            info["warning"] = (
-                f"the bundle does not record its training images and was trained on {trained_on!r}, "
-                f"not on {getattr(ds, 'source', '?')!r}: test images may have been seen in training"
-            )
-    if len(splits.get("test", [])) == 0:
-        raise ValueError(
-            f"no test trials in {getattr(ds, 'source', 'the data')}: every image was used by the bundle "
-            "for training or validation; evaluate on more trials or other images"
-        )
-    M.check_split_disjoint(
-        [ids[i] for i in splits.get("train", [])],
-        [ids[i] for i in splits["test"]],
-        val_ids=[ids[i] for i in splits.get("val", [])],
-    )
-    info["sizes"] = {k: int(len(v)) for k, v in splits.items()}
-    info["n_images"] = {k: len({ids[i] for i in v}) for k, v in splits.items()}
-    info["disjoint_checked"] = True
-    return splits, info
-
-
-# ----------------------------------------------------------------------------- scoring
-def _expand_probs(p: np.ndarray, classes: np.ndarray, n_classes: int) -> np.ndarray:
-    out = np.zeros((len(p), n_classes))
-    out[:, np.asarray(classes, dtype=np.int64)] = p
-    return out
-
-
-def _pair_stat(seen: np.ndarray, recon: np.ndarray, per: np.ndarray, fn, seed: int) -> dict[str, Any]:
-    """Mean, bootstrap CI, shuffled-pair chance level and p-value of a pairwise image score."""
-    chance, null = M.shuffled_pair_null(seen, recon, fn, rng=seed) if len(seen) >= 2 else (float("nan"), np.zeros(0))
-    value = float(np.nanmean(per)) if len(per) else float("nan")
+def _two_way_stat(per: np.ndarray, seed: int) -> dict[str, Any]:
     return {
-        "value": _float(value),
-        "ci": _ci(M.bootstrap_ci(per, rng=seed)),
-        "chance": _float(chance),
-        "p": _float(M.permutation_p_value(value, null)) if len(null) else None,
-    }
-
-
-def score_reconstructions(
-    seen: np.ndarray,
-    recon: np.ndarray,
-    probs_recon: np.ndarray,
-    true_labels: np.ndarray,
-    *,
-    ways: int,
-    topk: int,
-    draws: int,
-    seed: int,
-    ssim_size: int,
-) -> dict[str, Any]:
-    """N-way top-k and SSIM (with CIs, chance, p) of one configuration on the test trials."""
-    per_acc = M.n_way_top_k_per_trial(probs_recon, true_labels, ways, topk, draws, rng=seed)
-    per_ssim = M.ssim_batch(seen, recon, ssim_size)
-    ssim_stat = _pair_stat(seen, recon, per_ssim, lambda s, r: M.ssim_batch(s, r, ssim_size), seed)
-    return {
-        "acc": float(per_acc.mean()),
-        "acc_ci": _ci(M.bootstrap_ci(per_acc, rng=seed)),
-        "acc_p": M.n_way_permutation_p(probs_recon, true_labels, ways, topk, n_perm=N_PERM, rng=seed),
-        "ssim": ssim_stat["value"],
-        "ssim_ci": ssim_stat["ci"],
-        "ssim_chance": ssim_stat["chance"],
-        "ssim_p": ssim_stat["p"],
-        "_per_acc": per_acc,
-        "_per_ssim": per_ssim,
+        "value": float(per.mean()),
+        "available": True,
+        "chance": 0.5,
+        "ci": interval(bootstrap_ci(per, rng=seed)),
+        "p": sign_flip_p(per - 0.5, seed=seed),  # around the chance level 0.5
     }
 
 
 def _pretrained_metrics(seen: np.ndarray, recon: np.ndarray, seed: int, weights_dir: str | None) -> dict[str, Any]:
     out: dict[str, Any] = {}
-    is_res = M.inception_score(recon, weights_dir=weights_dir)
-    if isinstance(is_res, M.MetricUnavailable):
+    is_res = inception_score(recon, weights_dir=weights_dir)
+    if isinstance(is_res, MetricUnavailable):
         out["inception_score"] = None
         out["inception_score_reason"] = is_res.reason
     else:
         out["inception_score"], out["inception_score_std"] = is_res
     if len(seen) < 2:
         return out
-    clip = M.clip_two_way(seen, recon)
-    out["clip_two_way"] = clip.to_dict() if isinstance(clip, M.MetricUnavailable) else _two_way_stat(clip, seed)
-    alex = M.alexnet_two_way(seen, recon, weights_dir=weights_dir)
+    clip = clip_two_way(seen, recon)
+    out["clip_two_way"] = clip.to_dict() if isinstance(clip, MetricUnavailable) else _two_way_stat(clip, seed)
+    alex = alexnet_two_way(seen, recon, weights_dir=weights_dir)
     for key in ("alexnet2", "alexnet5"):
-        out[key] = alex.to_dict() if isinstance(alex, M.MetricUnavailable) else _two_way_stat(alex[key], seed)
+        out[key] = alex.to_dict() if isinstance(alex, MetricUnavailable) else _two_way_stat(alex[key], seed)
     return out
 
 
-def _sign_flip_p(d: np.ndarray, seed: int) -> float:
-    """One-sided p that the mean of the per-trial values ``d`` is above 0 (sign-flip permutation)."""
-    rng = np.random.default_rng(seed)
-    null = (rng.choice([-1.0, 1.0], size=(N_PERM, len(d))) * d).mean(axis=1)
-    return M.permutation_p_value(float(d.mean()), null)
+def _check_classes(probs: np.ndarray, n_classes: int, what: str) -> np.ndarray:
+    probs = np.asarray(probs, dtype=np.float64)
+    if probs.ndim != 2 or probs.shape[1] != n_classes:
+        raise ValueError(
+            f"the bundle's image classifier gives {probs.shape[-1] if probs.ndim else '?'} class scores "
+            f"for the {what}, but the data set has {n_classes} classes; evaluate with a classifier "
+            "trained on the data set's classes"
+        )
+    return probs
 
 
-def _two_way_stat(per: np.ndarray, seed: int) -> dict[str, Any]:
-    return {
-        "value": float(per.mean()),
-        "available": True,
-        "chance": 0.5,
-        "ci": _ci(M.bootstrap_ci(per, rng=seed)),
-        "p": _sign_flip_p(per - 0.5, seed),  # around the chance level 0.5
-    }
+def _probe(ds, tr: np.ndarray, te: np.ndarray, seed: int) -> dict[str, Any]:
+    onsets = getattr(ds, "onsets", None)
+    order, _ = trial_onsets(ds)
+    try:
+        probe = block_design_probe(
+            np.asarray(ds.labels), tr, te,
+            onsets=None if onsets is None else np.asarray(onsets),
+            trial_index=order.astype(np.float64), groups=np.asarray(ds.subjects),
+            stim_ids=list(ds.stim_ids), rng=seed,
+        ).to_dict()
+        if onsets is None:
+            probe["note"] = "the data set gives no onset times: the probe uses the stored trial order within each subject"
+    except ValueError as err:
+        probe = {"acc": None, "chance": None, "flagged": False, "error": str(err)}
+    return probe
 
 
-# ----------------------------------------------------------------------------- ablation
-ABLATION_ROWS: dict[str, dict[str, Any]] = {
-    # name: switches (I = saliency start for the refiner, semantics = EEG-predicted embeddings)
-    "I+S (full)": {"saliency": True, "semantics": "eeg", "description": "saliency map start + EEG semantic embeddings (the full model)"},
-    "S only": {"saliency": False, "semantics": "eeg", "description": "refiner from a blank grey start (no saliency map) + EEG semantic embeddings"},
-    "I only": {"saliency": True, "semantics": "none", "description": "refiner from the saliency map with zero (unconditional) embeddings"},
-    "I, no refiner": {"saliency": True, "semantics": None, "description": "the saliency map itself, no refinement"},
-}
+def save_scored_images(out_dir: Path, seen: np.ndarray, recon: np.ndarray, size: int,
+                       captions: Sequence[dict[str, Any]]) -> Path:
+    """``images/NNNN_seen.png`` and ``NNNN_recon.png`` at the SSIM resolution (the exact
+    pixels SSIM was computed from) and ``images/index.json`` naming each pair's trial."""
+    from PIL import Image
+
+    d = out_dir / "images"
+    d.mkdir(parents=True, exist_ok=True)
+    for i, (s, r) in enumerate(zip(resize_images(seen, size), resize_images(recon, size), strict=True)):
+        Image.fromarray(s).save(d / f"{i:04d}_seen.png")
+        Image.fromarray(r).save(d / f"{i:04d}_recon.png")
+    (d / "index.json").write_text(json.dumps(_jsonable(list(captions)), indent=1), encoding="utf-8")
+    return d
 
 
-@dataclass
-class _Variant:
-    image: np.ndarray
-    saliency: np.ndarray | None
-    class_probs: np.ndarray | None
-
-
-def _zero_semantics(recon, x: np.ndarray) -> list[_Variant]:
-    """Saliency start, zero (unconditional) embeddings: the Reconstructor's path with M_s off."""
-    import torch
-
-    from bci_app.models.reconstructor import _to_uint8
-
-    with torch.no_grad():
-        xt = torch.as_tensor(np.asarray(x)).to(recon.device, recon.dtype)
-        feats = recon.encoder(xt)
-        g = torch.Generator().manual_seed(recon.seed)  # the same latents as reconstruct()
-        z = torch.randn(len(xt), recon.generator.z_dim, generator=g)
-        sal = recon.generator(z.to(recon.device, recon.dtype), recon._gan_condition(feats))
-        emb = torch.zeros_like(recon.semantic(feats))
-        gen = torch.Generator(device="cpu").manual_seed(recon.seed)
-        img = recon.refiner.refine(sal, emb, generator=gen, **recon.refine_settings())
-    sal_u8, img_u8 = _to_uint8(sal), _to_uint8(img)
-    probs = recon.classify_images(img_u8)
-    return [_Variant(img_u8[i], sal_u8[i], None if probs is None else probs[i]) for i in range(len(xt))]
-
-
-def _ablation_fn(recon, row: dict[str, Any]) -> Callable[[np.ndarray], list]:
-    """The reconstruction function of one switched configuration (RuntimeError if impossible)."""
-    has_refiner = getattr(recon, "refiner", None) is not None
-    if row["semantics"] is None:  # the saliency map itself
-
-        def no_refiner(x: np.ndarray) -> list:
-            rs = recon.reconstruct(x)
-            sal = np.stack([r.saliency for r in rs])
-            probs = recon.classify_images(sal)
-            return [_Variant(sal[i], sal[i], None if probs is None else probs[i]) for i in range(len(rs))]
-
-        return no_refiner
-    if not has_refiner:
-        raise RuntimeError("the bundle has no refiner, so refiner on/off rows coincide")
-    if row["semantics"] == "eeg" and not row["saliency"]:
-        return lambda x: recon.reconstruct(x, use_saliency=False)
-    if row["semantics"] == "none" and row["saliency"]:
-        for name in ("encoder", "generator", "semantic", "refiner"):
-            if not hasattr(recon, name):
-                raise RuntimeError(f"the Reconstructor exposes no {name!r}; cannot switch the semantics off")
-        return lambda x: _zero_semantics(recon, x)
-    return recon.reconstruct
-
-
-# ----------------------------------------------------------------------------- main work
 def evaluate(
     recon,
     ds,
@@ -322,15 +166,16 @@ def evaluate(
     ssim_size: int | None = None,
     weights_dir: str | None = None,
     progress: bool = True,
+    save_images: bool = False,
 ) -> dict[str, Any]:
     """Evaluate a reconstructor on a data set's test trials; write metrics.json and report.html.
 
-    ``recon`` needs ``reconstruct(x [B, C, T]) -> [Reconstruction]`` and
-    ``classify_images(uint8 [N, H, W, 3]) -> [N, n_classes]``; ``ds`` is an
-    :class:`~bci_app.datasets.loaders.EEGImageDataset` whose ``X`` is already normalised
-    the way ``recon`` expects. Returns the metrics dict (as written to metrics.json).
+    ``recon`` needs ``reconstruct(x [B, C, T], seeds=[...], **switches) -> [Reconstruction]``
+    and ``classify_images(uint8 [N, H, W, 3]) -> [N, n_classes]`` (optionally ``seed`` and
+    ``bundle_dir``); ``ds`` is an :class:`~bci_app.datasets.EEGImageDataset` whose ``X``
+    is already normalised the way ``recon`` expects. Returns the metrics dict (as written
+    to metrics.json).
     """
-    t0 = time.perf_counter()
     out_dir = Path(out_dir)
     out_dir.mkdir(parents=True, exist_ok=True)
     if draws < 1:
@@ -342,127 +187,104 @@ def evaluate(
     splits, split_info = select_split(ds, bundle_config)
     split_info.update({"seed_draws": int(seed), "split_seed": (meta or {}).get("split_seed")})
     te, tr = splits["test"], splits["train"]
+    ids_te = [str(ds.stim_ids[i]) for i in te]
+    exposure = component_exposure(bundle_config, set(ids_te))
     notes: list[str] = [ways_note] if ways_note else []
     if split_info.get("warning"):
         notes.append("SPLIT WARNING: " + split_info["warning"])
+    for note in exposure["notes"]:  # TEST IMAGES SEEN first, then what cannot be derived
+        if note.startswith("TEST IMAGES SEEN"):
+            notes.insert(0, note)
+        else:
+            notes.append(note)
 
-    X_te = ds.X[te]
-    seen = ds.images(te)
-    labels = np.asarray(ds.labels)[te]
+    labels = np.asarray(ds.labels, dtype=np.int64)
+    X_te, seen, truth = ds.X[te], ds.images(te), labels[te]
     subjects = np.asarray(ds.subjects)[te]
+    onsets, onset_source = trial_onsets(ds)
+    base_seed = int(getattr(recon, "seed", 0))
+    seeds = trial_seeds(ids_te, onsets[te], base_seed)
 
-    out = _run(recon.reconstruct, X_te, batch_size, "reconstruct (test)", progress)
-    probs_seen = recon.classify_images(seen)
-    if probs_seen is None:
+    out = run_reconstructor(recon, X_te, seeds, batch=batch_size, desc="reconstruct (test)", progress=progress)
+    if out.class_probs is None:
         raise RuntimeError(
             "the bundle has no image classifier, which the N-way top-k metric needs; "
             "use a bundle with a classifier (the demo bundle has one)"
         )
-    probs_seen = np.asarray(probs_seen, dtype=np.float64)
-    probs_recon = out.class_probs if out.class_probs is not None else np.asarray(recon.classify_images(out.images))
-    true_cls = probs_seen.argmax(axis=1)  # the paper: the seen image's class by the same classifier
+    probs_recon = _check_classes(out.class_probs, n_classes, "reconstructions")
+    probs_seen = _check_classes(recon.classify_images(seen), n_classes, "seen images")
     if ssim_size is None:
-        ssim_size = int(min(256, seen.shape[1], seen.shape[2]))
-        ssim_size = max(ssim_size, 11)
+        ssim_size = ssim_resolution(seen.shape[1:3])
 
-    main = score_reconstructions(
-        seen, out.images, probs_recon, true_cls, ways=ways, topk=topk, draws=draws, seed=seed, ssim_size=ssim_size
+    main, per_acc, per_ssim = score_reconstructions(
+        seen, out.images, probs_recon, truth, ways=ways, topk=topk, draws=draws, seed=seed, ssim_size=ssim_size
     )
-    per_acc, per_ssim = main.pop("_per_acc"), main.pop("_per_ssim")
-    acc_vs_labels = M.n_way_top_k(probs_recon, labels, ways, topk, draws, rng=seed)
-    pix = M.resize_images(seen, ssim_size), M.resize_images(out.images, ssim_size)
-    per_pix = M.pixel_correlation(*pix)
-    pixel = _pair_stat(pix[0], pix[1], per_pix, M.pixel_correlation, seed)
+    pix = resize_images(seen, ssim_size), resize_images(out.images, ssim_size)
+    pixel = pair_stat(pix[0], pix[1], M.pixel_correlation(*pix), M.pixel_correlation, seed)
 
-    # ---- linear baseline: same test trials, trained on the train split, same N-way protocol
-    from bci_app.models.baseline import LinearBaseline
-
-    baseline: dict[str, Any]
-    if len(tr) and len(np.unique(np.asarray(ds.labels)[tr])) >= 2:
-        lb = LinearBaseline(sfreq=float(ds.spec.sfreq)).fit(ds.X[tr], np.asarray(ds.labels)[tr])
-        pb = _expand_probs(lb.predict_proba(X_te), lb.classes_, n_classes)
-        per_b = M.n_way_top_k_per_trial(pb, labels, ways, topk, draws, rng=seed)
-        baseline = {
-            "acc": float(per_b.mean()),
-            "acc_ci": _ci(M.bootstrap_ci(per_b, rng=seed)),
-            "chance": M.n_way_chance(ways, topk),
-            "p": M.n_way_permutation_p(pb, labels, ways, topk, n_perm=N_PERM, rng=seed),
-            "top1_all_classes": float(np.mean(pb.argmax(axis=1) == labels)),
-            "model": f"shrinkage LDA on {lb.bin_ms:g} ms time bins (bci_app.models.baseline.LinearBaseline)",
-            "n_train": int(len(tr)),
-            "labels": "data set labels (it decodes the EEG directly)",
-            # the question "does the model reach the baseline?" on the same trials and draws
-            "model_minus_baseline": paired_difference(per_acc, per_b, seed),
-        }
+    # ---- linear baseline: same test trials, same N-way draws, same ground truth
+    lb, trained_on = baseline_score.load_or_fit(
+        getattr(recon, "bundle_dir", None), bundle_config, ds.X[tr], labels[tr], float(ds.spec.sfreq)
+    )
+    if lb is not None:
+        baseline, per_b = baseline_score.score(lb, X_te, truth, n_classes, ways=ways, topk=topk, draws=draws, seed=seed)
+        baseline["trained_on"] = trained_on
+        baseline["model_minus_baseline"] = paired_difference(per_acc, per_b, seed)
     else:
         per_b = np.full(len(te), np.nan)
-        baseline = {"acc": None, "reason": "the train split is empty or has one class"}
+        baseline = {"acc": None, "trained_on": trained_on, "reason": trained_on}
+    if trained_on.startswith("FALLBACK"):
+        notes.append("BASELINE " + trained_on)
 
-    # ---- block-design probe, same split
-    onsets = getattr(ds, "onsets", None)
-    order = np.zeros(len(ds.labels), dtype=np.float64)
-    for s in np.unique(ds.subjects):  # presentation order within each subject, as stored
-        idx = np.flatnonzero(np.asarray(ds.subjects) == s)
-        order[idx] = np.arange(len(idx))
-    try:
-        probe = block_design_probe(
-            np.asarray(ds.labels),
-            tr,
-            te,
-            onsets=None if onsets is None else np.asarray(onsets),
-            trial_index=order,
-            groups=np.asarray(ds.subjects),
-            stim_ids=list(ds.stim_ids),
-            rng=seed,
-        ).to_dict()
-        if onsets is None:
-            probe["note"] = "the data set gives no onset times: the probe uses the stored trial order within each subject"
-    except ValueError as err:
-        probe = {"acc": None, "chance": None, "flagged": False, "error": str(err)}
+    probe = _probe(ds, tr, te, seed)
     if probe.get("flagged"):
         notes.insert(0, probe["message"])
 
-    # ---- per subject (Table 2)
     per_subject: dict[str, dict[str, Any]] = {}
     for s in np.unique(subjects):
         m = subjects == s
         per_subject[str(int(s))] = {
             "n": int(m.sum()),
             "acc": float(per_acc[m].mean()),
-            "acc_ci": _ci(M.bootstrap_ci(per_acc[m], rng=seed)),
-            "baseline_acc": _float(np.nanmean(per_b[m])) if np.isfinite(per_b[m]).any() else None,
+            "acc_ci": interval(bootstrap_ci(per_acc[m], rng=seed)),
+            "baseline_acc": finite_or_none(np.nanmean(per_b[m])) if np.isfinite(per_b[m]).any() else None,
             "ssim": float(per_ssim[m].mean()),
         }
 
+    chance = M.n_way_chance(ways, topk)
     metrics: dict[str, Any] = {
         **(meta or {}),
         "n": int(len(te)),
         "ways": int(ways),
         "topk": int(topk),
         "draws": int(draws),
+        "ground_truth": GROUND_TRUTH,
         "acc": main["acc"],
         "acc_ci": main["acc_ci"],
         "acc_p": main["acc_p"],
-        "chance": M.n_way_chance(ways, topk),
+        "chance": chance,
         "acc_definition": (
-            f"{ways}-way top-{topk}: the classifier's scores of the reconstruction restricted to the seen "
-            f"image's class and {ways - 1} random other classes ({draws} draws per trial); success when the "
-            f"seen class is in the top {topk} (ties count as failures). The seen class is the classifier's "
-            "top-1 on the seen image (the paper's protocol)."
+            f"{ways}-way top-{topk}: the bundle classifier's scores of the reconstruction restricted to the "
+            f"true class and {ways - 1} random other classes ({draws} draws per trial, the same draws for every "
+            f"row); success when the true class is in the top {topk} (ties count as failures)."
         ),
-        "acc_vs_dataset_labels": acc_vs_labels,
-        "classifier_agreement_on_seen": float(np.mean(true_cls == labels)),
+        "classifier_agreement_on_seen": float(np.mean(probs_seen.argmax(axis=1) == truth)),
         "ssim": main["ssim"],
         "ssim_ci": main["ssim_ci"],
         "ssim_chance": main["ssim_chance"],
         "ssim_p": main["ssim_p"],
         "ssim_resolution": int(ssim_size),
-        "ssim_definition": f"mean SSIM, 11x11 gaussian window (sigma 1.5), RGB, both images resized to {ssim_size}x{ssim_size}",
+        "ssim_definition": ssim_definition(ssim_size),
         "pixel_correlation": pixel,
         **_pretrained_metrics(seen, out.images, seed, weights_dir),
         "baseline": baseline,
         "leakage_probe": probe,
         "split": split_info,
+        "component_images": exposure,
+        "latent_seeds": (
+            f"per trial: trial_seed(stimulus id, onset sample, base seed {base_seed}), onset from "
+            f"{onset_source}; the live worker seeds trials with the same function"
+        ),
         "per_subject": per_subject,
         "notes": notes,
     }
@@ -473,98 +295,49 @@ def evaluate(
             f"seen images (chance {1 / n_classes:.1%}); the N-way figure measures agreement with a classifier "
             "that does not recognise these images. Use a classifier that works on the stimuli."
         ))
-    if main["acc"] > metrics["chance"] and (main["acc_p"] is None or main["acc_p"] >= 0.05):
+    if main["acc"] > chance and (main["acc_p"] is None or main["acc_p"] >= 0.05):
         notes.insert(0, (
-            f"NOT SIGNIFICANT: N-way accuracy {main['acc']:.3f} is above the nominal chance {metrics['chance']:.3f} "
+            f"NOT SIGNIFICANT: N-way accuracy {main['acc']:.3f} is above the nominal chance {chance:.3f} "
             f"but not above the label-shuffled null (p = {main['acc_p']:.3g}): it reflects the classifier's "
             "preference for some classes, not the reconstructions."
         ))
     if metrics.get("inception_score") is None and "inception_score_reason" in metrics:
         notes.append(f"Inception Score unavailable: {metrics['inception_score_reason']}")
 
-    # ---- ablation (Table 3)
     if ablation:
-        metrics["ablation"] = _run_ablation(
-            recon, X_te, seen, true_cls, bundle_config, ways=ways, topk=topk, draws=draws, seed=seed,
-            ssim_size=ssim_size, batch=batch_size, progress=progress, full=main,
-            full_per=(per_acc, per_ssim),
+        metrics["ablation"] = run_ablation(
+            recon, X_te, seeds, seen, truth, bundle_config, ways=ways, topk=topk, draws=draws, seed=seed,
+            ssim_size=ssim_size, batch=batch_size, progress=progress, full=main, full_per=(per_acc, per_ssim),
         )
 
-    # ---- best / worst grids
+    def caption(i: int) -> dict[str, Any]:
+        return {"trial": int(te[i]), "stim_id": ids_te[i], "class": ds.class_names[truth[i]],
+                "subject": int(subjects[i]), "acc": float(per_acc[i]), "ssim": float(per_ssim[i])}
+
+    if save_images:
+        d = save_scored_images(out_dir, seen, out.images, ssim_size, [caption(i) for i in range(len(te))])
+        metrics["images_dir"] = str(d)
+
     order_q = np.lexsort((per_ssim, per_acc))  # by accuracy, then SSIM
     k = min(n_grid, len(te))
 
     def rows(idx: Sequence[int]) -> list[GridRow]:
         return [
             GridRow(
-                seen[i],
-                None if out.saliency is None else out.saliency[i],
-                out.images[i],
-                f"{ds.stim_ids[te[i]]} ({ds.class_names[labels[i]]}), subject {subjects[i]}: "
+                seen[i], None if out.saliency is None else out.saliency[i], out.images[i],
+                f"{ids_te[i]} ({ds.class_names[truth[i]]}), subject {subjects[i]}: "
                 f"acc {per_acc[i]:.2f}, SSIM {per_ssim[i]:.2f}",
             )
             for i in idx
         ]
 
-    metrics["elapsed_s"] = round(time.perf_counter() - t0, 2)
-    (out_dir / "metrics.json").write_text(json.dumps(_jsonable(metrics), indent=2), encoding="utf-8")
+    metrics = _jsonable(metrics)
+    (out_dir / "metrics.json").write_text(json.dumps(metrics, indent=2), encoding="utf-8")
     write_report(
-        out_dir / "report.html",
-        _jsonable(metrics),
-        best=rows(order_q[::-1][:k]),
-        worst=rows(order_q[:k]),
+        out_dir / "report.html", metrics, best=rows(order_q[::-1][:k]), worst=rows(order_q[:k]),
         title=f"bci-app evaluation: {metrics.get('data', '')}",
     )
     return metrics
-
-
-def paired_difference(a: np.ndarray, b: np.ndarray, seed: int = 0) -> dict[str, Any]:
-    """Mean of the per-trial differences ``a - b`` (same trials), its bootstrap CI and the
-    one-sided sign-flip permutation p of ``a > b``: whether one configuration beats another
-    on the same trials, which two overlapping per-configuration CIs cannot tell."""
-    a, b = np.asarray(a, dtype=np.float64), np.asarray(b, dtype=np.float64)
-    if a.ndim != 1 or a.shape != b.shape or len(a) == 0:
-        raise ValueError(f"paired_difference needs two equal-length 1-D per-trial arrays, got {np.shape(a)} and {np.shape(b)}")
-    d = a - b
-    return {"diff": float(d.mean()), "ci": _ci(M.bootstrap_ci(d, rng=seed)), "p": _sign_flip_p(d, seed)}
-
-
-def _run_ablation(recon, X_te, seen, true_cls, bundle_config, *, ways, topk, draws, seed, ssim_size, batch, progress, full,
-                  full_per: tuple[np.ndarray, np.ndarray] | None = None):
-    captions = ((bundle_config or {}).get("training", {}).get("config", {}).get("semantic", {}) or {}).get("captions", "label")
-    sem_kind = "B (free caption)" if captions == "free" else "L (label caption)"
-    other = "L (label caption)" if captions == "free" else "B (free caption)"
-    rows: dict[str, Any] = {}
-    for name, row in ABLATION_ROWS.items():
-        sem = {"eeg": sem_kind, "none": "none (zero embeddings)", None: "none (no refiner)"}[row["semantics"]]
-        entry: dict[str, Any] = {"saliency": row["saliency"], "semantics": sem, "description": row["description"]}
-        if name == "I+S (full)":
-            entry.update({k: full[k] for k in ("acc", "acc_ci", "acc_p", "ssim", "ssim_ci")})
-        else:
-            try:
-                o = _run(_ablation_fn(recon, row), X_te, batch, f"ablation {name}", progress)
-                p = o.class_probs if o.class_probs is not None else np.asarray(recon.classify_images(o.images))
-                sc = score_reconstructions(seen, o.images, p, true_cls, ways=ways, topk=topk, draws=draws, seed=seed, ssim_size=ssim_size)
-                entry.update({k: sc[k] for k in ("acc", "acc_ci", "acc_p", "ssim", "ssim_ci")})
-                if full_per is not None:  # the full model against this row, trial by trial
-                    entry["full_minus_row"] = {
-                        "acc": paired_difference(full_per[0], sc["_per_acc"], seed),
-                        "ssim": paired_difference(full_per[1], sc["_per_ssim"], seed),
-                    }
-            except RuntimeError as err:
-                entry.update({"acc": None, "ssim": None, "unavailable": str(err)})
-        rows[name] = entry
-    rows[f"{other} + I"] = {
-        "saliency": True, "semantics": other, "acc": None, "ssim": None,
-        "description": f"needs a bundle whose semantic head was trained on {other} captions "
-        f"(train with semantic.captions = '{'label' if captions == 'free' else 'free'}'); this bundle used {captions}",
-    }
-    return {
-        "rows": rows,
-        "note": "every row runs on the same test trials with the same classifier and N-way draws; "
-        "switched rows reuse the trained bundle (no retraining); full_minus_row: the full model minus "
-        "the row, per trial (mean, bootstrap CI, one-sided sign-flip p that the full model is better).",
-    }
 
 
 def _jsonable(o: Any) -> Any:
@@ -584,49 +357,3 @@ def _jsonable(o: Any) -> Any:
     if isinstance(o, Path):
         return str(o)
     return o
-
-
-# ----------------------------------------------------------------------------- CLI entry
-def run_evaluate(args) -> int:
-    """Entry point of ``bci-app evaluate`` (argparse namespace from ``bci_app.cli``)."""
-    from bci_app.datasets.loaders import load_spec
-    from bci_app.models.reconstructor import Reconstructor
-    from bci_app.preprocessing import PreprocessingSpec, normalise
-
-    recon = Reconstructor.from_bundle(args.bundle, device=getattr(args, "device", "auto") or "auto",
-                                      steps=getattr(args, "steps", None), strength=getattr(args, "strength", None),
-                                      guidance=getattr(args, "guidance", None))
-    bundle_config = dict(getattr(recon, "config", {}) or {})
-    spec = recon.spec
-    raw_spec = PreprocessingSpec.from_dict({**spec.to_dict(), "norm_mean": None, "norm_std": None})
-    dcfg = bundle_config.get("training", {}).get("config", {}).get("data", {})
-    split_seed = int(dcfg.get("split_seed", 0))
-    ds = load_spec(
-        args.data,
-        images_dir=getattr(args, "images", None),
-        preprocessing=raw_spec,
-        split_seed=split_seed,
-        test_frac=float(dcfg.get("test_frac", 0.2)),
-        val_frac=float(dcfg.get("val_frac", 0.1)),
-    )
-    if hasattr(recon, "check_compatible"):
-        recon.check_compatible(list(ds.spec.ch_names), float(ds.spec.sfreq), int(ds.X.shape[2]))
-    ds.X = normalise(ds.X, spec)
-    meta = {
-        "bundle": str(getattr(recon, "bundle_dir", args.bundle)),
-        "data": args.data,
-        "device": str(getattr(recon, "device", getattr(args, "device", "cpu"))),
-        "split_seed": split_seed,
-    }
-    m = evaluate(
-        recon, ds, args.out, ways=args.ways, topk=args.topk, draws=args.draws, seed=args.seed,
-        ablation=bool(getattr(args, "ablation", False)), bundle_config=bundle_config, meta=meta,
-    )
-    probe = m["leakage_probe"]
-    print(
-        f"{m['ways']}-way top-{m['topk']}: {m['acc']:.3f} (chance {m['chance']:.3f}, p={m['acc_p']:.3g}) | "
-        f"baseline {m['baseline'].get('acc')} | SSIM@{m['ssim_resolution']} {m['ssim']:.3f} "
-        f"(shuffled {m['ssim_chance']:.3f}) | IS {m['inception_score']} | probe "
-        f"{'FLAGGED' if probe.get('flagged') else 'ok'} ({probe.get('acc')}) | n={m['n']} -> {args.out}"
-    )
-    return 0

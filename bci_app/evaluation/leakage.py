@@ -1,4 +1,4 @@
-"""Leakage guards: the block-design probe and the split check.
+"""Leakage guard: the block-design probe (the split check is ``bci_app.datasets.check_split_disjoint``).
 
 The Spampinato EEG-ImageNet recordings showed all images of a class in one block, so
 slow drifts and the time within the session carry the class (Li et al., TPAMI 2020):
@@ -27,9 +27,10 @@ from dataclasses import asdict, dataclass, field
 
 import numpy as np
 
-from bci_app.evaluation.metrics import check_split_disjoint, permutation_p_value
+from bci_app.datasets import check_split_disjoint
+from bci_app.evaluation.stats import permutation_p_value
 
-__all__ = ["ProbeResult", "block_design_probe", "prestimulus_drift", "check_split_disjoint"]
+__all__ = ["ProbeResult", "block_design_probe", "prestimulus_drift"]
 
 
 @dataclass
@@ -155,8 +156,7 @@ def block_design_probe(
     if np.intersect1d(tr, te).size:
         raise ValueError("train and test share trials; the probe needs a proper split")
     if stim_ids is not None:
-        ids = np.asarray(stim_ids, dtype=object)
-        check_split_disjoint(ids[tr].tolist(), ids[te].tolist())
+        check_split_disjoint([str(s) for s in stim_ids], {"train": tr, "test": te}, "leakage probe split")
     if n_neighbors < 1:
         raise ValueError(f"n_neighbors must be >= 1, got {n_neighbors}")
 

@@ -83,6 +83,16 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") 
     return f'<table class="{cls}"><thead><tr>{head}</tr></thead><tbody>{body}</tbody></table>'
 
 
+_LOUD = {"CLASSIFIER WARNING", "NOT SIGNIFICANT", "SPLIT WARNING", "LEAKAGE", "TEST IMAGES SEEN",
+         "BASELINE FALLBACK", "COMPONENT RECORD"}
+
+
+def _paired(d: dict[str, Any] | None) -> str:
+    if not d:
+        return ""
+    return f"{_fmt(d.get('diff'))} {_fmt(d.get('ci'))}, p {_p(d.get('p'))}"
+
+
 def _metric_rows(m: dict[str, Any]) -> list[list[str]]:
     ways, k = m.get("ways"), m.get("topk")
     rows = [
@@ -94,21 +104,12 @@ def _metric_rows(m: dict[str, Any]) -> list[list[str]]:
             _p(m.get("acc_p")),
         ]
     ]
-    if m.get("acc_vs_dataset_labels") is not None:
-        rows.append(
-            [
-                f"{ways}-way top-{k} against the data set's labels",
-                _fmt(m.get("acc_vs_dataset_labels")),
-                "",
-                _fmt(m.get("chance")),
-                "",
-            ]
-        )
     b = m.get("baseline") or {}
     if b:
         rows.append(
             [
-                f"{ways}-way top-{k} (linear baseline on EEG)",
+                f"{ways}-way top-{k} (linear baseline on EEG; trained on: "
+                f"{html.escape(str(b.get('trained_on', '?')))})",
                 _fmt(b.get("acc")),
                 _fmt(b.get("acc_ci")),
                 _fmt(b.get("chance")),
@@ -284,11 +285,15 @@ def render_report(
     for note in m.get("notes", []):
         if probe.get("flagged") and note == probe.get("message"):
             continue  # already shown in the leakage box above
-        loud = str(note).split(":", 1)[0] in {"CLASSIFIER WARNING", "NOT SIGNIFICANT", "SPLIT WARNING", "LEAKAGE"}
+        loud = str(note).split(":", 1)[0] in _LOUD
         parts.append(f'<p class="{"leak" if loud else "note"}">{html.escape(str(note))}</p>')
 
     parts.append("<h2>Overall (Table 1)</h2>")
     parts.append(_table(["metric", "value", "95% CI", "chance", "p (permutation)"], _metric_rows(m)))
+    for key, label in (("ground_truth", "Ground truth"), ("acc_definition", "N-way"),
+                       ("ssim_definition", "SSIM"), ("latent_seeds", "Latents")):
+        if m.get(key):
+            parts.append(f'<p class="note"><b>{label}:</b> {html.escape(str(m[key]))}</p>')
 
     if probe:
         parts.append("<h2>Block-design leakage probe</h2>")
@@ -337,11 +342,13 @@ def render_report(
                 _fmt(r.get("acc")),
                 _fmt(r.get("acc_ci")),
                 _fmt(r.get("ssim")),
-                html.escape(str(r.get("description", ""))),
+                _paired(r.get("full_minus_row", {}).get("acc")),
+                html.escape(str(r.get("description", r.get("unavailable", "")))),
             ]
             for name, r in abl.get("rows", {}).items()
         ]
-        parts.append(_table(["row", "saliency (I)", "semantics (B/L)", "acc", "95% CI", "SSIM", "configuration"], rows))
+        parts.append(_table(["row", "saliency (I)", "semantics (B/L)", "acc", "95% CI", "SSIM",
+                             "full minus row, acc (paired: diff [CI], p)", "configuration"], rows))
         if abl.get("note"):
             parts.append(f'<p class="note">{html.escape(str(abl["note"]))}</p>')
 

@@ -9,12 +9,24 @@ Features: each channel's mean over consecutive ``bin_ms`` bins of the window
 (``[N, C, T]`` -> ``[N, C * (T // bin)]``), standardised; classifier:
 ``sklearn.discriminant_analysis.LinearDiscriminantAnalysis(solver="lsqr",
 shrinkage="auto")`` (Ledoit-Wolf shrinkage, robust with more features than trials).
+
+A bundle carries its own baseline, trained by ``bci-app train`` (stage ``baseline``) on
+the bundle's training trials: :meth:`LinearBaseline.save` writes
+``BUNDLE/baseline.safetensors`` (the linear read-out and the feature standardisation, the
+settings in its metadata) and :meth:`LinearBaseline.load` reads it back.
 """
 
 from __future__ import annotations
 
+import json
+from pathlib import Path
+from typing import Any
+
 import numpy as np
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+BASELINE_FILE = "baseline.safetensors"
+BASELINE_FORMAT = "bci-app-linear-baseline"
 
 
 class LinearBaseline:
@@ -41,10 +53,13 @@ class LinearBaseline:
         self.bin_ms = float(bin_ms)
         self.sfreq = float(sfreq)
         self.bin_samples = max(1, int(round(self.bin_ms * self.sfreq / 1000.0)))
-        self._lda: LinearDiscriminantAnalysis | None = None
         self._shape: tuple[int, int] | None = None
         self._mean: np.ndarray | None = None
         self._std: np.ndarray | None = None
+        # the fitted read-out: scores = standardised features @ coef.T + intercept
+        self._coef: np.ndarray | None = None
+        self._intercept: np.ndarray | None = None
+        self._classes: np.ndarray | None = None
 
     # ---------------------------------------------------------------- features
     def features(self, X: np.ndarray) -> np.ndarray:
@@ -79,14 +94,16 @@ class LinearBaseline:
         self._shape = tuple(np.asarray(X).shape[1:])
         self._mean = F.mean(axis=0)
         self._std = F.std(axis=0) + 1e-12
-        self._lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
-        self._lda.fit((F - self._mean) / self._std, y)
+        lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto")
+        lda.fit((F - self._mean) / self._std, y)
+        self._coef = np.atleast_2d(lda.coef_).astype(np.float64)
+        self._intercept = np.atleast_1d(lda.intercept_).astype(np.float64)
+        self._classes = np.asarray(lda.classes_)
         return self
 
-    def _check_fitted(self) -> LinearDiscriminantAnalysis:
-        if self._lda is None:
-            raise RuntimeError("LinearBaseline is not fitted; call fit(X, y) first")
-        return self._lda
+    def _check_fitted(self) -> None:
+        if self._coef is None:
+            raise RuntimeError("LinearBaseline is not fitted; call fit(X, y) or LinearBaseline.load(dir) first")
 
     def _transform(self, X: np.ndarray) -> np.ndarray:
         self._check_fitted()
@@ -94,20 +111,82 @@ class LinearBaseline:
 
     @property
     def classes_(self) -> np.ndarray:
-        return self._check_fitted().classes_
+        self._check_fitted()
+        return self._classes
 
     def decision_function(self, X: np.ndarray) -> np.ndarray:
-        """Class scores ``[N, n_classes]`` (columns in the order of ``classes_``)."""
-        return self._check_fitted().decision_function(self._transform(X))
+        """Class scores ``[N, n_classes]`` (columns in the order of ``classes_``; ``[N]``, the
+        second class's log-odds, for two classes, as in scikit-learn)."""
+        scores = self._transform(X) @ self._coef.T + self._intercept
+        return scores[:, 0] if scores.shape[1] == 1 else scores
 
     def predict_proba(self, X: np.ndarray) -> np.ndarray:
         """Class probabilities ``[N, n_classes]`` (columns in the order of ``classes_``)."""
-        return self._check_fitted().predict_proba(self._transform(X))
+        d = self.decision_function(X)
+        if d.ndim == 1:
+            p = 1.0 / (1.0 + np.exp(-d))
+            return np.stack([1 - p, p], axis=1)
+        e = np.exp(d - d.max(axis=1, keepdims=True))
+        return e / e.sum(axis=1, keepdims=True)
 
     def predict(self, X: np.ndarray) -> np.ndarray:
         """Predicted labels ``[N]``."""
-        return self._check_fitted().predict(self._transform(X))
+        d = self.decision_function(X)
+        return self._classes[(d > 0).astype(int) if d.ndim == 1 else d.argmax(axis=1)]
 
     def score(self, X: np.ndarray, y: np.ndarray) -> float:
         """Top-1 accuracy on ``(X, y)``."""
         return float(np.mean(self.predict(X) == np.asarray(y)))
+
+    # ---------------------------------------------------------------- files
+    def settings(self) -> dict[str, Any]:
+        """What the baseline was fitted on (recorded in the bundle's ``config.json``)."""
+        self._check_fitted()
+        return {"file": BASELINE_FILE, "bin_ms": self.bin_ms, "sfreq": self.sfreq,
+                "n_channels": int(self._shape[0]), "n_times": int(self._shape[1]),
+                "n_classes": int(len(self._classes))}
+
+    def save(self, directory: str | Path) -> Path:
+        """Write ``directory/baseline.safetensors`` (weights, settings in its metadata)."""
+        import torch
+        from safetensors.torch import save_file
+
+        self._check_fitted()
+        if not np.issubdtype(self._classes.dtype, np.integer):
+            raise ValueError(
+                f"only integer class labels can be saved, got {self._classes.dtype}; fit on label indices"
+            )
+        directory = Path(directory)
+        directory.mkdir(parents=True, exist_ok=True)
+        tensors = {name: torch.from_numpy(np.ascontiguousarray(a)) for name, a in (
+            ("coef", self._coef), ("intercept", self._intercept), ("classes", self._classes.astype(np.int64)),
+            ("feature_mean", self._mean), ("feature_std", self._std))}
+        path = directory / BASELINE_FILE
+        tmp = directory / f".{BASELINE_FILE}.tmp"
+        save_file(tensors, str(tmp), metadata={"format": BASELINE_FORMAT, "settings": json.dumps(self.settings())})
+        tmp.replace(path)
+        return path
+
+    @classmethod
+    def load(cls, directory: str | Path) -> LinearBaseline:
+        """Read what :meth:`save` wrote into ``directory`` (e.g. a bundle)."""
+        from safetensors import safe_open
+
+        path = Path(directory) / BASELINE_FILE
+        if not path.is_file():
+            raise FileNotFoundError(
+                f"no linear baseline in {directory}: expected {path}; train it into the bundle with "
+                f"`bci-app train --stages baseline --resume --data SPEC --out {directory}`"
+            )
+        with safe_open(str(path), framework="np") as fh:
+            meta = fh.metadata() or {}
+            if meta.get("format") != BASELINE_FORMAT:
+                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {BASELINE_FORMAT!r}")
+            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        s = json.loads(meta["settings"])
+        model = cls(bin_ms=s["bin_ms"], sfreq=s["sfreq"])
+        model._shape = (int(s["n_channels"]), int(s["n_times"]))
+        model._coef, model._intercept = arrays["coef"], arrays["intercept"]
+        model._classes = arrays["classes"]
+        model._mean, model._std = arrays["feature_mean"], arrays["feature_std"]
+        return model

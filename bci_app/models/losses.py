@@ -5,7 +5,8 @@
 - :func:`hinge_d_loss` / :func:`hinge_g_loss`: eqs. (2)-(3).
 - :func:`mode_seeking_loss`: eq. (4) (Mao et al. 2019), computed as the ratio of image
   distance to latent distance; the generator *minimises* its inverse.
-- :func:`ssim` / :func:`ssim_loss`: eq. (5), Gaussian-window SSIM on images in [0, 1].
+- :func:`ssim` / :func:`ssim_loss`: eq. (5), Gaussian-window SSIM on images in [0, 1]; with
+  ``grayscale=True`` it is the evaluation SSIM (:mod:`bci_app.models.ssim`), differentiable.
 - :func:`semantic_l2_loss`: eq. (7), mean squared distance between embeddings.
 """
 
@@ -118,6 +119,18 @@ def _gaussian_window(size: int, sigma: float, channels: int, device, dtype) -> t
     return w.expand(channels, 1, size, size).contiguous()
 
 
+#: ITU-R 709 luma, the weights of ``skimage.color.rgb2gray`` (the evaluation SSIM's grayscale)
+LUMA = (0.2125, 0.7154, 0.0721)
+
+
+def rgb_to_gray(x: torch.Tensor) -> torch.Tensor:
+    """``[B, 3, H, W]`` -> ``[B, 1, H, W]`` with the luma weights of ``skimage.color.rgb2gray``."""
+    if x.ndim != 4 or x.shape[1] != 3:
+        raise ValueError(f"rgb_to_gray expects [B, 3, H, W], got {tuple(x.shape)}")
+    w = torch.tensor(LUMA, device=x.device, dtype=x.dtype).view(1, 3, 1, 1)
+    return (x * w).sum(dim=1, keepdim=True)
+
+
 def ssim(
     x: torch.Tensor,
     y: torch.Tensor,
@@ -125,9 +138,14 @@ def ssim(
     sigma: float = 1.5,
     data_range: float = 1.0,
     reduction: str = "mean",
+    grayscale: bool = False,
 ) -> torch.Tensor:
     """Structural similarity of images ``[B, C, H, W]`` (Wang et al. 2004).
 
+    Gaussian window, population covariance, the mean over the windows that fit inside
+    the image ("valid"), then over channels. ``grayscale=True`` converts RGB to luma
+    first: on images in [0, 1] of at least 11 x 11 this equals the evaluation SSIM
+    (:func:`bci_app.models.ssim.ssim`, scikit-image) up to float rounding.
     ``reduction="none"`` returns one value per image.
     """
     if x.shape != y.shape or x.ndim != 4:
@@ -135,7 +153,12 @@ def ssim(
             f"ssim expects two [B, C, H, W] tensors of the same shape; got "
             f"{tuple(x.shape)} and {tuple(y.shape)}"
         )
+    if reduction not in ("mean", "none"):
+        raise ValueError(f"reduction must be 'mean' or 'none', got {reduction!r}")
+    if grayscale:
+        x, y = rgb_to_gray(x), rgb_to_gray(y)
     c = x.shape[1]
+    # smaller images than the window (e.g. 8 x 8 saliency maps in tests) use a smaller window
     window_size = min(window_size, x.shape[-1], x.shape[-2])
     w = _gaussian_window(window_size, sigma, c, x.device, x.dtype)
     c1, c2 = (0.01 * data_range) ** 2, (0.03 * data_range) ** 2

@@ -3,18 +3,29 @@
     rec = Reconstructor.from_bundle("demo")           # or a bundle directory
     rec.check_compatible(ch_names, sfreq, n_times)    # ValueError naming both sides
     rec.warmup()
-    [r] = rec.reconstruct(x)                          # x: [C, T] or [B, C, T], normalised
+    [r] = rec.reconstruct(x, seeds=[trial_seed(stim_id, onset_sample)])  # x: [C, T] or [B, C, T]
     r.saliency, r.image, r.times_ms, r.class_probs
 
 ``x`` is what the epocher produces for ``rec.spec`` (filtered and normalised with the
 bundle's per-channel statistics). Per-stage times are wall-clock milliseconds, with
 ``torch.cuda.synchronize()`` around each stage on CUDA so they measure the GPU work.
+
+Randomness is per trial: each trial's seed (:func:`trial_seed` of its stimulus id and
+onset sample, or by default a hash of its window) seeds one generator that draws the
+generator latents and the refiner's noise, so a trial gives the same image alone or in
+any batch (live batches of 1, ``evaluate`` batches of 32).
+
+The ablation rows of ``bci-app evaluate`` are switches of :meth:`Reconstructor.reconstruct`:
+``saliency=False`` (the refiner starts from grey), ``semantics="none"`` (zero, i.e.
+unconditional, embeddings), ``refine=False`` (the saliency map is the image).
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 import time
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +38,26 @@ from bci_app.models.device import DTYPES, resolve_device, resolve_dtype  # noqa:
 
 log = logging.getLogger(__name__)
 
+SEMANTICS = ("eeg", "none")
+
+
+def trial_seed(stim_id: str | None, onset_sample: int | None, base_seed: int = 0) -> int:
+    """A stable 63-bit seed for one trial from its stimulus id and onset sample.
+
+    The same trial gets the same seed in ``live``, ``replay`` and ``evaluate`` (and in
+    every process: blake2b, not Python's salted ``hash``); ``base_seed`` selects another
+    set of draws.
+    """
+    key = f"{int(base_seed)}|{'' if stim_id is None else stim_id}|{'' if onset_sample is None else int(onset_sample)}"
+    return int.from_bytes(hashlib.blake2b(key.encode(), digest_size=8).digest(), "little") >> 1
+
+
+def window_seed(x: np.ndarray, base_seed: int = 0) -> int:
+    """A stable 63-bit seed from the bytes of one float32 window (the default when a caller
+    passes no per-trial seeds: the same window gives the same image in any batch)."""
+    h = hashlib.blake2b(np.ascontiguousarray(x, dtype=np.float32).tobytes(), digest_size=8,
+                        key=int(base_seed).to_bytes(8, "little", signed=True))
+    return int.from_bytes(h.digest(), "little") >> 1
 
 
 @dataclass
@@ -52,7 +83,7 @@ class Reconstructor:
                  refiner=None, classifier=None, bundle_dir: Path | None = None,
                  device: str | torch.device = "auto", dtype: str | torch.dtype = "auto",
                  steps: int | None = None, strength: float | None = None, seed: int = 0,
-                 guidance: float | None = None) -> None:
+                 guidance: float | None = None, batch_invariant: bool = True) -> None:
         from bci_app.preprocessing import PreprocessingSpec
 
         for name in ("encoder", "generator", "semantic"):
@@ -80,6 +111,7 @@ class Reconstructor:
         # classifier-free guidance weight (None: the refiner's default); checked before any work
         self.guidance = None if guidance is None else check_guidance(guidance)
         self.seed = int(seed)
+        self.batch_invariant = bool(batch_invariant)
         self.classes = list(config.get("classes", []))
         from bci_app.models.saliency_gan import condition_settings
 
@@ -90,8 +122,10 @@ class Reconstructor:
     def from_bundle(cls, path: str | Path = "demo", device: str | torch.device = "auto",
                     dtype: str | torch.dtype = "auto", steps: int | None = None,
                     strength: float | None = None, load_refiner: bool = True,
-                    seed: int = 0, guidance: float | None = None) -> Reconstructor:
-        """Load a bundle directory (``"demo"``: the shipped one) onto ``device``."""
+                    seed: int = 0, guidance: float | None = None,
+                    batch_invariant: bool = True) -> Reconstructor:
+        """Load a bundle directory (``"demo"``: the shipped one) onto ``device``
+        (``batch_invariant``: see :meth:`reconstruct`)."""
         p = bundle_io.resolve_bundle_path(path)
         config = bundle_io.read_bundle_config(p)
         names = [n for n in config.get("components", {}) if n != "discriminator"]
@@ -105,7 +139,8 @@ class Reconstructor:
 
             refiner = build_refiner(dict(rcfg), device=dev, dtype=dt, base_dir=p)
         classifier = _load_classifier(p, config, dev)
-        return cls(config, comps, refiner, classifier, p, dev, dt, steps, strength, seed, guidance)
+        return cls(config, comps, refiner, classifier, p, dev, dt, steps, strength, seed, guidance,
+                   batch_invariant)
 
     # ------------------------------------------------------------------ checks
     def check_compatible(self, ch_names: list[str] | None = None, sfreq: float | None = None,
@@ -124,14 +159,36 @@ class Reconstructor:
             self.reconstruct(x)
 
     @torch.no_grad()
-    def reconstruct(self, x: np.ndarray | torch.Tensor, z: torch.Tensor | None = None,
-                    use_saliency: bool = True) -> list[Reconstruction]:
+    def reconstruct(self, x: np.ndarray | torch.Tensor, z: torch.Tensor | None = None, *,
+                    seeds: Sequence[int] | None = None, saliency: bool = True,
+                    semantics: str = "eeg", refine: bool = True) -> list[Reconstruction]:
         """Reconstruct windows ``x`` (``[C, T]`` or ``[B, C, T]``, normalised).
 
-        ``z`` fixes the generator latents (default: seeded by ``seed``, so the same input
-        gives the same output). ``use_saliency=False`` starts the refiner from a grey
-        image instead of the saliency map (the "semantics only" ablation).
+        Parameters
+        ----------
+        z : Tensor [B, z_dim], optional
+            Fixes the generator latents (default: drawn from each trial's seed).
+        seeds : sequence of B ints, optional
+            One seed per trial (:func:`trial_seed`); each seeds one ``torch.Generator``
+            that draws the trial's latents and then the refiner's noise, so the output
+            does not depend on the batch. Default: :func:`window_seed` of each window
+            with this Reconstructor's ``seed``.
+        saliency : bool
+            ``False`` starts the refiner from a grey image instead of the saliency map
+            (the "semantics only" ablation).
+        semantics : {"eeg", "none"}
+            ``"none"`` gives the refiner zero (unconditional) embeddings instead of
+            ``M_s(x)`` (the "saliency only" ablation).
+        refine : bool
+            ``False`` returns the saliency map as the image (no refiner).
+
+        With ``batch_invariant`` (the default) every trial runs through its own forward
+        pass, so its image is bit-identical alone or inside any batch (CPU and GPU
+        kernels round differently for different batch sizes); ``batch_invariant=False``
+        runs one batched pass (more throughput, images equal up to float rounding).
         """
+        if semantics not in SEMANTICS:
+            raise ValueError(f"semantics must be one of {SEMANTICS}, got {semantics!r}")
         x = torch.as_tensor(np.asarray(x) if not isinstance(x, torch.Tensor) else x)
         if x.ndim == 2:
             x = x[None]
@@ -144,6 +201,29 @@ class Reconstructor:
         if not torch.isfinite(x).all():
             raise ValueError("x contains NaN or inf; reject such windows before reconstruction")
         B = x.shape[0]
+        if refine and self.refiner is None and (not saliency or semantics != "eeg"):
+            raise RuntimeError(
+                f"saliency={saliency}, semantics={semantics!r} switch the refiner's inputs, but bundle "
+                f"{self.bundle_dir} has no refiner (or it was not loaded); use a bundle with a refiner"
+            )
+        if seeds is None:
+            xs = x.detach().cpu().float().numpy()
+            seeds = [window_seed(xs[i], self.seed) for i in range(B)]
+        elif len(seeds) != B:
+            raise ValueError(f"seeds must hold one int per trial: got {len(seeds)} for a batch of {B}")
+        if z is not None and (z.ndim != 2 or z.shape[0] != B):
+            raise ValueError(f"z must be [B, z_dim] with B = {B}, got {tuple(z.shape)}")
+        switches = {"saliency": saliency, "semantics": semantics, "refine": refine}
+        if self.batch_invariant and B > 1:  # one forward pass per trial: same bits as batch 1
+            return [r for i in range(B)
+                    for r in self._forward(x[i : i + 1], None if z is None else z[i : i + 1], [seeds[i]], **switches)]
+        return self._forward(x, z, seeds, **switches)
+
+    def _forward(self, x: torch.Tensor, z: torch.Tensor | None, seeds: Sequence[int], *,
+                 saliency: bool, semantics: str, refine: bool) -> list[Reconstruction]:
+        """All stages on one batch (checked by :meth:`reconstruct`)."""
+        B = x.shape[0]
+        gens = [torch.Generator(device="cpu").manual_seed(int(s)) for s in seeds]
         times: dict[str, float] = {}
         self._sync()
         t0 = time.perf_counter()
@@ -154,24 +234,20 @@ class Reconstructor:
         t1 = time.perf_counter()
         times["encoder"] = (t1 - t0) * 1e3
         if z is None:
-            g = torch.Generator().manual_seed(self.seed)
-            z = torch.randn(B, self.generator.z_dim, generator=g)
+            z = torch.cat([torch.randn(1, self.generator.z_dim, generator=g) for g in gens])
         sal = self.generator(z.to(self.device, self.dtype), self._gan_condition(feats))
         self._sync()
         t2 = time.perf_counter()
         times["saliency"] = (t2 - t1) * 1e3
         emb = self.semantic(feats)
+        if semantics == "none":
+            emb = torch.zeros_like(emb)
         self._sync()
         t3 = time.perf_counter()
         times["semantic"] = (t3 - t2) * 1e3
-        if self.refiner is not None:
-            start = sal if use_saliency else torch.full_like(sal, 0.5)
-            gen = torch.Generator(device="cpu").manual_seed(self.seed)
-            kwargs = self.refine_settings()
-            try:
-                img = self.refiner.refine(start, emb, generator=gen, **kwargs)
-            except TypeError:  # a refiner without a generator argument
-                img = self.refiner.refine(start, emb, **kwargs)
+        if refine and self.refiner is not None:
+            start = sal if saliency else torch.full_like(sal, 0.5)
+            img = self.refiner.refine(start, emb, generator=gens, **self.refine_settings())
         else:
             img = sal
         self._sync()

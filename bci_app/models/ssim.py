@@ -1,9 +1,61 @@
-"""One SSIM for every figure: evaluation, the live session report and the HTML report."""
+"""One SSIM for every figure: evaluation, the live session report and the HTML report.
+
+The brain-decoding convention (as in the image-reconstruction papers that report SSIM):
+both images are resized to one square resolution (bicubic, uint8), converted to
+grayscale (ITU-R 709 luma, ``skimage.color.rgb2gray``) in [0, 1], and compared with
+scikit-image's :func:`~skimage.metrics.structural_similarity` with a Gaussian window
+(sigma 1.5, 11 x 11), population (not sample) covariance and data range 1. The mean of
+the SSIM map excludes the 5-pixel border that the window cannot cover.
+
+    from bci_app.models.ssim import ssim_batch, ssim_resolution
+    size = ssim_resolution(seen.shape[1:3])         # stated next to every figure
+    per_trial = ssim_batch(seen, recon, size)       # uint8 [N, H, W, 3] stacks
+
+The differentiable loss used in training (:func:`bci_app.models.losses.ssim` with
+``grayscale=True``) is tested to agree with this one on the same images.
+"""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
+
 import numpy as np
-from scipy.ndimage import correlate1d
+
+#: keyword arguments of ``skimage.metrics.structural_similarity`` for every SSIM figure
+SSIM_SETTINGS: dict[str, object] = {
+    "gaussian_weights": True,
+    "sigma": 1.5,
+    "use_sample_covariance": False,
+    "data_range": 1.0,
+}
+#: the side of the Gaussian window those settings imply (truncate 3.5 -> radius 5)
+WINDOW = 11
+#: the largest resolution SSIM is computed at (larger seen images are resized down to it)
+MAX_RESOLUTION = 256
+
+DEFINITION = (
+    "SSIM: both images resized to {size}x{size} (bicubic, uint8), grayscale (ITU-R 709 luma), "
+    "scikit-image structural_similarity with a Gaussian window (sigma 1.5, 11x11), population "
+    "covariance, data range 1, border of 5 pixels excluded"
+)
+
+
+def definition(size: int) -> str:
+    """The sentence that states how an SSIM figure at ``size`` was computed."""
+    return DEFINITION.format(size=int(size))
+
+
+def ssim_resolution(shape: Sequence[int], max_resolution: int = MAX_RESOLUTION) -> int:
+    """The square resolution SSIM is computed at for seen images of ``shape`` ``(H, W, ...)``:
+    the smaller side, capped at ``max_resolution``."""
+    h, w = int(shape[0]), int(shape[1])
+    size = min(h, w, int(max_resolution))
+    if size < WINDOW:
+        raise ValueError(
+            f"seen images of {h}x{w} are smaller than the {WINDOW}x{WINDOW} SSIM window; "
+            "use larger images"
+        )
+    return size
 
 
 def resize_images(images: np.ndarray, size: int) -> np.ndarray:
@@ -17,7 +69,7 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     if arr.ndim != 4 or arr.shape[-1] != 3:
         raise ValueError(f"images must be [N, H, W, 3] or [H, W, 3], got shape {np.shape(images)}")
     if arr.dtype != np.uint8:
-        raise ValueError(f"images must be uint8, got {arr.dtype}")
+        raise ValueError(f"images must be uint8, got {arr.dtype}; convert with (x * 255).round()")
     if arr.shape[1] == size and arr.shape[2] == size:
         out = arr.copy()
     else:
@@ -27,88 +79,72 @@ def resize_images(images: np.ndarray, size: int) -> np.ndarray:
     return out[0] if single else out
 
 
-def _gaussian_window(win_size: int, sigma: float) -> np.ndarray:
-    r = np.arange(win_size) - (win_size - 1) / 2
-    g = np.exp(-(r**2) / (2 * sigma**2))
-    return g / g.sum()
+def to_gray(image: np.ndarray) -> np.ndarray:
+    """One image as float64 grayscale ``[H, W]`` in [0, 1].
 
-
-def _filter_valid(x: np.ndarray, w: np.ndarray) -> np.ndarray:
-    """Separable weighted local mean over the last two axes, 'valid' windows only."""
-    pad = len(w) // 2
-    y = correlate1d(x, w, axis=-2, mode="constant")
-    y = correlate1d(y, w, axis=-1, mode="constant")
-    return y[..., pad : x.shape[-2] - pad, pad : x.shape[-1] - pad]
-
-
-def ssim(
-    a: np.ndarray,
-    b: np.ndarray,
-    data_range: float = 255.0,
-    win_size: int = 11,
-    sigma: float = 1.5,
-    k1: float = 0.01,
-    k2: float = 0.03,
-) -> float:
-    """Mean SSIM of two images of the same shape ``[H, W]`` or ``[H, W, C]``.
-
-    Gaussian-weighted local statistics (window ``win_size``, std ``sigma``), population
-    (weighted) variances, constants ``C1 = (k1 L)^2``, ``C2 = (k2 L)^2``; the map is
-    averaged over valid windows and channels. Identical images give exactly 1.
+    ``uint8`` images are divided by 255; ``[H, W, 3]`` is converted with
+    ``skimage.color.rgb2gray`` (0.2125 R + 0.7154 G + 0.0721 B); float images must
+    already lie in [0, 1].
     """
-    a = np.asarray(a, dtype=np.float64)
-    b = np.asarray(b, dtype=np.float64)
+    from skimage.color import rgb2gray
+
+    a = np.asarray(image)
+    if a.dtype == np.uint8:
+        a = a.astype(np.float64) / 255.0
+    elif np.issubdtype(a.dtype, np.floating):
+        a = a.astype(np.float64)
+        if a.size and (np.nanmin(a) < 0.0 or np.nanmax(a) > 1.0):
+            raise ValueError(
+                f"float images must lie in [0, 1] (data range 1), got values in "
+                f"[{np.nanmin(a):.3g}, {np.nanmax(a):.3g}]; pass uint8 or divide by 255"
+            )
+    else:
+        raise ValueError(f"images must be uint8 or float in [0, 1], got {a.dtype}")
+    if a.ndim == 3 and a.shape[-1] == 3:
+        return rgb2gray(a)
+    if a.ndim == 3 and a.shape[-1] == 1:
+        return a[..., 0]
+    if a.ndim == 2:
+        return a
+    raise ValueError(f"an image must be [H, W], [H, W, 1] or [H, W, 3], got shape {a.shape}")
+
+
+def ssim(a: np.ndarray, b: np.ndarray) -> float:
+    """SSIM of two images of the same shape (no resizing; see :func:`ssim_batch` for that).
+
+    ``uint8`` or float-in-[0, 1] images, ``[H, W]`` or ``[H, W, 3]`` (converted to
+    grayscale). Identical images give exactly 1.
+    """
+    from skimage.metrics import structural_similarity
+
+    a, b = np.asarray(a), np.asarray(b)
     if a.shape != b.shape:
         raise ValueError(f"ssim needs images of the same shape, got {a.shape} and {b.shape}")
-    if a.ndim == 2:
-        a, b = a[None], b[None]
-    elif a.ndim == 3:
-        a, b = np.moveaxis(a, -1, 0), np.moveaxis(b, -1, 0)
-    else:
-        raise ValueError(f"ssim needs [H, W] or [H, W, C] images, got shape {a.shape}")
-    if win_size % 2 != 1 or win_size < 1:
-        raise ValueError(f"win_size must be a positive odd number, got {win_size}")
-    if min(a.shape[-2:]) < win_size:
+    ga, gb = to_gray(a), to_gray(b)
+    if min(ga.shape) < WINDOW:
         raise ValueError(
-            f"images of {a.shape[-2]}x{a.shape[-1]} are smaller than the {win_size}x{win_size} "
-            "SSIM window; evaluate at a larger resolution"
+            f"images of {ga.shape[0]}x{ga.shape[1]} are smaller than the {WINDOW}x{WINDOW} SSIM "
+            "window; evaluate at a larger resolution"
         )
-    return float(np.mean(_ssim_map(a, b, data_range, win_size, sigma, k1, k2)))
+    return float(structural_similarity(ga, gb, **SSIM_SETTINGS))
 
 
-def _ssim_nchw(a: np.ndarray, b: np.ndarray, data_range: float = 255.0, win_size: int = 11,
-               sigma: float = 1.5, k1: float = 0.01, k2: float = 0.03) -> np.ndarray:
-    """Mean SSIM per item of float stacks ``[N, C, H, W]`` (same definition as :func:`ssim`)."""
-    return _ssim_map(a, b, data_range, win_size, sigma, k1, k2).reshape(len(a), -1).mean(axis=1)
-
-
-def _ssim_map(a: np.ndarray, b: np.ndarray, data_range: float, win_size: int, sigma: float,
-              k1: float, k2: float) -> np.ndarray:
-    """The SSIM map over the last two axes (Gaussian-weighted, 'valid' windows only)."""
-    w = _gaussian_window(win_size, sigma)
-    c1 = (k1 * data_range) ** 2
-    c2 = (k2 * data_range) ** 2
-    mu_a = _filter_valid(a, w)
-    mu_b = _filter_valid(b, w)
-    var_a = _filter_valid(a * a, w) - mu_a**2
-    var_b = _filter_valid(b * b, w) - mu_b**2
-    cov = _filter_valid(a * b, w) - mu_a * mu_b
-    num = (2 * mu_a * mu_b + c1) * (2 * cov + c2)
-    den = (mu_a**2 + mu_b**2 + c1) * (var_a + var_b + c2)
-    return num / den
-
-
-def ssim_batch(seen: np.ndarray, recon: np.ndarray, size: int, chunk: int = 256) -> np.ndarray:
+def ssim_batch(seen: np.ndarray, recon: np.ndarray, size: int) -> np.ndarray:
     """Per-pair SSIM of ``uint8 [N, H, W, 3]`` stacks after resizing both to ``size``."""
-    if size < 11:
-        raise ValueError(f"SSIM resolution must be at least the 11-pixel window, got {size}")
+    if size < WINDOW:
+        raise ValueError(f"SSIM resolution must be at least the {WINDOW}-pixel window, got {size}")
     seen = resize_images(seen, size)
     recon = resize_images(recon, size)
     if seen.shape != recon.shape:
         raise ValueError(f"seen and reconstructed stacks differ: {seen.shape} vs {recon.shape}")
-    out = []
-    for i in range(0, len(seen), chunk):
-        a = seen[i : i + chunk].transpose(0, 3, 1, 2).astype(np.float64)
-        b = recon[i : i + chunk].transpose(0, 3, 1, 2).astype(np.float64)
-        out.append(_ssim_nchw(a, b))
-    return np.concatenate(out) if out else np.zeros(0)
+    return np.array([ssim(s, r) for s, r in zip(seen, recon, strict=True)], dtype=np.float64)
+
+
+def image_ssim(seen: np.ndarray, recon: np.ndarray, size: int | None = None) -> float:
+    """SSIM of one seen and one reconstructed ``uint8 [H, W, 3]`` image, both resized to
+    ``size`` (default :func:`ssim_resolution` of the seen image): the live report's figure,
+    computed exactly as ``bci-app evaluate`` computes it."""
+    seen, recon = np.asarray(seen), np.asarray(recon)
+    if size is None:
+        size = ssim_resolution(seen.shape)
+    return float(ssim_batch(seen[None], recon[None], size)[0])

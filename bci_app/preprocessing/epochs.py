@@ -14,6 +14,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from bci_app.preprocessing.channels import pick_indices
 from bci_app.preprocessing.filters import CausalFilter
 from bci_app.preprocessing.spec import PreprocessingSpec, normalise
 
@@ -200,8 +201,10 @@ def _annotation_times(raw) -> np.ndarray:
 def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
     """Epoch an MNE raw at its annotations, exactly as the live epocher would.
 
-    The channels of ``spec.ch_names`` are picked in the spec's order (all channels when
-    the spec names none); ``raw``'s sampling rate must equal ``spec.sfreq``. Annotations
+    The channels of ``spec.ch_names`` are picked by name (case-insensitively, the same rule
+    as the live sources: :func:`~bci_app.preprocessing.channels.pick_indices`) in the spec's
+    order (all channels when the spec names none); MNE gives them in volts. ``raw``'s
+    sampling rate must equal ``spec.sfreq``. Annotations
     named ``BAD_gap`` mark lost samples (windows overlapping them are rejected as
     ``"gap"``); other annotations are markers, mapped to stimulus ids with ``mapper``.
     """
@@ -212,13 +215,8 @@ def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
             "resample the recording or use a spec for its rate"
         )
     if spec.ch_names:
-        missing = [c for c in spec.ch_names if c not in raw.ch_names]
-        if missing:
-            raise ValueError(
-                f"recording lacks {len(missing)} channel(s) of the spec (e.g. {missing[:5]}); "
-                f"recording has {len(raw.ch_names)} channels (e.g. {raw.ch_names[:5]})"
-            )
-        data = raw.get_data(picks=list(spec.ch_names))
+        picks = pick_indices(list(raw.ch_names), spec.ch_names, what="the recording")
+        data = raw.get_data(picks=picks)
     else:
         data = raw.get_data()
         spec = PreprocessingSpec(**{**spec.to_dict(), "ch_names": list(raw.ch_names)})

@@ -20,13 +20,20 @@ from bci_app.config import InferenceConfig
 from bci_app.session.gui import run_gui
 from bci_app.session.pipeline import Pipeline
 from bci_app.session.report import SessionReport
-from bci_app.session.sources import inference_config, load_reconstructor, open_sources, stimuli_for
+from bci_app.session.sources import (
+    inference_config,
+    load_reconstructor,
+    open_sources,
+    source_options,
+    stimuli_for,
+)
 from bci_app.stimuli import DemoStimulusSet, MarkerMapper
 
 log = logging.getLogger(__name__)
 
 DEFAULT_DEMO_RATE = 2.0
 DEFAULT_HEADLESS_TRIALS = 60
+DEMO_PRESENTER_HZ = 20.0
 
 
 # ---------------------------------------------------------------------- helpers
@@ -43,15 +50,28 @@ def _report_for(stimuli: Any, reconstructor: Any) -> SessionReport:
 
 
 def _headless_requested(args: Any) -> bool:
+    """``--headless``, or no display, or a Qt that cannot open a window here (said so)."""
     if getattr(args, "headless", False):
         return True
     from bci_app.ui.qt import has_display
 
     if not has_display():
         print("bci-app: no display found (no DISPLAY/WAYLAND_DISPLAY, or QT_QPA_PLATFORM=offscreen): "
-              "running headless; report files go to --out")
+              f"running headless; report files go to {_out_dir(args)}")
+        return True
+    from bci_app.ui.qt_check import check_qt_platform
+
+    qt = check_qt_platform()  # in a subprocess: a missing plugin library aborts Qt itself
+    if not qt.ok:
+        print(f"bci-app: {qt.message()}; running headless; report files go to {_out_dir(args)}")
         return True
     return False
+
+
+def _out_dir(args: Any) -> Path:
+    """``--out``, or ``./out`` for a headless run (the window writes files only with --out)."""
+    out = getattr(args, "out", None)
+    return Path(out) if out else Path("out")
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -93,6 +113,17 @@ def run_headless(pipeline: Pipeline, n_trials: int | None, out: str | Path, *,
     return summary
 
 
+def _window_rc(win: Any, n_trials: int | None) -> int:
+    """Exit status of a windowed session: as headless when it ran to ``--trials``, else 0."""
+    summary = win.session.summary
+    if summary is not None:
+        _print_summary(summary, win.session.out)
+        if n_trials is not None and win.session.finished.is_set():
+            total = summary["reconstructed"] + summary["dropped"] + sum(summary["rejected"].values())
+            return 0 if total == summary["trials"] >= n_trials else 1
+    return 0
+
+
 # ---------------------------------------------------------------------- commands
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -103,6 +134,7 @@ def build_demo(args: Any, *, headless: bool, n_trials: int | None):
     from bci_app.acquisition.markers import LSLMarkerSource
     from bci_app.acquisition.sources import LSLSource
     from bci_app.acquisition.virtual_subject import VirtualSubject
+    from bci_app.simulation.montage import montage_for_channels
     from bci_app.ui.presenter import make_marker_outlet, schedule_for
 
     rate = float(args.rate if getattr(args, "rate", None) is not None else DEFAULT_DEMO_RATE)
@@ -114,12 +146,15 @@ def build_demo(args: Any, *, headless: bool, n_trials: int | None):
     eeg_name, mk_name = _unique("bci-app-demo-eeg"), _unique("bci-app-demo-markers")
     outlet = make_marker_outlet(mk_name, mk_name)
     snr = args.snr if getattr(args, "snr", None) is not None else 1.0
+    # the virtual subject wears the bundle's cap at the bundle's rate, unless told otherwise
+    montage = getattr(args, "montage", None) or montage_for_channels(list(rec.spec.ch_names))
+    sfreq = float(getattr(args, "sfreq", None) or rec.spec.sfreq)
     subject = VirtualSubject(stimuli, snr=snr, seed=args.seed, name=eeg_name, source_id=eeg_name,
-                             markers_name=mk_name)
+                             markers_name=mk_name, montage=montage, sfreq=sfreq)
     n_sched = n_trials if n_trials is not None else 100_000
     schedule = schedule_for(stimuli, n_sched, on=1.0 / rate, off=0.0, order="random",
                             seed=args.seed, start=1.0)
-    source = LSLSource(name=eeg_name, source_id=eeg_name, n_channels=len(rec.spec.ch_names),
+    source = LSLSource(name=eeg_name, source_id=eeg_name, ch_names=list(rec.spec.ch_names),
                        sfreq=rec.spec.sfreq)
     markers = LSLMarkerSource(name=mk_name)
     report = _report_for(stimuli, rec)
@@ -154,21 +189,26 @@ def run_demo(args: Any) -> int:
 
             publisher = MarkerSchedulePublisher(schedule, outlet=outlet, wait_for_consumers=5.0).start()
             timeout = float(schedule.onsets[-1]) + 30.0
-            summary = run_headless(pipeline, n_trials, args.out, timeout=timeout)
+            summary = run_headless(pipeline, n_trials, _out_dir(args), timeout=timeout)
             total = summary["reconstructed"] + summary["dropped"] + sum(summary["rejected"].values())
             return 0 if total == summary["trials"] == n_trials else 1
         from bci_app.ui.presenter_window import PresenterWindow
         from bci_app.ui.qt import ensure_app
 
         app = ensure_app()
-        presenter = PresenterWindow(stimuli, schedule, outlet=outlet)
+        # The virtual subject has no eyes: a raster presenter flipping at DEMO_PRESENTER_HZ
+        # (onsets on a 50 ms grid) instead of every screen refresh, which on 2 cores took
+        # the CPU from inference. A real session presents with `bci-app present`.
+        presenter = PresenterWindow(stimuli, schedule, outlet=outlet, use_opengl=False,
+                                    refresh_hz=DEMO_PRESENTER_HZ)
         presenter.setWindowTitle("bci-app demo: presenter")
         presenter.resize(400, 400)
         presenter.show()
         presenter.start()
-        run_gui(pipeline, stimuli=stimuli, bundle=args.bundle, cfg=cfg, record_dir=args.record,
-                presenter=presenter, app=app)
-        return 0
+        win = run_gui(pipeline, stimuli=stimuli, bundle=args.bundle, cfg=cfg, record_dir=args.record,
+                      presenter=presenter, app=app, out=args.out, n_trials=n_trials,
+                      close_when_done=getattr(args, "close_when_done", False))
+        return _window_rc(win, n_trials)
     finally:
         if publisher is not None:
             publisher.stop()
@@ -194,10 +234,12 @@ def _run_pipeline(args: Any, source: Any, markers: Any, rec: Any, cfg: Inference
             src = pipeline.raw_source
             pipeline.set_recorder(Recorder(args.record, list(src.ch_names), float(src.sfreq)))
         if headless:
-            run_headless(pipeline, args.trials, args.out, done=done)
+            run_headless(pipeline, args.trials, _out_dir(args), done=done)
             return 0
-        run_gui(pipeline, stimuli=stimuli, bundle=args.bundle, cfg=cfg, record_dir=args.record)
-        return 0
+        win = run_gui(pipeline, stimuli=stimuli, bundle=args.bundle, cfg=cfg, record_dir=args.record,
+                      out=args.out, n_trials=args.trials,
+                      close_when_done=getattr(args, "close_when_done", False))
+        return _window_rc(win, args.trials)
     finally:
         if pipeline.started:
             pipeline.stop()
@@ -207,7 +249,7 @@ def run_live(args: Any) -> int:
     """``bci-app live --source lsl[:NAME] | brainflow:BOARD``."""
     cfg = inference_config(args)
     rec = load_reconstructor(args.bundle, cfg)
-    source, markers = open_sources(args.source, args.markers, rec)
+    source, markers = open_sources(args.source, args.markers, **source_options(args, rec.spec))
     return _run_pipeline(args, source, markers, rec, cfg, stimuli_for(args))
 
 
@@ -220,7 +262,12 @@ def run_replay(args: Any) -> int:
     cfg = inference_config(args)
     rec = load_reconstructor(args.bundle, cfg)
     name = _unique("bci-app-replay")
-    player = SessionPlayer(args.session, speed=args.speed, name=name, source_id=name)
+    session = args.session  # an XDF file (options as in session:FILE.xdf,eeg=..,markers=..)
+    if ".xdf" in str(session).lower():
+        from bci_app.datasets import read_recording_spec
+
+        session = read_recording_spec(session)
+    player = SessionPlayer(session, speed=args.speed, name=name, source_id=name)
     source = LSLSource(name=name, source_id=name, n_channels=len(rec.spec.ch_names), sfreq=rec.spec.sfreq)
     markers = LSLMarkerSource(name=f"{name}-markers")
     if args.trials is None:

@@ -48,8 +48,10 @@ class InferenceWorker:
     Parameters
     ----------
     reconstructor : Reconstructor-like
-        Anything with ``reconstruct(x[B, C, T]) -> list[Reconstruction]`` and
-        ``warmup(n)``; it is used only from the worker thread.
+        Anything with ``reconstruct(x[B, C, T], seeds=[...]) -> list[Reconstruction]``
+        and ``warmup(n)``; it is used only from the worker thread. Each trial's seed is
+        :func:`~bci_app.models.reconstructor.trial_seed` of its stimulus id and onset
+        sample, so a trial gives the same image here as in ``evaluate``.
     queue_size : int
         Trials waiting at most (not counting the one being reconstructed).
     policy : {"drop_oldest", "drop_newest", "block"}
@@ -261,8 +263,13 @@ class InferenceWorker:
         t_start = local_clock()
         trials = [t for t, _ in batch]
         try:
+            from bci_app.models.reconstructor import trial_seed
+
             x = np.stack([np.asarray(t.data, dtype=np.float32) for t in trials])
-            recs = self.reconstructor.reconstruct(x)
+            # per-trial seeds (stimulus id, onset sample): the image evaluate/replay give too
+            base = int(getattr(self.reconstructor, "seed", 0))
+            seeds = [trial_seed(t.stim_id, t.onset_sample, base) for t in trials]
+            recs = self.reconstructor.reconstruct(x, seeds=seeds)
             if len(recs) != len(trials):
                 raise RuntimeError(
                     f"reconstruct returned {len(recs)} results for a batch of {len(trials)} trials"

@@ -2,6 +2,12 @@
 
     EEG source + marker source --> Acquisition thread (epocher) --on_trial--> InferenceWorker
         --results--> SessionReport (files) and listeners (the window, the GUI thread's queue)
+
+Changes while it runs, from any thread: :meth:`Pipeline.set_recorder` (the old recorder
+is finalised on a thread of its own once acquisition has stopped writing to it),
+:meth:`Pipeline.set_sampling` (steps, strength, guidance, checked first) and
+:meth:`Pipeline.swap_reconstructor` (another bundle: checked against the stream, the
+epocher rebuilt for its spec).
 """
 
 from __future__ import annotations
@@ -95,6 +101,7 @@ class Pipeline:
         if markers is source:
             self.markers = self.source
         self.mapper = mapper or MarkerMapper()
+        self.buffer_seconds = float(buffer_seconds)
         self.epocher = Epocher(reconstructor.spec, self.mapper, buffer_seconds=buffer_seconds)
         self.report = report or SessionReport()
         self.worker = InferenceWorker(
@@ -107,6 +114,9 @@ class Pipeline:
         self._n_results = 0
         self._results_cond = threading.Condition()
         self._result_listeners: list[Callable[[InferenceResult], None]] = []
+        self._finalizers: list[threading.Thread] = []
+        self.recorded: list[Any] = []  # session files written by recorders closed so far
+        self.record_errors: list[str] = []
         self.started = False
 
     # ------------------------------------------------------------------ listeners
@@ -180,18 +190,94 @@ class Pipeline:
             except Exception:
                 log.exception("stopping acquisition failed")
         self.worker.stop(drain=True, timeout=10.0)
+        self.wait_recordings()
         self.report.samples_lost = int(self.acquisition.stats.get("samples_lost", 0))
         self.started = False
         if self._realtime is not None:  # restore the process settings start() changed
             self._realtime.close()
             self._realtime = None
 
-    def set_recorder(self, recorder: Any) -> Any:
-        """Swap the recorder (None to stop recording); returns the previous one, closed."""
-        old, self.acquisition.recorder = self.acquisition.recorder, recorder
-        if old is not None:
-            old.close()
+    def set_recorder(self, recorder: Any, *, on_closed: Callable[[Any, str | None], None] | None = None) -> Any:
+        """Record into ``recorder`` (None: stop recording); returns the previous recorder.
+
+        The swap falls between two acquisition steps, so every chunk lands in exactly one
+        recorder. The previous one is closed (``session_raw.fif`` written) on a thread of
+        its own once acquisition has finished its last step with it; ``on_closed(path,
+        error)`` is then called from that thread. :meth:`wait_recordings` waits for it.
+        """
+        old, seq = self.acquisition.replace_recorder(recorder)
+        if old is None:
+            return None
+
+        def finalise() -> None:
+            path, error = None, None
+            try:
+                self.acquisition.wait_step(seq)
+                path = old.close()
+                if path is not None:
+                    self.recorded.append(path)
+            except Exception as exc:  # reported, never raised into the GUI
+                error = f"closing the recording in {getattr(old, 'dir', '?')} failed: {type(exc).__name__}: {exc}"
+                self.record_errors.append(error)
+                log.exception("finalising a recording failed")
+            if on_closed is not None:
+                on_closed(path, error)
+
+        th = threading.Thread(target=finalise, name="recording-finalise", daemon=True)
+        self._finalizers = [t for t in self._finalizers if t.is_alive()] + [th]
+        th.start()
         return old
+
+    def wait_recordings(self, timeout: float = 120.0) -> bool:
+        """Wait until every replaced recorder is closed (True) or ``timeout`` passes."""
+        deadline = time.monotonic() + timeout
+        for th in list(self._finalizers):
+            th.join(max(0.0, deadline - time.monotonic()))
+        return not any(t.is_alive() for t in self._finalizers)
+
+    def sampling(self) -> tuple[int, float, float] | None:
+        """The refiner's steps, strength and guidance in force (None: no refiner)."""
+        return sampling_of(self.worker.reconstructor)
+
+    def set_sampling(self, steps: int, strength: float, guidance: float) -> None:
+        """Check and apply refiner settings; a ``ValueError`` names what is wrong and nothing
+        changes. Attributes are set in an order whose intermediate state is valid too (the
+        inference thread may read them between two assignments)."""
+        from bci_app.models.refiners import check_guidance, check_steps_strength
+
+        check_steps_strength(int(steps), float(strength))
+        guidance = check_guidance(guidance)
+        rec = self.worker.reconstructor
+        now = sampling_of(rec)
+        if now is None or float(strength) >= now[1]:
+            rec.strength, rec.steps = float(strength), int(steps)
+        else:
+            rec.steps, rec.strength = int(steps), float(strength)
+        rec.guidance = guidance
+
+    def swap_reconstructor(self, new: Any) -> None:
+        """Use another bundle's Reconstructor: ``ValueError`` with the reason when the stream
+        cannot feed it (channels, rate); else the epocher is rebuilt for its spec (channels,
+        window, filters, normalisation) and both are swapped between trials."""
+        from bci_app.acquisition.epocher import Epocher
+
+        src = self.raw_source
+        if getattr(src, "ch_names", None):
+            new.check_compatible(list(src.ch_names), float(src.sfreq))
+        epocher = Epocher(new.spec, self.mapper, buffer_seconds=max(
+            self.buffer_seconds, 2.0 * (new.spec.tmax - min(new.spec.tmin, 0.0)) + 1.0))
+        self.worker.reconstructor = new
+        self.reconstructor = new
+        self.acquisition.swap_epocher(epocher)
+        self.epocher = epocher
+
+    def inference_busy(self, guard_s: float = 0.03) -> bool:
+        """Whether inference runs now or a trial is due within ``guard_s`` (the window then
+        skips redraws, so that drawing does not delay the trial)."""
+        if getattr(self.worker, "_busy", False) or self.worker.queue_depth:
+            return True
+        due = self.acquisition.seconds_to_next_window()
+        return due is not None and due < guard_s
 
     def stats(self) -> dict[str, Any]:
         a = self.acquisition.stats
@@ -207,4 +293,17 @@ class Pipeline:
             "device": str(getattr(self.reconstructor, "device", "?")),
             "recording": self.acquisition.recorder is not None,
             "last_error": w["last_error"],
+            "recorder_error": self.acquisition.recorder_error,
         }
+
+
+def sampling_of(rec: Any) -> tuple[int, float, float] | None:
+    """``(steps, strength, guidance)`` a Reconstructor samples with: its overrides, else its
+    refiner's own values (None when it has no refiner)."""
+    ref = getattr(rec, "refiner", None)
+    if ref is None:
+        return None
+    steps = rec.steps if rec.steps is not None else getattr(ref, "steps", 1)
+    strength = rec.strength if rec.strength is not None else getattr(ref, "strength", 0.5)
+    guidance = rec.guidance if getattr(rec, "guidance", None) is not None else getattr(ref, "guidance_scale", 1.0)
+    return int(steps), float(strength), float(guidance if guidance is not None else 1.0)

@@ -12,13 +12,20 @@ trial (thread-safe ``add``) and writes the three files of a headless session:
 
 Errors raised by the model are reported under ``rejected["error"]`` so that
 ``reconstructed + dropped + sum(rejected.values()) == trials`` always holds.
+
+Memory stays flat over hours: a trial's EEG window and images are not kept. Each outcome
+becomes one ``trials.jsonl`` line spooled to a temporary file at once, plus counters and
+one float per latency stage; only the ``grid_rows`` trials of ``grid.png`` keep their
+images (``keep_results=True`` keeps every :class:`InferenceResult`, for benchmarks).
 """
 
 from __future__ import annotations
 
 import json
 import math
+import tempfile
 import threading
+from array import array
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -43,24 +50,11 @@ def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
 
 
 def ssim(a: np.ndarray, b: np.ndarray) -> float:
-    """SSIM of two uint8 images, the same definition as ``bci-app evaluate`` uses
-    (:func:`bci_app.models.ssim.ssim`: Gaussian window 11 / 1.5, valid windows, channels
-    averaged); ``b`` is resized to ``a``'s size first when they differ.
-    """
-    from bci_app.models.ssim import ssim as _ssim
+    """SSIM of the seen image ``a`` and the reconstruction ``b`` (uint8 ``[H, W, 3]``),
+    computed exactly as ``bci-app evaluate`` computes it (:func:`bci_app.models.ssim.image_ssim`)."""
+    from bci_app.models.ssim import image_ssim
 
-    a = np.asarray(a)
-    b = np.asarray(b)
-    if a.shape[:2] != b.shape[:2]:
-        from PIL import Image
-
-        b = np.asarray(Image.fromarray(b).resize((a.shape[1], a.shape[0]), Image.BILINEAR))
-    if a.ndim == 2:
-        a = a[..., None]
-    if b.ndim == 2:
-        b = b[..., None]
-    n = min(a.shape[2], b.shape[2])
-    return _ssim(a[..., :n], b[..., :n])
+    return image_ssim(a, b)
 
 
 class SessionReport:
@@ -80,6 +74,9 @@ class SessionReport:
         Reconstruction carries no ``class_probs``.
     grid_rows : int
         Trials shown in ``grid.png`` (the first ones reconstructed).
+    keep_results : bool
+        Also keep every :class:`InferenceResult` in ``results`` (EEG windows and images:
+        about 225 KB a trial; for short benchmark runs only).
     """
 
     def __init__(
@@ -90,6 +87,7 @@ class SessionReport:
         n_classes: int | None = None,
         classify: Callable[[np.ndarray], np.ndarray | None] | None = None,
         grid_rows: int = 8,
+        keep_results: bool = False,
     ) -> None:
         self.seen_image = seen_image
         self.seen_label = seen_label
@@ -97,11 +95,17 @@ class SessionReport:
         self.classify = classify
         self.grid_rows = int(grid_rows)
         self._lock = threading.Lock()
+        self.keep_results = bool(keep_results)
         self.results: list[InferenceResult] = []
         self._grid: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] = []
         self._correct = 0
         self._n_quality = 0
-        self._ssims: list[float] = []
+        self._ssim_sum = 0.0
+        self._n = 0
+        self._outcomes: dict[str, int] = {"reconstructed": 0, "dropped": 0}
+        self._rejected: dict[str, int] = {}
+        self._lat: dict[str, array] = {k: array("d") for k in (*LATENCY_KEYS, "queue")}
+        self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="bci-app-trials-")
         self.samples_lost = 0
         self.extra_rejected: dict[str, int] = {}
         self.trials_seen: int | None = None
@@ -112,13 +116,28 @@ class SessionReport:
         quality = None
         if result.outcome == "reconstructed" and result.reconstruction is not None:
             quality = self._quality(result)
+        record = self.trial_record(result)
+        if quality is not None:  # per trial, so a reader can score any subset of trials
+            record["top1_correct"], record["ssim"] = bool(quality[0]), round(float(quality[1]), 4)
+        line = json.dumps(record)
         with self._lock:
-            self.results.append(result)
+            if self.keep_results:
+                self.results.append(result)
+            self._n += 1
+            self._spool.write(line + "\n")
+            if result.outcome in ("reconstructed", "dropped"):
+                self._outcomes[result.outcome] += 1
+            else:
+                key = "error" if result.outcome == "error" else (result.reason or "unknown")
+                self._rejected[key] = self._rejected.get(key, 0) + 1
+            if result.outcome == "reconstructed":
+                for key, values in self._lat.items():
+                    values.append(float(result.times_ms.get(key, math.nan)))
             if quality is not None:
                 correct, s = quality
                 self._n_quality += 1
                 self._correct += int(correct)
-                self._ssims.append(s)
+                self._ssim_sum += float(s)
             if result.outcome == "reconstructed" and len(self._grid) < self.grid_rows:
                 rec = result.reconstruction
                 seen = self._seen(result.trial.stim_id)
@@ -158,40 +177,33 @@ class SessionReport:
         return correct, ssim(seen, np.asarray(rec.image))
 
     # ------------------------------------------------------------------ summaries
+    @property
+    def n_outcomes(self) -> int:
+        """Trials with an outcome so far."""
+        return self._n
+
     def counts(self) -> dict[str, Any]:
         with self._lock:
-            res = list(self.results)
-        rejected: dict[str, int] = dict(self.extra_rejected)
-        n_rec = n_drop = 0
-        for r in res:
-            if r.outcome == "reconstructed":
-                n_rec += 1
-            elif r.outcome == "dropped":
-                n_drop += 1
-            else:
-                key = "error" if r.outcome == "error" else (r.reason or "unknown")
-                rejected[key] = rejected.get(key, 0) + 1
-        trials = len(res) + sum(self.extra_rejected.values())
+            rejected = dict(self.extra_rejected)
+            for k, v in self._rejected.items():
+                rejected[k] = rejected.get(k, 0) + v
+            n_rec, n_drop, n = self._outcomes["reconstructed"], self._outcomes["dropped"], self._n
+        trials = n + sum(self.extra_rejected.values())
         return {"trials": trials, "reconstructed": n_rec, "dropped": n_drop, "rejected": rejected}
 
     def latency(self) -> dict[str, dict[str, float | None]]:
         with self._lock:
-            res = [r for r in self.results if r.outcome == "reconstructed"]
-        out = {}
-        for key in LATENCY_KEYS:
-            out[key] = percentiles([r.times_ms.get(key, math.nan) for r in res])
-        # extra stages (queue, display) when present
-        for key in ("queue", "display"):
-            vals = [r.times_ms[key] for r in res if key in r.times_ms]
-            if vals:
-                out[key] = percentiles(vals)
+            lat = {k: np.frombuffer(v, dtype=float).copy() for k, v in self._lat.items()}
+        out = {key: percentiles(lat[key]) for key in LATENCY_KEYS}
+        if np.isfinite(lat["queue"]).any():  # extra stage when present
+            out["queue"] = percentiles(lat["queue"])
         return out
 
     def quality(self) -> dict[str, Any]:
         with self._lock:
             n = self._n_quality
             top1 = self._correct / n if n else None
-            s = float(np.mean(self._ssims)) if self._ssims else None
+            s = self._ssim_sum / n if n else None
         return {
             "n": n,
             "top1": None if top1 is None else round(top1, 4),
@@ -235,10 +247,13 @@ class SessionReport:
         summary = self.summary()
         (out / "report.json").write_text(json.dumps(summary, indent=2) + "\n")
         with self._lock:
-            res = sorted(self.results, key=lambda r: r.trial.index)
+            self._spool.flush()
+            self._spool.seek(0)
+            lines = self._spool.read().splitlines()
+            self._spool.seek(0, 2)  # further trials append again
+        lines.sort(key=lambda s: json.loads(s)["index"])
         with (out / "trials.jsonl").open("w") as fh:
-            for r in res:
-                fh.write(json.dumps(self.trial_record(r)) + "\n")
+            fh.writelines(s + "\n" for s in lines)
         self.grid_image().save(out / "grid.png")
         return summary
 

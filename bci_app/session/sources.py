@@ -3,6 +3,7 @@ stimulus set named by ``--images``, and the bundle on the configured device."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import Any
 
 from bci_app.config import InferenceConfig, load_config
@@ -30,22 +31,93 @@ def load_reconstructor(bundle: str, cfg: InferenceConfig):
     return rec
 
 
-def open_sources(spec: str, markers_name: str | None, reconstructor: Any):
+def parse_board_params(items: Sequence[str]) -> dict[str, str]:
+    """``["serial_port=/dev/ttyUSB0", "timeout=5"]`` -> ``{"serial_port": ..., "timeout": "5"}``.
+
+    BrainFlowSource converts the values to the parameter's type."""
+    out: dict[str, str] = {}
+    for item in items:
+        key, sep, value = str(item).partition("=")
+        if not sep or not key.strip():
+            raise ValueError(
+                f"--board-param {item!r}: expected KEY=VALUE, e.g. serial_port=/dev/ttyUSB0"
+            )
+        out[key.strip()] = value.strip()
+    return out
+
+
+def source_options(args: Any, spec: Any = None) -> dict[str, Any]:
+    """Keyword arguments of :func:`open_sources` from the command line, the config file's
+    ``[acquisition]`` table and the consumer's :class:`PreprocessingSpec` (None: take the
+    stream as it is, e.g. for a calibration recording)."""
+    acq = load_config(getattr(args, "config", None)).acquisition
+    flags = parse_board_params(getattr(args, "board_param", None) or [])
+    board: dict[str, Any] = {}
+    if str(getattr(args, "source", "")).startswith("brainflow"):
+        board = {**acq.brainflow_params, **flags}
+    elif flags:
+        raise ValueError(
+            f"--board-param {sorted(flags)} given but --source is {getattr(args, 'source', None)!r}; "
+            "board parameters apply to --source brainflow:BOARD only"
+        )
+    return {
+        "ch_names": list(spec.ch_names) if spec is not None else None,
+        "sfreq": float(spec.sfreq) if spec is not None else None,
+        "units": getattr(args, "units", None),
+        "board_params": board or None,
+    }
+
+
+def open_sources(
+    spec: str,
+    markers_name: str | None = None,
+    *,
+    ch_names: Sequence[str] | None = None,
+    sfreq: float | None = None,
+    units: str | None = None,
+    board_params: dict[str, Any] | None = None,
+) -> tuple[Any, Any]:
+    """The EEG source and the marker source named by ``--source`` / ``--markers``.
+
+    Parameters
+    ----------
+    spec : str
+        ``lsl[:NAME]`` (a name finds the stream whatever its type; without one, the first
+        stream of type EEG) or ``brainflow:BOARD`` (a board id or name, e.g. ``synthetic``).
+    markers_name : str, optional
+        LSL marker stream name; without one, the first stream of type ``Markers`` (for
+        BrainFlow: the board's own marker channel).
+    ch_names, sfreq : optional
+        What the consumer needs: channels picked by name (any order, case-insensitive),
+        higher rates resampled causally, lower ones an error. None takes the stream as it is.
+    units : ``"uV"``, ``"mV"``, ``"V"`` or None
+        Overrides the stream's channel units.
+    board_params : dict, optional
+        ``BrainFlowInputParams`` fields (config ``brainflow_params`` and ``--board-param``).
+
+    Nothing is connected yet: the pipeline (or the recorder) connects both.
+    """
     from bci_app.acquisition.markers import LSLMarkerSource
 
     kind, _, rest = spec.partition(":")
     if kind == "lsl":
         from bci_app.acquisition.sources import LSLSource
 
-        source = LSLSource(name=rest or None, n_channels=len(reconstructor.spec.ch_names),
-                           sfreq=reconstructor.spec.sfreq)
+        if board_params:
+            raise ValueError(
+                f"board parameters {sorted(board_params)} were given but --source is {spec!r}; "
+                "they apply to brainflow:BOARD only"
+            )
+        source = LSLSource(name=rest or None, ch_names=ch_names, sfreq=sfreq, units=units)
         return source, LSLMarkerSource(name=markers_name)
     if kind == "brainflow":
         from bci_app.acquisition.brainflow_source import BrainFlowSource
 
         if not rest:
-            raise ValueError("--source brainflow needs a board, e.g. brainflow:SYNTHETIC_BOARD or brainflow:-1")
-        source = BrainFlowSource(rest)
+            raise ValueError(
+                "--source brainflow needs a board, e.g. brainflow:SYNTHETIC_BOARD or brainflow:-1"
+            )
+        source = BrainFlowSource(rest, board_params, ch_names=ch_names, sfreq=sfreq, units=units)
         markers = LSLMarkerSource(name=markers_name) if markers_name else source
         return source, markers
     raise ValueError(f"--source must be 'lsl[:NAME]' or 'brainflow:BOARD', got {spec!r}")

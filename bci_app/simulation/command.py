@@ -42,15 +42,19 @@ def run_simulate(args: argparse.Namespace) -> int:
     if args.snr < 0:
         raise ValueError(f"--snr must be >= 0, got {args.snr}")
     on = float(getattr(args, "on", 0.5))
+    sfreq = float(getattr(args, "sfreq", None) or 1000.0)
+    if sfreq <= 0:
+        raise ValueError(f"--sfreq must be > 0 Hz, got {sfreq}")
     stimuli = DemoStimulusSet()
     raw = simulate_raw(
-        args.trials, seed=args.seed, design=args.design, snr=args.snr, on=on, stimuli=stimuli
+        args.trials, seed=args.seed, design=args.design, snr=args.snr, on=on, stimuli=stimuli,
+        sfreq=sfreq, montage=getattr(args, "montage", None),
     )
     raw.save(out, overwrite=True, verbose="error")
     labels = [stimuli.label(d.removeprefix("stim/")) for d in raw.annotations.description]
     print(
         f"wrote {out}: {len(raw.annotations)} trials ({args.design} design, "
-        f"{len(np.unique(labels))} classes, SOA {on:g} s), {len(raw.ch_names)} channels at "
-        f"{raw.info['sfreq']:g} Hz, {raw.times[-1]:.1f} s, seed {args.seed}, snr {args.snr:g}"
+        f"{len(np.unique(labels))} classes, SOA {on:g} s), {len(raw.ch_names)} channels "
+        f"({getattr(args, 'montage', None) or 'biosemi128'}) at {raw.info['sfreq']:g} Hz, {raw.times[-1]:.1f} s, seed {args.seed}, snr {args.snr:g}"
     )
     return 0

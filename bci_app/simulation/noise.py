@@ -29,10 +29,11 @@ import numpy as np
 from scipy import signal
 
 from bci_app.simulation.montage import (
+    MONTAGE_NAME,
     channel_directions,
     direction,
+    montage_channels,
     scalp_blob,
-    standard_montage_128,
 )
 
 # Paul Kellet's economy pink-noise filter (-3 dB/octave over the audio band).
@@ -54,7 +55,7 @@ class BackgroundNoise:
     Parameters
     ----------
     n_channels : int
-        Number of channels (the first ``n_channels`` of ``biosemi128`` unless
+        Number of channels (the first ``n_channels`` of ``montage`` unless
         ``ch_names`` is given).
     sfreq : float
         Sampling rate (Hz).
@@ -66,9 +67,11 @@ class BackgroundNoise:
     drift : bool
         Add slow drift (random walk + sub-Hz oscillations).
     ch_names : list of str | None
-        Channel names from ``biosemi128`` (for the topographies).
+        Channel names from ``montage`` (for the topographies).
     scale : float
         Multiplies the whole background (1.0: the calibrated default).
+    montage : str
+        MNE standard montage of the channels (default ``biosemi128``).
     """
 
     n_latent = 200
@@ -83,14 +86,17 @@ class BackgroundNoise:
         drift: bool = False,
         ch_names: list[str] | None = None,
         scale: float = 1.0,
+        montage: str = MONTAGE_NAME,
     ) -> None:
         if ch_names is None:
-            if not 1 <= n_channels <= 128:
+            names = montage_channels(montage)
+            if not 1 <= n_channels <= len(names):
                 raise ValueError(
-                    f"n_channels must be in 1..128 without ch_names, got {n_channels}; "
-                    "pass ch_names from standard_montage_128() to choose channels"
+                    f"n_channels must be in 1..{len(names)} ({montage}) without ch_names, got "
+                    f"{n_channels}; pass ch_names from montage_channels({montage!r}) to choose "
+                    "channels"
                 )
-            ch_names = standard_montage_128()[:n_channels]
+            ch_names = names[:n_channels]
         elif len(ch_names) != n_channels:
             raise ValueError(f"got {len(ch_names)} ch_names for n_channels={n_channels}")
         if sfreq <= 0:
@@ -109,7 +115,8 @@ class BackgroundNoise:
             for i, k in enumerate(("pink", "alpha", "env", "blink", "sensor", "drift"))
         }
         mrng = np.random.default_rng([self.seed, 0x70])  # fixed topographies
-        dirs = channel_directions(self.ch_names)
+        self.montage = montage
+        dirs = channel_directions(self.ch_names, montage)
         C = self.n_channels
 
         # -- latent 1/f sources: broad random blobs over the scalp
@@ -219,6 +226,8 @@ class BackgroundNoise:
         weights = np.stack(
             [a * np.cos(p), a * np.sin(p), 0.2 * a * np.cos(2 * p), 0.2 * a * np.sin(2 * p)], axis=1
         )
+        if 3 * self.line_freq >= self.sfreq / 2:  # an amplifier's anti-alias filter removes it
+            weights[:, 2:] = 0.0
         return weights, waves
 
     def _drift(self, n: int) -> np.ndarray:

@@ -6,7 +6,14 @@ import logging
 
 import numpy as np
 
-from bci_app.simulation.montage import MONTAGE_NAME, channel_directions, direction, scalp_blob
+from bci_app.simulation.montage import (
+    MONTAGE_NAME,
+    channel_directions,
+    direction,
+    make_montage,
+    resolve_montage,
+    scalp_blob,
+)
 from bci_app.simulation.noise import BackgroundNoise
 from bci_app.simulation.subject import SubjectModel
 from bci_app.stimuli import DemoStimulusSet, format_marker, make_schedule
@@ -43,9 +50,10 @@ def _block_offsets(
     ch_names: list[str],
     rng: np.random.Generator,
     sfreq: float,
+    montage: str = MONTAGE_NAME,
 ) -> np.ndarray:
     """Per-block DC offsets ``[C, n_samples]`` (float32) with 1 s ramps between blocks."""
-    dirs = channel_directions(ch_names)
+    dirs = channel_directions(ch_names, montage)
     level = np.zeros(n_samples, dtype=np.int32)
     starts = [0] + [i for i in range(1, len(labels)) if labels[i] != labels[i - 1]]
     topo = np.zeros((len(ch_names), len(starts)), dtype=np.float32)
@@ -78,6 +86,7 @@ def simulate_raw(
     start: float = 1.0,
     tail: float = 1.0,
     noise_scale: float = 1.0,
+    montage: str | None = None,
 ):
     """Simulate a session: EEG of the virtual subject watching ``n_trials`` demo images.
 
@@ -109,11 +118,15 @@ def simulate_raw(
         Seconds of EEG before the first and after the last stimulus.
     noise_scale : float
         Multiplies the background noise.
+    montage : str | None
+        The cap: an MNE standard montage (``"biosemi64"``, ``"standard_1020"``...) or a
+        subset of one (``"standard_1020:Fz,Cz,Pz,O1,Oz,O2"``); None is the default
+        subject's ``biosemi128`` (with ``sfreq=1000`` the shipped demo's data).
 
     Returns
     -------
     raw : mne.io.RawArray
-        128 EEG channels (``biosemi128`` names and montage), volts, annotations
+        EEG channels of ``montage`` (names and positions), volts, annotations
         ``"stim/<stim_id>"`` at each onset with duration ``on``.
     """
     import mne
@@ -124,8 +137,12 @@ def simulate_raw(
         raise ValueError(f"n_trials must be >= 1, got {n_trials}")
     if on <= 0 or off < 0:
         raise ValueError(f"on must be > 0 and off >= 0 seconds, got on={on}, off={off}")
+    if sfreq <= 0:
+        raise ValueError(f"sfreq must be > 0 Hz, got {sfreq}")
+    montage_name, montage_chs = resolve_montage(montage)
     stimuli = stimuli if stimuli is not None else DemoStimulusSet()
-    model = SubjectModel(stimuli, snr=snr, seed=subject_seed, sfreq=sfreq)
+    model = SubjectModel(stimuli, snr=snr, seed=subject_seed, sfreq=sfreq, ch_names=montage_chs,
+                         montage=montage_name)
     ch_names = model.ch_names
     C = len(ch_names)
 
@@ -153,6 +170,7 @@ def simulate_raw(
         drift=design == "block",
         ch_names=ch_names,
         scale=noise_scale,
+        montage=montage_name,
     )
     step = int(60 * sfreq)
     for a in range(0, n_samples, step):
@@ -167,6 +185,7 @@ def simulate_raw(
             ch_names,
             rng_b,
             sfreq,
+            montage_name,
         )
 
     # evoked responses: one small matmul per distinct image, added per trial
@@ -185,7 +204,7 @@ def simulate_raw(
     info = mne.create_info(ch_names, sfreq, ch_types="eeg")
     info["line_freq"] = line_freq
     raw = mne.io.RawArray(data, info, copy="auto", verbose="error")
-    raw.set_montage(MONTAGE_NAME, verbose="error")
+    raw.set_montage(make_montage(montage_name), verbose="error")
     raw.set_annotations(
         mne.Annotations(
             onset=onset_samples / sfreq,

@@ -33,10 +33,11 @@ from __future__ import annotations
 import numpy as np
 
 from bci_app.simulation.montage import (
+    MONTAGE_NAME,
     channel_directions,
     direction,
+    montage_channels,
     scalp_blob,
-    standard_montage_128,
 )
 from bci_app.stimuli import COLOURS, SHAPES, DemoStimulusSet
 
@@ -70,7 +71,9 @@ class SubjectModel:
     sfreq : float
         Sampling rate (Hz).
     ch_names : list of str | None
-        Channels (names from ``biosemi128``), default all 128.
+        Channels (names from ``montage``), default all of them.
+    montage : str
+        MNE standard montage the channels are placed on (default ``biosemi128``).
     """
 
     def __init__(
@@ -80,6 +83,7 @@ class SubjectModel:
         seed: int = 0,
         sfreq: float = 1000.0,
         ch_names: list[str] | None = None,
+        montage: str = MONTAGE_NAME,
     ) -> None:
         if snr < 0:
             raise ValueError(f"snr must be >= 0, got {snr}")
@@ -89,8 +93,9 @@ class SubjectModel:
         self.snr = float(snr)
         self.seed = int(seed)
         self.sfreq = float(sfreq)
-        self.ch_names = list(ch_names) if ch_names is not None else standard_montage_128()
-        self._dirs = channel_directions(self.ch_names)
+        self.montage = montage
+        self.ch_names = list(ch_names) if ch_names is not None else montage_channels(montage)
+        self._dirs = channel_directions(self.ch_names, montage)
         self.n_times = int(round(EVOKED_SECONDS * self.sfreq))
         self.times = np.arange(self.n_times) / self.sfreq
         # responses live in ~60-500 ms: cosine ramps 40->70 ms and 480->600 ms

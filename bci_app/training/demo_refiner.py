@@ -1,7 +1,9 @@
 """Training of the demo refiner: a tiny autoencoder and a small conditional latent
 diffusion model on the procedural demo images, conditioned on caption embeddings.
 
-Two phases, both seeded and resumable from checkpoints:
+Two phases, both run by the one fit loop (:class:`bci_app.training.loop.FitLoop`: seeded,
+checkpointed every ``checkpoint_every`` steps into ``checkpoint_dir/<phase>`` and resumed
+from there, diffusers' cosine learning-rate schedules):
 
 1. :class:`~diffusers.AutoencoderTiny` (64x64x3 <-> 16x16x4) trained with L1 + MSE on the
    procedural images; the latent scaling factor is set to ``1 / std`` of the latents.
@@ -18,7 +20,6 @@ Two phases, both seeded and resumable from checkpoints:
 from __future__ import annotations
 
 import logging
-import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -30,6 +31,7 @@ import torch.nn.functional as F
 
 from bci_app.models.images import gaussian_blur, stimulus_tensors
 from bci_app.models.refiners import DemoRefiner, check_guidance
+from bci_app.training.loop import FitLoop, seed_everything
 
 log = logging.getLogger(__name__)
 
@@ -102,7 +104,7 @@ class DemoRefinerConfig:
     # Classifier-free guidance weight stored as the sampling default (1: none; needs p_uncond > 0).
     guidance_scale: float = 1.0
     seed: int = 0
-    checkpoint_dir: str | None = None
+    checkpoint_dir: str | None = None  # phases checkpoint into <dir>/autoencoder, unet, unet_uncond
     checkpoint_every: int = 100
     extra: dict[str, Any] = field(default_factory=dict)
 
@@ -207,80 +209,51 @@ def degrade(x: torch.Tensor, generator: torch.Generator, blur_sigma=(0.5, 3.0),
 
 
 # --------------------------------------------------------------------------- training
-def _save_ckpt(path: Path, step: int, modules: dict, opt, extra: dict | None = None) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_suffix(".tmp")
-    torch.save(
-        {
-            "step": step,
-            "modules": {k: m.state_dict() for k, m in modules.items()},
-            "opt": opt.state_dict(),
-            "rng": torch.get_rng_state(),
-            **(extra or {}),
-        },
-        tmp,
-    )
-    tmp.replace(path)
-
-
-def _load_ckpt(path: Path, modules: dict, opt) -> tuple[int, dict]:
-    ck = torch.load(path, map_location="cpu", weights_only=False)
-    for k, m in modules.items():
-        m.load_state_dict(ck["modules"][k])
-    opt.load_state_dict(ck["opt"])
-    torch.set_rng_state(ck["rng"])
-    log.info("resumed %s at step %d", path, ck["step"])
-    return int(ck["step"]), ck
+def _phase_dir(cfg: DemoRefinerConfig, phase: str) -> Path | None:
+    return Path(cfg.checkpoint_dir) / phase if cfg.checkpoint_dir else None
 
 
 def train_autoencoder(
     vae, images: torch.Tensor, cfg: DemoRefinerConfig, progress: bool = True, device: str = "cpu"
 ) -> list[float]:
-    """Train the tiny autoencoder on ``images [N, 3, R, R]`` in [0, 1]; sets its scaling factor."""
-    from tqdm.auto import tqdm
+    """Train the tiny autoencoder on ``images [N, 3, R, R]`` in [0, 1] (L1 + MSE, cosine
+    learning rate); sets its scaling factor. Checkpoints in ``<checkpoint_dir>/autoencoder``."""
+    from diffusers.optimization import get_cosine_schedule_with_warmup
 
-    vae.to(device).train()
+    loop = FitLoop("refiner autoencoder", cfg.ae_steps, device=device,
+                   checkpoint_dir=_phase_dir(cfg, "autoencoder"), checkpoint_every=cfg.checkpoint_every,
+                   unit="step", progress=progress)
+    vae.train()
     opt = torch.optim.AdamW(vae.parameters(), lr=cfg.ae_lr, weight_decay=0.0)
-    ckpt = Path(cfg.checkpoint_dir) / "autoencoder.pt" if cfg.checkpoint_dir else None
-    start, losses = 0, []
-    if ckpt is not None and ckpt.is_file():
-        start, ck = _load_ckpt(ckpt, {"vae": vae}, opt)
-        losses = list(ck.get("losses", []))
+    sched = get_cosine_schedule_with_warmup(opt, 0, max(1, cfg.ae_steps))
+    vae, opt, sched = loop.prepare(vae, opt, sched)
     g = torch.Generator().manual_seed(cfg.seed + 1)
-    for _ in range(start):  # keep the batch sequence identical after a resume
-        torch.randint(0, len(images), (cfg.ae_batch_size,), generator=g)
-    for step in tqdm(
-        range(start, cfg.ae_steps),
-        desc="refiner autoencoder",
-        disable=not progress,
-        initial=start,
-        total=cfg.ae_steps,
-    ):
+    loop.track("data_order", g)
+
+    def train_step(step: int) -> dict[str, float]:
         idx = torch.randint(0, len(images), (cfg.ae_batch_size,), generator=g)
-        x = images[idx].to(device) * 2 - 1
-        lr = cfg.ae_lr * 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.ae_steps)))
-        for group in opt.param_groups:
-            group["lr"] = lr
+        x = images[idx].to(loop.device) * 2 - 1
         rec = vae.decode(vae.encode(x).latents).sample
         loss = F.l1_loss(rec, x) + F.mse_loss(rec, x)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loop.accelerator.backward(loss)
         opt.step()
-        losses.append(float(loss.detach()))
-        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0:
-            _save_ckpt(ckpt, step + 1, {"vae": vae}, opt, {"losses": losses})
-    vae.eval()
+        sched.step()
+        return {"loss": float(loss.detach())}
+
+    res = loop.run(train_step)
+    vae = loop.unwrap(vae).eval()
     with torch.no_grad():
         lat = torch.cat(
             [
-                vae.encode(images[i : i + 256].to(device) * 2 - 1).latents
+                vae.encode(images[i : i + 256].to(loop.device) * 2 - 1).latents
                 for i in range(0, len(images), 256)
             ]
         )
     scale = float(1.0 / lat.std().clamp_min(1e-6))
     vae.register_to_config(scaling_factor=scale)
     vae.scaling_factor = scale
-    return losses
+    return [h["loss"] for h in res.history]
 
 
 def train_unet(
@@ -302,69 +275,44 @@ def train_unet(
     image_index [M])`` or ``(maps, image_index, map_targets [M, 3, R, R])``: real saliency
     maps and the image each was decoded from (and what to output for each map; default
     that image's target), used as the input of a ``cfg.p_saliency`` share of the samples.
-    ``phase`` names the progress bar and the checkpoint (``<phase>.pt``)."""
+    ``phase`` names the progress bar and the checkpoint directory (``<checkpoint_dir>/<phase>``).
+    Learning rate: diffusers' cosine schedule with ``warmup_steps`` of linear warm-up."""
     targets = images if targets is None else targets
     if targets.shape != images.shape:
         raise ValueError(f"targets {tuple(targets.shape)} must match images {tuple(images.shape)}")
-    from diffusers.training_utils import EMAModel
-    from tqdm.auto import tqdm
-
-    unet, sched = refiner.unet, refiner.scheduler
-    unet.to(device).train()
-    refiner.vae.to(device).eval().requires_grad_(False)
-    with torch.no_grad():
-        clean_lat = torch.cat(
-            [refiner.encode(targets[i : i + 256].to(device)) for i in range(0, len(targets), 256)]
-        )
-    class_embeds = class_embeds.to(device)
-    emb_std = float(class_embeds.std())
-    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
-    ckpt = Path(cfg.checkpoint_dir) / f"{phase}.pt" if cfg.checkpoint_dir else None
-    start, losses = 0, []
-    if ckpt is not None and ckpt.is_file():
-        start, ck = _load_ckpt(ckpt, {"unet": unet}, opt)
-        losses = list(ck.get("losses", []))
-        if ema is not None and "ema" in ck:
-            ema.load_state_dict(ck["ema"])
-    g = torch.Generator().manual_seed(cfg.seed + 2)
-    # Fast-forward the data generator on resume: same batches as an uninterrupted run.
-    n_train = sched.config.num_train_timesteps
-    focus = refiner.timesteps(cfg.steps, cfg.strength).cpu().long()
-    sal_maps = sal_idx = sal_lat = None
-    if saliency_pairs is not None and cfg.p_saliency > 0 and len(saliency_pairs[0]):
-        sal_maps, sal_idx = saliency_pairs[0], saliency_pairs[1]
-        sal_idx = torch.as_tensor(sal_idx, dtype=torch.long)
-        if len(saliency_pairs) > 2 and saliency_pairs[2] is not None:
-            map_targets = saliency_pairs[2]
-            if tuple(map_targets.shape) != (len(sal_maps), *targets.shape[1:]):
-                raise ValueError(
-                    f"saliency_pairs: map targets must be [{len(sal_maps)}, {', '.join(map(str, targets.shape[1:]))}], "
-                    f"got {tuple(map_targets.shape)}"
-                )
-            with torch.no_grad():
-                sal_lat = torch.cat([refiner.encode(map_targets[i : i + 256].float().to(device))
-                                     for i in range(0, len(map_targets), 256)])
-        if len(sal_maps) != len(sal_idx) or int(sal_idx.max()) >= len(images) or int(sal_idx.min()) < 0:
-            raise ValueError(
-                f"saliency_pairs: {len(sal_maps)} maps need as many image indices in [0, {len(images)}); "
-                f"got {len(sal_idx)} in [{int(sal_idx.min())}, {int(sal_idx.max())}]"
-            )
-        sal_maps = sal_maps.float().clamp(0, 1)
-        if sal_maps.shape[-1] != images.shape[-1]:
-            sal_maps = F.interpolate(sal_maps, size=images.shape[-2:], mode="bilinear",
-                                     antialias=True, align_corners=False).clamp(0, 1)
     if not 0.0 <= cfg.saliency_after < 1.0:
         raise ValueError(f"saliency_after must be in [0, 1), got {cfg.saliency_after}")
+    from diffusers.optimization import get_cosine_schedule_with_warmup
+    from diffusers.training_utils import EMAModel
+
+    loop = FitLoop(f"refiner {phase.replace('_', ' ')}", cfg.unet_steps, device=device,
+                   checkpoint_dir=_phase_dir(cfg, phase), checkpoint_every=cfg.checkpoint_every,
+                   unit="step", progress=progress)
+    dev = loop.device
+    unet, sched = refiner.unet, refiner.scheduler
+    unet.train()
+    refiner.vae.to(dev).eval().requires_grad_(False)
+    with torch.no_grad():
+        clean_lat = torch.cat(
+            [refiner.encode(targets[i : i + 256].to(dev)) for i in range(0, len(targets), 256)]
+        )
+    class_embeds = class_embeds.to(dev)
+    emb_std = float(class_embeds.std())
+    opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
+    lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, max(1, cfg.unet_steps))
+    unet, opt, lr_sched = loop.prepare(unet, opt, lr_sched)
+    ema = EMAModel(unet.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
+    if ema is not None:
+        loop.track("ema", ema)
+    g = torch.Generator().manual_seed(cfg.seed + 2)
+    loop.track("data_order", g)
+    n_train = sched.config.num_train_timesteps
+    focus = refiner.timesteps(cfg.steps, cfg.strength).cpu().long()
+    sal_maps, sal_idx, sal_lat = _saliency_inputs(refiner, saliency_pairs, images, targets, cfg, dev)
     sal_from = int(round(cfg.saliency_after * cfg.unet_steps))
-    alphas = sched.alphas_cumprod.to(device)
-    for step in tqdm(
-        range(cfg.unet_steps),
-        desc=f"refiner {phase.replace('_', ' ')}",
-        disable=not progress,
-        initial=0,
-        total=cfg.unet_steps,
-    ):
+    alphas = sched.alphas_cumprod.to(dev)
+
+    def train_step(step: int) -> dict[str, float]:
         b = cfg.batch_size
         idx = torch.randint(0, len(images), (b,), generator=g)
         t = torch.randint(0, n_train, (b,), generator=g)
@@ -374,7 +322,7 @@ def train_unet(
         use_deg = torch.rand(b, generator=g) < cfg.p_degraded
         noise = torch.randn(clean_lat[:b].shape, generator=g)
         deg = degrade(images[idx], g, cfg.blur_sigma, cfg.colour_cast)
-        use_sal = None
+        use_sal = j = None
         if sal_maps is not None:
             use_sal = (torch.rand(b, generator=g) < cfg.p_saliency) & (step >= sal_from)
             j = torch.randint(0, len(sal_maps), (b,), generator=g)
@@ -387,44 +335,65 @@ def train_unet(
         emb_noise = torch.randn((b, *class_embeds.shape[1:]), generator=g)
         # drawn only when used: configs without caption dropout keep their batches
         keep_caption = (torch.rand(b, generator=g) >= cfg.p_uncond) if cfg.p_uncond > 0 else None
-        if step < start:
-            continue
-        lr = cfg.lr * min(1.0, (step + 1) / max(1, cfg.warmup_steps))
-        lr *= 0.5 * (1 + math.cos(math.pi * step / max(1, cfg.unet_steps))) * 0.9 + 0.1
-        for group in opt.param_groups:
-            group["lr"] = lr
-        target = clean_lat[idx.to(device)]
+        target = clean_lat[idx.to(dev)]
         if sal_lat is not None:
-            target = torch.where(use_sal.to(device)[:, None, None, None], sal_lat[j.to(device)], target)
+            target = torch.where(use_sal.to(dev)[:, None, None, None], sal_lat[j.to(dev)], target)
         with torch.no_grad():
-            base = torch.where(
-                use_deg.to(device)[:, None, None, None], refiner.encode(deg.to(device)), target
-            )
-        t = t.to(device)
+            base = torch.where(use_deg.to(dev)[:, None, None, None], refiner.encode(deg.to(dev)), target)
+        t = t.to(dev)
         a = alphas[t][:, None, None, None]
-        zt = a.sqrt() * base + (1 - a).sqrt() * noise.to(device)
-        emb = class_embeds[labels[idx].to(device)]
-        emb = emb + cfg.emb_noise * emb_std * emb_noise.to(device) * (emb != 0)
+        zt = a.sqrt() * base + (1 - a).sqrt() * noise.to(dev)
+        emb = class_embeds[labels[idx].to(dev)]
+        emb = emb + cfg.emb_noise * emb_std * emb_noise.to(dev) * (emb != 0)
         if keep_caption is not None:  # the null embedding: exactly zero
-            emb = emb * keep_caption.to(device, emb.dtype)[:, None, None]
-        pred = unet(zt, t, encoder_hidden_states=emb).sample
-        loss = F.mse_loss(pred, target)
+            emb = emb * keep_caption.to(dev, emb.dtype)[:, None, None]
+        loss = F.mse_loss(unet(zt, t, encoder_hidden_states=emb).sample, target)
         opt.zero_grad(set_to_none=True)
-        loss.backward()
+        loop.accelerator.backward(loss)
         torch.nn.utils.clip_grad_norm_(unet.parameters(), 1.0)
         opt.step()
+        lr_sched.step()
         if ema is not None:
             ema.step(unet.parameters())
-        losses.append(float(loss.detach()))
-        if ckpt is not None and (step + 1) % cfg.checkpoint_every == 0:
-            extra = {"losses": losses}
-            if ema is not None:
-                extra["ema"] = ema.state_dict()
-            _save_ckpt(ckpt, step + 1, {"unet": unet}, opt, extra)
-    if ema is not None and len(losses) > 0:
+        return {"loss": float(loss.detach())}
+
+    losses = [h["loss"] for h in loop.run(train_step).history]
+    unet = loop.unwrap(unet)
+    if ema is not None and losses:
         ema.copy_to(unet.parameters())
     unet.eval()
     return losses
+
+
+def _saliency_inputs(refiner: DemoRefiner, pairs: tuple | None, images: torch.Tensor, targets: torch.Tensor,
+                     cfg: DemoRefinerConfig, dev: torch.device
+                     ) -> tuple[torch.Tensor | None, torch.Tensor | None, torch.Tensor | None]:
+    """Checked ``(maps at the image resolution, image index, target latents or None)`` of
+    ``saliency_pairs`` (all None when the config uses no maps)."""
+    if pairs is None or cfg.p_saliency <= 0 or not len(pairs[0]):
+        return None, None, None
+    sal_maps, sal_idx = pairs[0], torch.as_tensor(pairs[1], dtype=torch.long)
+    sal_lat = None
+    if len(pairs) > 2 and pairs[2] is not None:
+        map_targets = pairs[2]
+        if tuple(map_targets.shape) != (len(sal_maps), *targets.shape[1:]):
+            raise ValueError(
+                f"saliency_pairs: map targets must be [{len(sal_maps)}, {', '.join(map(str, targets.shape[1:]))}], "
+                f"got {tuple(map_targets.shape)}"
+            )
+        with torch.no_grad():
+            sal_lat = torch.cat([refiner.encode(map_targets[i : i + 256].float().to(dev))
+                                 for i in range(0, len(map_targets), 256)])
+    if len(sal_maps) != len(sal_idx) or int(sal_idx.max()) >= len(images) or int(sal_idx.min()) < 0:
+        raise ValueError(
+            f"saliency_pairs: {len(sal_maps)} maps need as many image indices in [0, {len(images)}); "
+            f"got {len(sal_idx)} in [{int(sal_idx.min())}, {int(sal_idx.max())}]"
+        )
+    sal_maps = sal_maps.float().clamp(0, 1)
+    if sal_maps.shape[-1] != images.shape[-1]:
+        sal_maps = F.interpolate(sal_maps, size=images.shape[-2:], mode="bilinear",
+                                 antialias=True, align_corners=False).clamp(0, 1)
+    return sal_maps, sal_idx, sal_lat
 
 
 def train_demo_refiner(
@@ -458,10 +427,10 @@ def train_demo_refiner(
     """
     cfg = cfg if isinstance(cfg, DemoRefinerConfig) else DemoRefinerConfig.from_dict(cfg)
     t0 = time.perf_counter()
-    torch.manual_seed(cfg.seed)
+    seed_everything(cfg.seed)
     images, labels = stimulus_tensors(stimuli, cfg.resolution)
     targets = stimulus_tensors(stimuli, cfg.resolution, upright=True)[0] if cfg.upright_targets else images
-    n_classes = int(labels.max()) + 1
+    n_classes = int(getattr(stimuli, "n_classes", None) or int(labels.max()) + 1)
     captions = [stimuli.caption(k) for k in range(n_classes)]
     class_embeds = text_encoder.encode(captions).float()
     unet, vae, scheduler = make_demo_components(cfg, cross_attention_dim=int(text_encoder.dim))
@@ -499,7 +468,7 @@ def train_demo_refiner(
                 )
             layouts = np.asarray(layouts, dtype=np.float64)
             imgs = np.stack([stimuli.image_at(s, lay, cfg.resolution, upright=cfg.upright_targets)
-                             for s, lay in zip(sids, layouts)])
+                             for s, lay in zip(sids, layouts, strict=True)])
             map_targets = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
         pairs = (maps, torch.tensor([where[s] for s in sids], dtype=torch.long), map_targets)
     main_cfg = replace(cfg, p_uncond=0.0) if cfg.uncond_steps > 0 else cfg

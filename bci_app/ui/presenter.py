@@ -16,6 +16,7 @@ This module does not import Qt, so headless sessions can use the publisher.
 from __future__ import annotations
 
 import logging
+import math
 import threading
 import uuid
 from collections.abc import Callable
@@ -86,6 +87,94 @@ def schedule_for(stimuli: Any, n_trials: int, *, on: float, off: float, order: s
     ids = stimuli.stim_ids
     return make_schedule(ids, [stimuli.label(s) for s in ids], n_trials, on=on, off=off,
                          order=order, seed=seed, start=start)
+
+
+def visual_angle_px(degrees: float, distance_cm: float, px_per_cm: float) -> int:
+    """Pixels subtended by ``degrees`` of visual angle at ``distance_cm`` from the screen.
+
+    ``size = 2 * d * tan(deg / 2)``; e.g. 8 degrees at 57 cm on 38 px/cm is 303 px.
+    """
+    if not 0 < degrees < 180:
+        raise ValueError(f"visual angle must be in (0, 180) degrees, got {degrees}")
+    if distance_cm <= 0 or px_per_cm <= 0:
+        raise ValueError(
+            f"viewing distance and pixel density must be > 0, got {distance_cm} cm, "
+            f"{px_per_cm} px/cm; pass --distance-cm and --screen-width-cm"
+        )
+    return max(1, int(round(2.0 * distance_cm * math.tan(math.radians(degrees) / 2) * px_per_cm)))
+
+
+class FrameSchedule:
+    """A presentation schedule counted in display frames, as PsychoPy times stimuli.
+
+    Trial ``i`` is on from frame ``start[i]`` for ``n_on`` frames, then blank for ``n_off``
+    frames; frame 0 is the first flip after the presentation starts. Durations are rounded
+    to whole frames (``on``/``off`` give the seconds actually shown at ``refresh_hz``).
+    """
+
+    def __init__(self, schedule: Schedule, refresh_hz: float) -> None:
+        if not 1.0 <= refresh_hz <= 1000.0:
+            raise ValueError(f"refresh rate must be in 1..1000 Hz, got {refresh_hz}; pass --refresh")
+        self.refresh_hz = float(refresh_hz)
+        self.n_on = int(round(schedule.on * refresh_hz))
+        if self.n_on < 1:
+            raise ValueError(
+                f"--on {schedule.on} s is shorter than one frame at {refresh_hz:g} Hz "
+                f"({1000 / refresh_hz:.1f} ms); expected at least one frame"
+            )
+        self.n_off = int(round(schedule.off * refresh_hz))
+        self.stim_ids = list(schedule.stim_ids)
+        self.start = np.round(np.asarray(schedule.onsets) * refresh_hz).astype(np.int64)
+        if len(self.start) > 1 and np.any(np.diff(self.start) < self.n_on):
+            raise ValueError("stimulus onsets closer than the on-time; expected a schedule "
+                             "whose onsets are at least --on apart")
+        self.n_frames = int(self.start[-1] + self.n_on + self.n_off) if len(self.start) else 0
+        self._by_frame = {int(f): i for i, f in enumerate(self.start)}
+
+    @property
+    def on(self) -> float:
+        return self.n_on / self.refresh_hz
+
+    @property
+    def off(self) -> float:
+        return self.n_off / self.refresh_hz
+
+    def onset_trial(self, frame: int) -> int | None:
+        """The trial whose first frame is ``frame``, else None."""
+        return self._by_frame.get(int(frame))
+
+    def content(self, frame: int) -> int | None:
+        """The trial shown on ``frame`` (None: blank)."""
+        i = int(np.searchsorted(self.start, frame, side="right")) - 1
+        if i >= 0 and frame < self.start[i] + self.n_on:
+            return i
+        return None
+
+
+class FrameCounter:
+    """Flip times -> frames, dropped frames (a flip more than 1.5 periods after the last)."""
+
+    def __init__(self, refresh_hz: float) -> None:
+        self.period = 1.0 / float(refresh_hz)
+        self.flips: list[float] = []
+        self.dropped = 0
+
+    def flip(self, t: float) -> None:
+        if self.flips:
+            dt = t - self.flips[-1]
+            if dt > 1.5 * self.period:
+                self.dropped += int(round(dt / self.period)) - 1
+        self.flips.append(float(t))
+
+    def report(self) -> dict[str, Any]:
+        """``frames``, ``dropped``, nominal and measured (median) frame period in ms."""
+        d = np.diff(self.flips)
+        return {
+            "frames": len(self.flips),
+            "dropped": int(self.dropped),
+            "period_ms": round(1000 * self.period, 3),
+            "measured_period_ms": round(1000 * float(np.median(d)), 3) if d.size else None,
+        }
 
 
 class MarkerSchedulePublisher:
@@ -205,15 +294,39 @@ def run_present(args: Any) -> int:
     stimuli = load_stimuli(args)
     n = args.trials or len(stimuli)
     schedule = schedule_for(stimuli, n, on=args.on, off=args.off, order=args.order, seed=args.seed)
-    app = ensure_app()
+    ensure_app()
+    from PySide6.QtCore import QEventLoop
+
     from bci_app.ui.presenter_window import PresenterWindow
 
     win = PresenterWindow(stimuli, schedule, stream_name=args.stream_name,
-                          photodiode=args.photodiode)
+                          photodiode=args.photodiode, **display_options(args))
     win.show_on_screen(args.screen, fullscreen=not args.windowed)
-    win.finished.connect(app.quit)
+    # a local event loop, not app.exec()/app.quit(): quitting the application leaves Qt's
+    # "quit now" flag set, which ends every later event loop of the process at once
+    loop = QEventLoop()
+    win.finished.connect(loop.quit)
     win.start()
-    print(f"presenting {n} stimuli on stream {args.stream_name!r} (Esc to stop)")
-    app.exec()
-    print(f"pushed {win.pushed} markers")
+    print(f"presenting {n} stimuli on stream {args.stream_name!r} at {win.refresh_hz:g} Hz: "
+          f"{win.frames.n_on} frames on, {win.frames.n_off} off (Esc to stop)")
+    loop.exec()
+    print(f"pushed {win.pushed} markers; frames: {win.frame_report()}")
     return 0
+
+
+def display_options(args: Any) -> dict[str, Any]:
+    """PresenterWindow keyword arguments from ``--refresh``, ``--size-px``, ``--size-deg``,
+    ``--distance-cm`` and ``--screen-width-cm`` (absent flags: the window's defaults)."""
+    keys = {"refresh": "refresh_hz", "size_px": "size_px", "size_deg": "size_deg",
+            "distance_cm": "distance_cm", "screen_width_cm": "screen_width_cm"}
+    out = {kw: getattr(args, flag) for flag, kw in keys.items()
+           if getattr(args, flag, None) is not None}
+    if "size_px" in out and "size_deg" in out:
+        raise ValueError("give the image size once: --size-px or --size-deg, not both")
+    if "size_deg" in out and "distance_cm" not in out:
+        raise ValueError(f"--size-deg {out['size_deg']} needs the viewing distance: add "
+                         "--distance-cm (eye to screen, in cm)")
+    for kw, value in out.items():
+        if value <= 0:
+            raise ValueError(f"--{kw.replace('_hz', '').replace('_', '-')} must be > 0, got {value}")
+    return out

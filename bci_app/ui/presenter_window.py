@@ -1,11 +1,30 @@
-"""The presenter window: stimuli full screen, one LSL marker per image at its frame.
+"""The presenter window: stimuli timed in display frames, one LSL marker per image at its flip.
 
-Timing: when an image is due, the widget is repainted synchronously (``repaint()``
-paints and flushes the backing store to the window surface, i.e. the buffer swap of a
-raster window) and the LSL marker is stamped with ``local_clock()`` taken right after
-that call returns. A compositor or the monitor may add a constant delay after the
-flush: measure it once with ``--photodiode`` (a white patch in the bottom-left corner
-while an image is on) and a light sensor on the amplifier's aux channel.
+Timing follows PsychoPy: onsets and durations are whole frames of the display
+(:class:`~bci_app.ui.presenter.FrameSchedule`, at the screen's refresh rate or
+``refresh_hz``); the window redraws every frame and each image's marker is stamped with
+``local_clock()`` taken when the frame holding it was swapped to the screen:
+
+- with OpenGL (any real display): the canvas is a ``QOpenGLWidget`` and the stamp is
+  taken in its ``frameSwapped`` signal, after the buffer swap (with vsync, at the flip);
+- without OpenGL (``QT_QPA_PLATFORM=offscreen``, some remote sessions): a raster canvas,
+  repainted synchronously by a precise timer at the frame period, stamped right after the
+  repaint flushed it.
+
+A flip later than 1.5 frame periods after the previous one counts the frames in between
+as dropped (:meth:`PresenterWindow.frame_report`). The image is centred at ``size_px``
+pixels, or ``size_deg`` degrees of visual angle (``distance_cm`` and the screen's width in
+cm or its reported physical size), else the largest square that fits. The compositor and
+monitor may add a constant delay after the swap: measure it with ``photodiode=True`` (a
+white patch in the bottom-left corner on every frame an image is on) and a light sensor
+on an aux channel of the amplifier.
+
+Checking the timing with the photodiode: tape the sensor over the bottom-left corner, wire
+it to an aux input, run ``bci-app record --source lsl:AMP --present --photodiode --trials
+100`` and, in the recording, compare each marker with the rising edge of the aux channel:
+the median difference is the display's constant lag (subtract it from ``tmin``, or shift
+the markers), its spread the jitter (a frame or less on a vsync'd display), and the printed
+``dropped`` frame count should be 0.
 """
 
 from __future__ import annotations
@@ -15,23 +34,76 @@ from typing import Any
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter
-from PySide6.QtWidgets import QApplication, QWidget
+from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from bci_app.stimuli import Schedule, format_marker
-from bci_app.ui.presenter import make_marker_outlet
+from bci_app.ui.presenter import FrameCounter, FrameSchedule, make_marker_outlet, visual_angle_px
 from bci_app.ui.qt import to_qimage
 
 log = logging.getLogger(__name__)
 
+DEFAULT_REFRESH_HZ = 60.0
+
+
+def opengl_available() -> bool:
+    """Whether an OpenGL context can be made current on this platform."""
+    from PySide6.QtGui import QOffscreenSurface, QOpenGLContext
+
+    ctx = QOpenGLContext()
+    if not ctx.create():
+        return False
+    surface = QOffscreenSurface()
+    surface.create()
+    ok = ctx.makeCurrent(surface)
+    if ok:
+        ctx.doneCurrent()
+    return bool(ok)
+
+
+def _make_canvas(owner: PresenterWindow, use_opengl: bool) -> QWidget:
+    if use_opengl:
+        from PySide6.QtOpenGLWidgets import QOpenGLWidget
+
+        class GLCanvas(QOpenGLWidget):
+            def paintGL(self) -> None:  # noqa: N802 - Qt API
+                owner._paint(self)
+
+        canvas = GLCanvas()
+        canvas.frameSwapped.connect(owner._on_swapped)
+        return canvas
+
+    class RasterCanvas(QWidget):
+        def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
+            owner._paint(self)
+
+    canvas = RasterCanvas()
+    canvas.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
+    return canvas
+
 
 class PresenterWindow(QWidget):
-    """Show ``schedule``'s stimuli and push a marker per image at its buffer swap.
+    """Show ``schedule``'s stimuli, frame by frame, and push a marker per image at its flip.
 
-    Signals
-    -------
-    markerPushed(str stim_id, float timestamp)
-    finished()
-    errored(str message)
+    Parameters
+    ----------
+    stimuli, schedule
+        The stimulus set (``image(stim_id[, size])``) and the schedule (seconds, rounded to
+        frames).
+    stream_name, source_id, outlet
+        The LSL marker outlet (made here unless ``outlet`` is given).
+    photodiode, photodiode_size
+        A white patch (pixels) in the bottom-left corner while an image is on.
+    image_size : int, optional
+        Resolution asked of the stimulus set.
+    size_px, size_deg, distance_cm, screen_width_cm : optional
+        Displayed image side: pixels, or degrees of visual angle at ``distance_cm``.
+    refresh_hz : float, optional
+        Display refresh rate (default: the screen's).
+    use_opengl : bool, optional
+        Force the OpenGL (True) or raster (False) canvas; default: OpenGL when available.
+
+    Signals: ``markerPushed(str stim_id, float timestamp)``, ``finished()``,
+    ``errored(str message)``.
     """
 
     markerPushed = Signal(str, float)
@@ -49,28 +121,45 @@ class PresenterWindow(QWidget):
         photodiode: bool = False,
         photodiode_size: int = 60,
         image_size: int | None = None,
+        size_px: int | None = None,
+        size_deg: float | None = None,
+        distance_cm: float | None = None,
+        screen_width_cm: float | None = None,
+        refresh_hz: float | None = None,
+        use_opengl: bool | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
         self.setWindowTitle("bci-app presenter")
-        self.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
-        self.stimuli = stimuli
-        self.schedule = schedule
+        if size_px is not None and size_px < 1:
+            raise ValueError(f"size_px must be >= 1 pixel, got {size_px}")
+        if size_deg is not None and distance_cm is None:
+            raise ValueError("size_deg needs the viewing distance: pass --distance-cm")
+        self.stimuli, self.schedule = stimuli, schedule
         self.outlet = outlet if outlet is not None else make_marker_outlet(stream_name, source_id)
-        self.photodiode = photodiode
-        self.photodiode_size = photodiode_size
-        self.image_size = image_size
+        self.photodiode, self.photodiode_size = photodiode, photodiode_size
+        self.image_size, self.size_px, self.size_deg = image_size, size_px, size_deg
+        self.distance_cm, self.screen_width_cm = distance_cm, screen_width_cm
+        screen_hz = self.screen().refreshRate() if self.screen() is not None else 0.0
+        self.refresh_hz = float(refresh_hz or (screen_hz if screen_hz > 1 else DEFAULT_REFRESH_HZ))
+        self.frames = FrameSchedule(schedule, self.refresh_hz)
+        self.use_opengl = opengl_available() if use_opengl is None else bool(use_opengl)
+        self.canvas = _make_canvas(self, self.use_opengl)
+        layout = QVBoxLayout(self)
+        layout.setContentsMargins(0, 0, 0, 0)
+        layout.addWidget(self.canvas)
         self.pushed = 0
         self.timestamps: list[float] = []
-        self._image = None  # QImage shown now, or None (blank)
-        self._i = 0
-        self._t0: float | None = None
+        self.counter = FrameCounter(self.refresh_hz)
+        self._frame = 0  # index of the next frame to flip
+        self._show: int | None = None  # trial drawn on that frame
+        self._images: dict[int, Any] = {}
         self._running = False
-        self._timer = QTimer(self)
+        self._timer = QTimer(self)  # raster canvas: one tick per frame
         self._timer.setSingleShot(True)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
-        self._timer.timeout.connect(self._tick)
-        self._pending_off = False
+        self._timer.timeout.connect(self._raster_frame)
+        self._t_start: float | None = None
         self.resize(640, 480)
 
     # ------------------------------------------------------------------ control
@@ -87,90 +176,122 @@ class PresenterWindow(QWidget):
             self.show()
 
     def start(self) -> None:
+        """Start at frame 0 (the next flip); the schedule's onsets count from there."""
         import pylsl
 
         self._running = True
-        self._t0 = pylsl.local_clock()
-        self._i = 0
-        self._schedule_next()
+        self._frame = 0
+        self.counter = FrameCounter(self.refresh_hz)
+        self._prepare(0)
+        self._show = self.frames.content(0)
+        self._t_start = pylsl.local_clock()
+        self._request_frame()
 
     def stop(self) -> None:
         self._running = False
         self._timer.stop()
-        self._image = None
-        self.update()
+        self._show = None
+        self.canvas.update()
 
     @property
     def running(self) -> bool:
         return self._running
 
-    def _schedule_next(self) -> None:
+    def frame_report(self) -> dict[str, Any]:
+        """Refresh rate, on/off frames, frames flipped, dropped frames, measured period."""
+        return {"refresh_hz": self.refresh_hz, "on_frames": self.frames.n_on,
+                "off_frames": self.frames.n_off, "opengl": self.use_opengl,
+                **self.counter.report()}
+
+    # ------------------------------------------------------------------ frames
+    def _prepare(self, trial: int) -> None:
+        """Load and convert trial ``trial``'s image ahead of its first frame."""
+        if trial >= len(self.frames.stim_ids) or trial in self._images:
+            return
+        sid = self.frames.stim_ids[trial]
+        try:
+            img = self.stimuli.image(sid, self.image_size) if self.image_size else self.stimuli.image(sid)
+            self._images[trial] = to_qimage(img)
+        except Exception as exc:  # shown as blank; a presenter must not die mid-run
+            log.exception("loading stimulus %s failed", sid)
+            self._images[trial] = None
+            self.errored.emit(f"presenting {sid} failed: {exc}")
+
+    def _request_frame(self) -> None:
+        if self.use_opengl:
+            self.canvas.update()  # painted and swapped at the next vsync: frameSwapped
+            return
+        import pylsl
+
+        due = self._t_start + self._frame / self.refresh_hz
+        self._timer.start(max(0, int(round((due - pylsl.local_clock()) * 1000))))
+
+    def _raster_frame(self) -> None:
         import pylsl
 
         if not self._running:
             return
-        if self._i >= len(self.schedule):
-            # last image stays for its on-time, then the window goes blank and we finish
-            if self._pending_off:
-                self._pending_off = False
-                self._timer.start(int(self.schedule.on * 1000))
-                return
+        self.canvas.repaint()  # synchronous paint + flush: this window's buffer swap
+        self._on_flip(pylsl.local_clock())
+
+    def _on_swapped(self) -> None:
+        import pylsl
+
+        if self._running:
+            self._on_flip(pylsl.local_clock())
+
+    def _on_flip(self, t: float) -> None:
+        frame = self._frame
+        self.counter.flip(t)
+        trial = self.frames.onset_trial(frame)
+        if trial is not None and self._images.get(trial) is not None:
+            sid = self.frames.stim_ids[trial]
+            self.outlet.push_sample([format_marker(sid)], t)
+            self.pushed += 1
+            self.timestamps.append(t)
+            self.markerPushed.emit(sid, t)
+        if trial is not None:
+            self._images.pop(trial - 1, None)
+            self._prepare(trial + 1)
+        self._frame += 1
+        if self._frame >= self.frames.n_frames:
             self._running = False
-            self._image = None
-            self.update()
+            self._show = None
+            self.canvas.update()
+            log.info("presentation done: %s", self.frame_report())
             self.finished.emit()
             return
-        target = self._t0 + float(self.schedule.onsets[self._i])
-        delay_ms = max(0, int(round((target - pylsl.local_clock()) * 1000)))
-        self._timer.start(delay_ms)
-
-    def _tick(self) -> None:
-        import pylsl
-
-        if not self._running:
-            return
-        if self._i >= len(self.schedule):
-            self._schedule_next()
-            return
-        stim_id = self.schedule.stim_ids[self._i]
-        try:
-            img = self.stimuli.image(stim_id, self.image_size) if self.image_size else self.stimuli.image(stim_id)
-            self._image = to_qimage(img)
-            self.repaint()  # synchronous paint + flush: the buffer swap of this window
-            t = pylsl.local_clock()
-            self.outlet.push_sample([format_marker(stim_id)], t)
-        except Exception as exc:  # show and go on; a presenter must not die mid-run
-            log.exception("presenting %s failed", stim_id)
-            self.errored.emit(f"presenting {stim_id} failed: {exc}")
-            self._i += 1
-            self._schedule_next()
-            return
-        self.pushed += 1
-        self.timestamps.append(t)
-        self.markerPushed.emit(stim_id, t)
-        self._i += 1
-        if self.schedule.off > 0:
-            QTimer.singleShot(int(self.schedule.on * 1000), self._blank)
-        self._pending_off = self._i >= len(self.schedule)
-        self._schedule_next()
-
-    def _blank(self) -> None:
-        self._image = None
-        self.repaint()
+        self._show = self.frames.content(self._frame)
+        self._request_frame()
 
     # ------------------------------------------------------------------ painting
-    def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
-        p = QPainter(self)
-        p.fillRect(self.rect(), QColor(0, 0, 0))
-        if self._image is not None:
-            side = min(self.width(), self.height())
-            x = (self.width() - side) // 2
-            y = (self.height() - side) // 2
-            p.drawImage(QRect(x, y, side, side), self._image)
+    def _image_rect(self, w: int, h: int, img) -> QRect:
+        if self.size_px is not None:
+            side = int(self.size_px)
+        elif self.size_deg is not None:
+            screen = self.screen()
+            if self.screen_width_cm:
+                px_per_cm = screen.geometry().width() / float(self.screen_width_cm)
+            else:
+                px_per_cm = screen.physicalDotsPerInchX() / 2.54
+            side = visual_angle_px(self.size_deg, float(self.distance_cm), px_per_cm)
+        else:
+            side = min(w, h)
+        iw, ih = max(1, img.width()), max(1, img.height())
+        rw, rh = (side, max(1, round(side * ih / iw))) if iw >= ih else (max(1, round(side * iw / ih)), side)
+        return QRect((w - rw) // 2, (h - rh) // 2, rw, rh)
+
+    def _paint(self, canvas: QWidget) -> None:
+        p = QPainter(canvas)
+        w, h = canvas.width(), canvas.height()
+        p.fillRect(0, 0, w, h, QColor(0, 0, 0))
+        img = self._images.get(self._show) if self._show is not None else None
+        if img is not None:
+            p.drawImage(self._image_rect(w, h, img), img)
         if self.photodiode:
             s = self.photodiode_size
-            colour = QColor(255, 255, 255) if self._image is not None else QColor(0, 0, 0)
-            p.fillRect(QRect(0, self.height() - s, s, s), colour)
+            colour = QColor(255, 255, 255) if img is not None else QColor(0, 0, 0)
+            p.fillRect(QRect(0, h - s, s, s), colour)
         p.end()
 
     def keyPressEvent(self, event: QKeyEvent) -> None:  # noqa: N802 - Qt API

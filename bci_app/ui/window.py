@@ -1,20 +1,23 @@
 """The live window: stimulus | saliency | reconstruction, EEG traces, history, latency.
 
 Threading: only the GUI thread touches widgets. Workers call the thread-safe
-``push_*`` methods, which put items on queues; a ``QTimer`` (every ``frame_ms``)
-drains the queues and updates items that were all made once in ``__init__``
+``push_*`` methods, which append to bounded deques (the oldest item goes when one is
+full; dropped EEG chunks are counted in ``display_dropped``); a ``QTimer`` (every
+``frame_ms``) drains them and updates items that were all made once in ``__init__``
 (``setData``/``setImage``). A worker error arrives through :meth:`push_error` (or the
 ``errored`` signal) and is shown in a banner; it never closes the window.
 
 Controls emit signals that the session connects to: ``startRequested``,
 ``stopRequested``, ``recordToggled(bool)``, ``bundleChanged(str)``,
-``refinerChanged(int steps, float strength)``.
+``refinerChanged(int steps, float strength, float guidance)``. The sampling boxes show
+the values the bundle samples with (``sampling``) and are checked by
+``validate_sampling`` before anything is emitted; a refused value is named in the
+window and the previous one stays in force.
 """
 
 from __future__ import annotations
 
 import logging
-import queue
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
@@ -27,7 +30,6 @@ from PySide6.QtWidgets import (
     QCheckBox,
     QComboBox,
     QDoubleSpinBox,
-    QGraphicsView,
     QHBoxLayout,
     QLabel,
     QMainWindow,
@@ -39,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from bci_app.acquisition.trial import InferenceResult
+from bci_app.ui.trace_panel import TracePanel
 
 log = logging.getLogger(__name__)
 
@@ -56,14 +59,15 @@ _STAGE_COLOURS = {
 _STATE_COLOURS = {"connected": "#3c3", "lost": "#e33", "reconnecting": "#e93", "stopped": "#999"}
 
 
+def drain(q: deque, limit: int = 100_000) -> list[Any]:
+    """Everything waiting in ``q`` now (oldest first, non-blocking), at most ``limit`` items.
 
-def drain(q: queue.Queue, limit: int = 1000) -> list[Any]:
-    """Everything waiting in ``q`` now (non-blocking), at most ``limit`` items."""
+    ``q`` is a deque that other threads ``append`` to (append/popleft are atomic)."""
     out = []
     for _ in range(limit):
         try:
-            out.append(q.get_nowait())
-        except queue.Empty:
+            out.append(q.popleft())
+        except IndexError:
             break
     return out
 
@@ -101,31 +105,45 @@ class LiveWindow(QMainWindow):
     Parameters
     ----------
     ch_names : list of str
-        EEG channel names (traces are drawn for ``channels`` of them, all by default).
+        EEG channel names of the stream (traces are drawn for ``channels`` of them).
     sfreq : float
         EEG sampling rate (Hz).
     seen_image : callable, optional
         ``stim_id -> uint8 [H, W, 3]`` or None (the seen-stimulus panel shows it).
     channels : sequence of int, optional
-        Which channels to draw (default: all).
+        Which channels to draw (default: all; a page of ``visible`` rows at a time).
     seconds : float
         Width of the scrolling EEG view.
-    display_rate : float
-        Trace points per second after min/max decimation.
+    visible : int
+        Channel rows per page of the trace panel.
+    scale_uv : float
+        Trace scale, microvolts per row (``+``/``-`` change it).
+    highpass, notch : float | None
+        Display-only filters of the traces (Hz).
     frame_ms : int
         Redraw period (20-33 ms).
     history : int
         Trials in the history strip.
     bundles : list of str
         Choices of the bundle combo box (editable).
+    sampling : (steps, strength, guidance), optional
+        The values the bundle samples with, shown in the boxes; None: the bundle has
+        no refiner and the boxes are disabled.
+    validate_sampling : callable, optional
+        ``(steps, strength, guidance) -> None``, raising ``ValueError`` with the reason
+        for a refused combination (shown in the window; nothing is emitted).
+    yield_to : callable, optional
+        ``() -> bool``; while it returns True (inference is running) the traces are
+        not redrawn (at most ``max_yield_ms`` late), so drawing does not slow inference.
     """
 
     startRequested = Signal()
     stopRequested = Signal()
     recordToggled = Signal(bool)
     bundleChanged = Signal(str)
-    refinerChanged = Signal(int, float)
+    refinerChanged = Signal(int, float, float)
     errored = Signal(str)
+    closed = Signal()
 
     def __init__(
         self,
@@ -135,13 +153,17 @@ class LiveWindow(QMainWindow):
         seen_image: Callable[[str], np.ndarray | None] | None = None,
         channels: Sequence[int] | None = None,
         seconds: float = 5.0,
-        display_rate: float = 25.0,
-        frame_ms: int = 30,
+        visible: int = 32,
+        scale_uv: float = 100.0,
+        highpass: float | None = 0.5,
+        notch: float | None = 50.0,
+        frame_ms: int = 25,
         history: int = 6,
-        latency_points: int = 100,
         bundles: Sequence[str] = ("demo",),
-        steps: int = 1,
-        strength: float = 0.5,
+        sampling: tuple[int, float, float] | None = (2, 0.5, 1.0),
+        validate_sampling: Callable[[int, float, float], None] | None = None,
+        yield_to: Callable[[], bool] | None = None,
+        max_yield_ms: float = 250.0,
         device: str = "",
         parent: QWidget | None = None,
     ) -> None:
@@ -152,16 +174,22 @@ class LiveWindow(QMainWindow):
         self.sfreq = float(sfreq)
         self.seen_image = seen_image
         self.channels = np.asarray(list(channels) if channels is not None else range(len(self.ch_names)), dtype=int)
+        self._all_channels = channels is None
         self.seconds = float(seconds)
         self.frame_ms = int(frame_ms)
         self.n_history = int(history)
+        self.validate_sampling = validate_sampling
+        self.yield_to = yield_to
+        self.max_yield_s = float(max_yield_ms) / 1000.0
+        self.frames_yielded = 0
 
-        # thread-safe inputs
-        self._eeg_q: queue.Queue = queue.Queue()
-        self._marker_q: queue.Queue = queue.Queue()
-        self._result_q: queue.Queue = queue.Queue()
-        self._status_q: queue.Queue = queue.Queue()
-        self._error_q: queue.Queue = queue.Queue()
+        # thread-safe, bounded inputs (deque append/popleft are atomic)
+        self._eeg_q: deque = deque(maxlen=4096)
+        self._marker_q: deque = deque(maxlen=1024)
+        self._result_q: deque = deque(maxlen=64)
+        self._status_q: deque = deque(maxlen=64)
+        self._error_q: deque = deque(maxlen=64)
+        self.display_dropped = 0  # EEG chunks the display skipped because it fell behind
         self.errored.connect(self.push_error)
 
         # state read by tests and the status bar
@@ -169,31 +197,25 @@ class LiveWindow(QMainWindow):
         self.results_seen = 0
         self.last_result: InferenceResult | None = None
         self.state = "stopped"
+        self.over = False
         self.status: dict[str, Any] = {"device": device}
-        self.errors: list[str] = []
+        self.errors: deque[str] = deque(maxlen=200)
         self.frames = 0
         self._frame_times: deque[float] = deque(maxlen=120)
-
-        # EEG display ring buffer (min/max decimated): 2 points per bin
-        self._bin = max(1, int(round(self.sfreq / display_rate)))
-        self._n_bins = int(round(self.seconds * self.sfreq / self._bin))
-        n_ch = len(self.channels)
-        self._trace = np.zeros((n_ch, 2 * self._n_bins), dtype=np.float32)
-        self._trace_x = (np.repeat(np.arange(self._n_bins), 2) - self._n_bins + 1) * (self._bin / self.sfreq)
-        self._residual = np.zeros((n_ch, 0), dtype=np.float32)
-        self._last_ts: float | None = None
-        self._scale: float | None = None
-        self._markers: deque[tuple[float, str]] = deque(maxlen=64)
+        self._last_draw = 0.0
         self._eeg_dirty = False
+        self._history: deque = deque(maxlen=self.n_history)
+        self.sampling = None if sampling is None else (int(sampling[0]), float(sampling[1]), float(sampling[2]))
 
-        self._build(bundles, steps, strength)
+        self._build(bundles, highpass, notch, visible, scale_uv)
         self._timer = QTimer(self)
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._on_frame)
         self._timer.start(self.frame_ms)
 
     # ------------------------------------------------------------------ layout
-    def _build(self, bundles: Sequence[str], steps: int, strength: float) -> None:
+    def _build(self, bundles: Sequence[str], highpass: float | None, notch: float | None,
+               visible: int, scale_uv: float) -> None:
         central = QWidget()
         outer = QVBoxLayout(central)
         outer.setContentsMargins(4, 4, 4, 4)
@@ -211,15 +233,18 @@ class LiveWindow(QMainWindow):
         self.bundle_combo.activated.connect(lambda _i: self.bundleChanged.emit(self.bundle_combo.currentText()))
         self.steps_spin = QSpinBox()
         self.steps_spin.setRange(1, 50)
-        self.steps_spin.setValue(int(steps))
         self.strength_spin = QDoubleSpinBox()
-        self.strength_spin.setRange(0.0, 1.0)
+        self.strength_spin.setRange(0.0, 1.0)  # 0 is typeable and refused with the reason
         self.strength_spin.setSingleStep(0.05)
-        self.strength_spin.setValue(float(strength))
-        self.steps_spin.valueChanged.connect(self._emit_refiner)
-        self.strength_spin.valueChanged.connect(self._emit_refiner)
+        self.guidance_spin = QDoubleSpinBox()
+        self.guidance_spin.setRange(0.0, 20.0)
+        self.guidance_spin.setSingleStep(0.25)
+        self.set_sampling(self.sampling)
+        for spin in (self.steps_spin, self.strength_spin, self.guidance_spin):
+            spin.valueChanged.connect(self._emit_refiner)
         for w in (self.start_button, self.record_box, QLabel("Bundle"), self.bundle_combo,
-                  QLabel("Steps"), self.steps_spin, QLabel("Strength"), self.strength_spin):
+                  QLabel("Steps"), self.steps_spin, QLabel("Strength"), self.strength_spin,
+                  QLabel("Guidance"), self.guidance_spin):
             bar.addWidget(w)
         bar.addStretch(1)
         outer.addLayout(bar)
@@ -229,6 +254,11 @@ class LiveWindow(QMainWindow):
         self.error_label.setWordWrap(True)
         self.error_label.hide()
         outer.addWidget(self.error_label)
+        self.over_label = QLabel("")
+        self.over_label.setStyleSheet("background:#234; color:white; padding:3px; font-weight:bold;")
+        self.over_label.setWordWrap(True)
+        self.over_label.hide()
+        outer.addWidget(self.over_label)
 
         split = QSplitter(Qt.Orientation.Vertical)
         outer.addWidget(split, 1)
@@ -251,37 +281,11 @@ class LiveWindow(QMainWindow):
         split.addWidget(top)
 
         # EEG traces
-        self.eeg_plot = pg.PlotWidget()
-        self.eeg_plot.setMouseEnabled(x=False, y=False)
-        self.eeg_plot.hideButtons()
-        # one full repaint per frame instead of several partial ones (each would redraw
-        # the whole trace path)
-        self.eeg_plot.setViewportUpdateMode(QGraphicsView.ViewportUpdateMode.FullViewportUpdate)
-        self.eeg_plot.setLabel("bottom", "time", units="s")
-        self.eeg_plot.getAxis("left").setTicks(
-            [[(float(-i), self.ch_names[c]) for i, c in enumerate(self.channels) if i % 8 == 0]]
-        )
-        self.eeg_plot.setXRange(-self.seconds, 0, padding=0)
-        self.eeg_plot.setYRange(-len(self.channels), 1, padding=0)
-        # All traces are one PlotCurveItem with a `connect` array that breaks the line
-        # between channels: one QPainterPath per frame instead of 128 items (15x faster
-        # here). The buffer holds exactly the visible window, min/max decimated, so
-        # clip-to-view and peak downsampling are already done before setData.
-        self.eeg_curve = pg.PlotCurveItem(pen=pg.mkPen((150, 200, 255), width=1), skipFiniteCheck=True)
-        # QPainter.drawLines on segment arrays: ~40 % cheaper than one long QPainterPath
-        self.eeg_curve.setSegmentedLineMode("on")
-        self.eeg_plot.addItem(self.eeg_curve)
-        n_pts = self._trace.shape[1]
-        self._eeg_x = np.tile(self._trace_x, len(self.channels))
-        self._eeg_connect = np.ones(n_pts * len(self.channels), dtype=bool)
-        self._eeg_connect[n_pts - 1 :: n_pts] = False
-        self._eeg_offsets = -np.arange(len(self.channels), dtype=np.float32)[:, None]
-        self.marker_lines = []
-        for _ in range(32):
-            line = pg.InfiniteLine(angle=90, pen=pg.mkPen((255, 200, 0), width=1))
-            line.hide()
-            self.eeg_plot.addItem(line)
-            self.marker_lines.append(line)
+        names = [self.ch_names[c] for c in self.channels]
+        self.traces = TracePanel(names, self.sfreq, seconds=self.seconds, visible=visible,
+                                 scale_uv=scale_uv, highpass=highpass, notch=notch)
+        self.eeg_plot = self.traces.plot
+        self.marker_lines = self.traces.marker_lines
 
         # latency
         self.latency_plot = pg.PlotWidget()
@@ -296,11 +300,11 @@ class LiveWindow(QMainWindow):
             for s in LATENCY_STAGES
         }
         bottom = QSplitter(Qt.Orientation.Horizontal)
-        bottom.addWidget(self.eeg_plot)
+        bottom.addWidget(self.traces)
         bottom.addWidget(self.latency_plot)
-        bottom.setSizes([700, 300])
+        bottom.setSizes([760, 240])
         split.addWidget(bottom)
-        split.setSizes([320, 480])
+        split.setSizes([300, 500])
         self.setCentralWidget(central)
 
         # status bar
@@ -321,20 +325,23 @@ class LiveWindow(QMainWindow):
     # ------------------------------------------------------------------ inputs (any thread)
     def push_eeg(self, data: np.ndarray, timestamps: np.ndarray) -> None:
         """EEG chunk ``[C, n]`` (volts) with LSL timestamps; any thread."""
-        self._eeg_q.put((data, timestamps))
+        if len(self._eeg_q) == self._eeg_q.maxlen:
+            self.display_dropped += 1
+        self._eeg_q.append((data, timestamps))
 
     def push_marker(self, label: str, t: float) -> None:
-        self._marker_q.put((float(t), str(label)))
+        """A marker line at LSL time ``t`` labelled ``label`` (e.g. the stimulus id); any thread."""
+        self._marker_q.append((float(t), str(label)))
 
     def push_result(self, result: InferenceResult) -> None:
-        self._result_q.put(result)
+        self._result_q.append(result)
 
     def push_status(self, status: dict[str, Any]) -> None:
         """Partial status: state, samples_lost, queue_depth, dropped, device, trials..."""
-        self._status_q.put(dict(status))
+        self._status_q.append(dict(status))
 
     def push_error(self, message: str) -> None:
-        self._error_q.put(str(message))
+        self._error_q.append(str(message))
 
     # ------------------------------------------------------------------ controls
     def _on_start_toggled(self, on: bool) -> None:
@@ -348,13 +355,69 @@ class LiveWindow(QMainWindow):
         self.start_button.setText("Stop" if running else "Start")
         self.start_button.blockSignals(False)
 
+    def set_recording(self, on: bool) -> None:
+        """Reflect the recording state in the Record box without re-emitting."""
+        self.record_box.blockSignals(True)
+        self.record_box.setChecked(bool(on))
+        self.record_box.blockSignals(False)
+
+    def set_sampling(self, sampling: tuple[int, float, float] | None) -> None:
+        """Show the sampling values in force (no signal); None disables the boxes."""
+        self.sampling = None if sampling is None else (int(sampling[0]), float(sampling[1]), float(sampling[2]))
+        spins = (self.steps_spin, self.strength_spin, self.guidance_spin)
+        for spin in spins:
+            spin.blockSignals(True)
+        if self.sampling is not None:
+            self.steps_spin.setValue(self.sampling[0])
+            self.strength_spin.setValue(self.sampling[1])
+            self.guidance_spin.setValue(self.sampling[2])
+        tips = ("refiner steps", "img2img strength, in (0, 1]", "classifier-free guidance weight (<= 1: none)")
+        for spin, tip in zip(spins, tips, strict=True):
+            spin.setEnabled(self.sampling is not None)
+            spin.setToolTip(tip if self.sampling is not None else "this bundle has no refiner")
+            spin.setStyleSheet("")
+            spin.blockSignals(False)
+
     def _emit_refiner(self, *_: Any) -> None:
-        self.refinerChanged.emit(int(self.steps_spin.value()), float(self.strength_spin.value()))
+        values = (int(self.steps_spin.value()), float(self.strength_spin.value()),
+                  float(self.guidance_spin.value()))
+        if self.validate_sampling is not None:
+            try:
+                self.validate_sampling(*values)
+            except ValueError as exc:
+                for spin in (self.steps_spin, self.strength_spin, self.guidance_spin):
+                    spin.setStyleSheet("background:#633;")
+                kept = "" if self.sampling is None else (
+                    f"; still sampling with steps {self.sampling[0]}, strength {self.sampling[1]:g}, "
+                    f"guidance {self.sampling[2]:g}")
+                self._show_error(f"sampling refused: {exc}{kept}")
+                return
+        for spin in (self.steps_spin, self.strength_spin, self.guidance_spin):
+            spin.setStyleSheet("")
+        if self.errors and self.errors[-1].startswith("sampling refused"):
+            self.clear_error()
+        self.sampling = values
+        self.refinerChanged.emit(*values)
+
+    def session_over(self, message: str) -> None:
+        """The session has ended: say so (the window stays open for looking)."""
+        self.over = True
+        self.state = "stopped"
+        self.set_running(False)
+        self.start_button.setEnabled(False)
+        self.over_label.setText(f"session over: {message}")
+        self.over_label.show()
+        self._render_status()
+
+    def keyPressEvent(self, event) -> None:  # noqa: N802 - Qt API
+        # keys the focused control did not use reach the traces (+/-, PageUp/PageDown)
+        if not self.traces.handle_key(event.key()):
+            super().keyPressEvent(event)
 
     # ------------------------------------------------------------------ frame
     @property
     def fps(self) -> float:
-        """Redraws per second over the last ~second (frames with new content)."""
+        """Redraws per second over the last ~2 s (frames with new content)."""
         ts = [t for t in self._frame_times if t >= time.perf_counter() - 2.0]
         if len(ts) < 2:
             return 0.0
@@ -368,10 +431,16 @@ class LiveWindow(QMainWindow):
             self._drain_status()
             self._drain_errors()
             if self._eeg_dirty:
-                self._draw_eeg()
+                now = time.perf_counter()
+                if (self.yield_to is not None and now - self._last_draw < self.max_yield_s
+                        and self.yield_to()):
+                    self.frames_yielded += 1
+                    return  # inference is running: leave it the CPU, draw once it is done
+                self.traces.redraw()
                 self._eeg_dirty = False
+                self._last_draw = now
                 self.frames += 1
-                self._frame_times.append(time.perf_counter())
+                self._frame_times.append(now)
         except Exception as exc:  # keep the window alive; show what went wrong
             log.exception("window update failed")
             self._show_error(f"display error: {type(exc).__name__}: {exc}")
@@ -380,49 +449,16 @@ class LiveWindow(QMainWindow):
         chunks = drain(self._eeg_q)
         if not chunks:
             return
-        data = np.concatenate([np.asarray(d, dtype=np.float32)[self.channels] for d, _ in chunks], axis=1)
-        self._last_ts = float(np.asarray(chunks[-1][1])[-1]) if len(chunks[-1][1]) else self._last_ts
-        data = np.concatenate([self._residual, data], axis=1)
-        n_bins = data.shape[1] // self._bin
-        if n_bins == 0:
-            self._residual = data
-            return
-        used = data[:, : n_bins * self._bin].reshape(len(self.channels), n_bins, self._bin)
-        self._residual = data[:, n_bins * self._bin :]
-        mm = np.empty((len(self.channels), 2 * n_bins), dtype=np.float32)
-        mm[:, 0::2] = used.min(axis=2)
-        mm[:, 1::2] = used.max(axis=2)
-        n = min(mm.shape[1], self._trace.shape[1])
-        self._trace = np.roll(self._trace, -n, axis=1)
-        self._trace[:, -n:] = mm[:, -n:]
+        data = np.concatenate([np.asarray(d, dtype=np.float32) for d, _ in chunks], axis=1)
+        if not self._all_channels:
+            data = data[self.channels]
+        ts = np.concatenate([np.asarray(t, dtype=np.float64).ravel() for _, t in chunks])
+        self.traces.push(data, ts)
         self._eeg_dirty = True
-
-    def _draw_eeg(self) -> None:
-        tr = self._trace
-        centred = tr - tr.mean(axis=1, keepdims=True)
-        if self._scale is None or not np.isfinite(self._scale) or self._scale == 0:
-            s = float(np.nanpercentile(np.abs(centred), 95)) if centred.size else 0.0
-            if s > 0 and np.isfinite(s):
-                self._scale = s
-        scale = 1.0 / (3.0 * self._scale) if self._scale else 1.0
-        y = centred * np.float32(scale) + self._eeg_offsets
-        self.eeg_curve.setData(self._eeg_x, y.ravel(), connect=self._eeg_connect)
-        # marker lines relative to the newest sample
-        now = self._last_ts
-        k = 0
-        if now is not None:
-            for t, _label in self._markers:
-                dt = t - now
-                if -self.seconds <= dt <= 0.5 and k < len(self.marker_lines):
-                    self.marker_lines[k].setValue(dt)
-                    self.marker_lines[k].show()
-                    k += 1
-        for line in self.marker_lines[k:]:
-            line.hide()
 
     def _drain_markers(self) -> None:
         for t, label in drain(self._marker_q):
-            self._markers.append((t, label))
+            self.traces.add_marker(t, label)
             self._eeg_dirty = True
 
     def _drain_results(self) -> None:
@@ -436,13 +472,14 @@ class LiveWindow(QMainWindow):
             if r.outcome == "reconstructed":
                 shown = r
                 r.times_ms["display"] = 1000.0 * (now - r.t_ready)
-                self._history_push(r)
+                self._history.appendleft(r)
                 for s in LATENCY_STAGES:
                     if s in r.times_ms:
                         self._lat[s].append(r.times_ms[s])
                         self._lat_idx[s].append(r.trial.index)
         if shown is not None:
             self._show_result(shown)
+            self._render_history()
             for s, curve in self.latency_curves.items():
                 if self._lat[s]:
                     curve.setData(np.fromiter(self._lat_idx[s], float), np.fromiter(self._lat[s], float))
@@ -469,14 +506,11 @@ class LiveWindow(QMainWindow):
         self.trials_shown += 1
         self.last_result = r
 
-    def _history_push(self, r: InferenceResult) -> None:
-        if not hasattr(self, "_history"):
-            self._history: deque = deque(maxlen=self.n_history)
-        rec = r.reconstruction
-        self._history.appendleft((self._seen(r.trial.stim_id), np.asarray(rec.saliency), np.asarray(rec.image)))
-        for c, triple in enumerate(self._history):
-            for row, img in enumerate(triple):
-                self.history_panels[row][c].set(img)
+    def _render_history(self) -> None:
+        for c, r in enumerate(self._history):
+            rec = r.reconstruction
+            for row, img in enumerate((self._seen(r.trial.stim_id), rec.saliency, rec.image)):
+                self.history_panels[row][c].set(None if img is None else np.asarray(img))
 
     def _drain_status(self) -> None:
         items = drain(self._status_q)
@@ -484,7 +518,8 @@ class LiveWindow(QMainWindow):
             return
         for s in items:
             self.status.update(s)
-        self.state = str(self.status.get("state", self.state))
+        if not self.over:
+            self.state = str(self.status.get("state", self.state))
         self._render_status()
 
     def _render_status(self) -> None:
@@ -513,6 +548,7 @@ class LiveWindow(QMainWindow):
     def closeEvent(self, event) -> None:  # noqa: N802 - Qt API
         self._timer.stop()
         super().closeEvent(event)
+        self.closed.emit()
 
 
 def _lsl_now() -> float:

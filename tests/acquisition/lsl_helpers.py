@@ -1,11 +1,21 @@
-"""A real LSL EEG outlet pushing a ramp (channel 0 = running sample number) in real time."""
+"""Real LSL peers for the tests: pylsl outlets in this process, mne-lsl's PlayerLSL in another.
+
+The app loads one liblsl (pylsl's); mne-lsl bundles its own, so its player runs in a
+subprocess, as a third-party program on the same machine would.
+"""
 
 from __future__ import annotations
 
+import os
+import subprocess
+import sys
+import tempfile
+import textwrap
 import threading
+from contextlib import contextmanager
 
 import numpy as np
-from mne_lsl.lsl import StreamInfo, StreamOutlet, local_clock
+from pylsl import IRREGULAR_RATE, StreamInfo, StreamOutlet, cf_float32, cf_string, local_clock
 
 
 class RampOutlet:
@@ -20,8 +30,8 @@ class RampOutlet:
         self.t0 = local_clock() if t0 is None else t0
         self.k = k0
         self._stop = threading.Event()
-        info = StreamInfo(name, "EEG", n_channels, sfreq, "float32", source_id)
-        info.set_channel_names(["ramp"] + [f"ch{i}" for i in range(1, n_channels)])
+        info = StreamInfo(name, "EEG", n_channels, sfreq, cf_float32, source_id)
+        info.set_channel_labels(["ramp"] + [f"ch{i}" for i in range(1, n_channels)])
         self.outlet = StreamOutlet(info, chunk_size=chunk)
         self._thread = threading.Thread(target=self._run, daemon=True)
 
@@ -51,9 +61,69 @@ class RampOutlet:
         if self._thread.is_alive():
             self._thread.join(5)
         if delete:
-            self.outlet._del()
+            self.outlet = None  # pylsl destroys the outlet: the stream leaves the network
 
 
 def marker_outlet(name, source_id):
-    info = StreamInfo(name, "Markers", 1, 0.0, "string", source_id)
+    info = StreamInfo(name, "Markers", 1, IRREGULAR_RATE, cf_string, source_id)
     return StreamOutlet(info)
+
+
+def eeg_outlet(name, source_id, ch_names, sfreq, *, units=None, types=None, stype="EEG"):
+    """A plain pylsl EEG outlet with channel labels, and units/types when given."""
+    info = StreamInfo(name, stype, len(ch_names), sfreq, cf_float32, source_id)
+    info.set_channel_labels(list(ch_names))
+    if types is not None:
+        info.set_channel_types(types)
+    if units is not None:
+        info.set_channel_units(units)
+    return StreamOutlet(info, chunk_size=0)
+
+
+_PLAYER = textwrap.dedent(
+    """
+    import sys, time
+    from mne_lsl.player import PlayerLSL
+    fname, name, sid, encoding = sys.argv[1:5]
+    player = PlayerLSL(fname, chunk_size=10, n_repeat=1, name=name, source_id=sid,
+                       annotations=True, annotations_encoding=encoding)
+    player.start()
+    print("started", flush=True)
+    sys.stdin.read()  # until the test closes our stdin
+    player.stop()
+    """
+)
+
+
+@contextmanager
+def player_process(fname, name, source_id, encoding="string"):
+    """mne-lsl's ``PlayerLSL`` streaming ``fname`` once, in its own Python process."""
+    err = tempfile.TemporaryFile(mode="w+")  # a pipe nobody reads could fill and block
+    proc = subprocess.Popen(
+        [sys.executable, "-c", _PLAYER, str(fname), name, source_id, encoding],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=err,
+        text=True,
+        env={**os.environ, "MNE_LOGGING_LEVEL": "error"},
+    )
+    try:
+        said = []
+        for line in proc.stdout:  # MNE may print before the player says it started
+            said.append(line)
+            if line.strip() == "started":
+                break
+        else:
+            proc.wait(10)
+            err.seek(0)
+            raise RuntimeError(f"PlayerLSL process did not start: {''.join(said)} {err.read()}")
+        yield proc
+    finally:
+        if proc.poll() is None:
+            proc.stdin.close()
+            try:
+                proc.wait(10)
+            except subprocess.TimeoutExpired:
+                proc.kill()
+                proc.wait(5)
+        err.close()

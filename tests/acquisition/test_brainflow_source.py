@@ -53,3 +53,92 @@ def test_unknown_board_and_wrong_shape_are_clear():
         BrainFlowSource("nope")
     with pytest.raises(ValueError, match=r"has 16 channels but 128 are expected"):
         BrainFlowSource("synthetic", n_channels=128, sfreq=250.0).connect()
+
+
+def _read_for(src, seconds):
+    import time
+
+    parts, stamps = [], []
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        x, t = src.read()
+        if t.size:
+            parts.append(x)
+            stamps.append(t)
+        time.sleep(0.02)
+    return np.concatenate(parts, axis=1), np.concatenate(stamps)
+
+
+def test_board_channel_names_picking_units_and_resampling():
+    from brainflow.board_shim import BoardShim
+
+    whole = BrainFlowSource("synthetic")
+    whole.connect()
+    try:
+        x_all, _ = _read_for(whole, 0.6)
+    finally:
+        whole.disconnect()
+    assert whole.ch_names == BoardShim.get_eeg_names(-1)  # Fz, C3, Cz, ... from the board
+    assert whole.sfreq == 250.0 and whole.delay == 0
+    # BrainFlow's microvolts come out as volts: EEG-sized amplitudes
+    assert 1e-7 < np.median(np.std(x_all, axis=1)) < 1e-3
+
+    src = BrainFlowSource("synthetic", ch_names=["oz", "Cz", "FZ"], sfreq=125.0)
+    src.connect()
+    try:
+        x, t = _read_for(src, 1.0)
+    finally:
+        src.disconnect()
+    assert src.ch_names == ["oz", "Cz", "FZ"] and src.sfreq == 125.0
+    assert src.delay == pytest.approx(20 / 250)  # 10 zero crossings at the input rate
+    assert x.shape[0] == 3 and x.shape[1] > 50
+    # one sample per 8 ms (the board's stamps are regularised with a slowly following anchor)
+    np.testing.assert_allclose(np.diff(t), 1 / 125.0, atol=1e-3)
+    assert 1e-7 < np.median(np.std(x, axis=1)) < 1e-3
+
+
+def test_board_missing_channel_and_lower_rate_are_clear():
+    with pytest.raises(ValueError, match=r"lacks 1 channel\(s\) the model needs: T7;.*Fz, C3, Cz"):
+        BrainFlowSource("synthetic", ch_names=["Cz", "T7"]).connect()
+    with pytest.raises(ValueError, match=r"250.0 Hz but 500.0 Hz is expected \(a lower rate"):
+        BrainFlowSource("synthetic", ch_names=["Cz"], sfreq=500.0).connect()
+
+
+def test_board_parameters_from_config_and_flags(tmp_path):
+    from bci_app.acquisition.brainflow_source import input_params
+    from bci_app.session.sources import open_sources, source_options
+
+    p = input_params({"timeout": "5", "master_board": "synthetic", "serial_port": "/dev/ttyUSB0"})
+    assert (p.timeout, p.master_board, p.serial_port) == (5, -1, "/dev/ttyUSB0")
+    with pytest.raises(ValueError, match="unknown BrainFlow board parameter 'baud'; allowed: "):
+        BrainFlowSource("synthetic", {"baud": "9600"})
+    with pytest.raises(ValueError, match="ip_port='abc': expected an integer"):
+        input_params({"ip_port": "abc"})
+
+    cfg = tmp_path / "lab.toml"
+    cfg.write_text('[acquisition]\nbrainflow_params = {timeout = 3, other_info = "lab"}\n')
+
+    class Args:
+        config = str(cfg)
+        source = "brainflow:synthetic"
+        board_param = ["timeout=7"]
+        units = None
+
+    opts = source_options(Args())
+    assert opts["board_params"] == {"timeout": "7", "other_info": "lab"}  # flags over config
+    assert opts["ch_names"] is None and opts["sfreq"] is None
+    source, markers = open_sources(Args.source, None, **opts)
+    assert markers is source and source.params == {"timeout": "7", "other_info": "lab"}
+    source.connect()
+    try:
+        x, _ = _read_for(source, 0.3)
+    finally:
+        source.disconnect()
+    assert x.shape[0] == 16
+
+    Args.source = "lsl:amp"
+    with pytest.raises(ValueError, match="board parameters apply to --source brainflow:BOARD only"):
+        source_options(Args())
+    with pytest.raises(ValueError, match=r"--board-param 'timeout': expected KEY=VALUE"):
+        Args.board_param = ["timeout"]
+        source_options(Args())

@@ -9,6 +9,7 @@ import pytest
 from bci_app.acquisition import Acquisition, Epocher, LSLMarkerSource, LSLSource, SessionPlayer
 from bci_app.preprocessing import PreprocessingSpec, epoch_raw
 from bci_app.stimuli import MarkerMapper
+from tests.acquisition.lsl_helpers import player_process
 
 
 def _handmade_raw(n_trials=8, sfreq=500.0, n_ch=16, seed=0, first=1.5):
@@ -83,39 +84,30 @@ def test_replay_reproduces_offline_epochs(source, stream_id, wait):
 
 @pytest.mark.parametrize("encoding", ["one-hot", "string"])
 def test_mne_lsl_player_annotations_feed_epocher(encoding, stream_id, tmp_path, wait):
-    from mne_lsl.player import PlayerLSL
-
+    """mne-lsl's PlayerLSL (its own liblsl, in its own process) publishes type ``eeg``:
+    the name finds it with the source's default type ``EEG``."""
     name, sid = stream_id
-    # the player streams as soon as it starts: the first marker comes after 3.5 s, time
+    # the player streams as soon as it starts: the first marker comes after 5 s, time
     # enough for the inlets to subscribe
-    raw2 = _handmade_raw(n_trials=6, sfreq=250.0, n_ch=8, first=3.5)
+    raw2 = _handmade_raw(n_trials=6, sfreq=250.0, n_ch=8, first=5.0)
     fname = tmp_path / "play_raw.fif"
     raw2.save(fname, verbose="error")
     spec = PreprocessingSpec(sfreq=250.0, ch_names=list(raw2.ch_names), tmin=0.0, tmax=0.3)
     trials = []
-    player = PlayerLSL(
-        fname,
-        chunk_size=10,
-        n_repeat=1,
-        name=name,
-        source_id=sid,
-        annotations=True,
-        annotations_encoding=encoding,
-    )
-    player.start()
-    acq = Acquisition(
-        LSLSource(name, stype=None, source_id=sid, n_channels=8, sfreq=250.0, timeout=5),
-        LSLMarkerSource(f"{name}-annotations", stype="annotations", timeout=5),
-        Epocher(spec, MarkerMapper(), buffer_seconds=5),
-        on_trial=trials.append,
-    )
-    try:
-        acq.start()
-        assert acq.markers.encoding == encoding
-        wait(lambda: len(trials) == 6, 20, what="6 trials from PlayerLSL")
-    finally:
-        acq.stop()
-        player.stop()
+    with player_process(fname, name, sid, encoding):
+        acq = Acquisition(
+            LSLSource(name, ch_names=list(raw2.ch_names), sfreq=250.0, timeout=5),
+            LSLMarkerSource(f"{name}-annotations", timeout=5),
+            Epocher(spec, MarkerMapper(), buffer_seconds=5),
+            on_trial=trials.append,
+        )
+        try:
+            acq.start()
+            assert acq.source._sinfo.type() == "eeg"  # found by name, whatever its type
+            assert acq.markers.encoding == encoding
+            wait(lambda: len(trials) == 6, 20, what="6 trials from PlayerLSL")
+        finally:
+            acq.stop()
     assert [t.stim_id for t in trials] == [f"c{i % 3}_i{i}" for i in range(6)]
     assert all(t.ok for t in trials)
     assert acq.stats["unknown_markers"] == 0

@@ -5,6 +5,7 @@ from __future__ import annotations
 import time
 import uuid
 
+import mne
 import numpy as np
 import pytest
 from mne_lsl.lsl import StreamInfo, StreamInlet, StreamOutlet, local_clock, resolve_streams
@@ -176,3 +177,53 @@ def test_injected_nan_burst_and_gap():
     assert vs.stats["samples_skipped"] == 200
     with pytest.raises(ValueError, match="seconds"):
         vs.inject_gap(0)
+
+
+def test_any_cap_rate_and_units_are_described_like_an_amplifier():
+    """biosemi64 at 512 Hz in microvolts: labels, units and positions in the LSL description."""
+    import pylsl
+
+    name = _unique("test-vs-eeg64")
+    vs = VirtualSubject(name=name, source_id=_unique("src"), seed=3, montage="biosemi64",
+                        sfreq=512.0, units="uV", chunk_size=16)
+    with vs:
+        found = pylsl.resolve_byprop("name", name, timeout=10)
+        assert found
+        inlet = pylsl.StreamInlet(found[0])
+        full = inlet.info(timeout=10)
+        chans, ch = [], full.desc().child("channels").child("channel")
+        while not ch.empty():
+            chans.append((ch.child_value("label"), ch.child_value("unit"), ch.child_value("type")))
+            ch = ch.next_sibling()
+        reader = _Reader(name)
+        sinfo = reader.inlet.get_sinfo()
+        data, ts = reader.until(local_clock() + 0.5)
+        reader.close()
+        inlet.close_stream()
+    vs.check()
+    assert full.channel_count() == 64 and full.nominal_srate() == 512.0
+    assert [c[0] for c in chans] == vs.ch_names == mne.channels.make_standard_montage(
+        "biosemi64").ch_names
+    assert {c[1] for c in chans} == {"microvolts"} and {c[2] for c in chans} == {"eeg"}
+    assert sinfo.get_channel_info().get_montage() is not None  # mne-lsl reads the positions
+    np.testing.assert_allclose(np.diff(ts), 1 / 512.0, atol=1e-7)
+    assert 2.0 < np.median(data.std(axis=1)) < 200.0  # microvolts, not volts
+
+
+def test_subject_changes_no_process_wide_state():
+    """BLAS threads are the live session's business (session/realtime.py), not the subject's."""
+    from threadpoolctl import threadpool_info
+
+    def blas() -> list[int]:
+        return [p["num_threads"] for p in threadpool_info() if p["user_api"] == "blas"]
+
+    before = blas()
+    vs = VirtualSubject(name=_unique("test-vs-eeg"), source_id=_unique("src"))
+    with vs:
+        _wait(lambda: vs.stats["samples_pushed"] > 100, 10.0, "samples")
+        during = blas()
+    assert during == before
+    with pytest.raises(ValueError, match=r"units must be one of"):
+        VirtualSubject(units="furlongs")
+    with pytest.raises(ValueError, match=r"unknown montage 'cap7'"):
+        VirtualSubject(montage="cap7")

@@ -7,7 +7,7 @@ import pytest
 import torch
 from PIL import Image
 
-from bci_app.datasets.loaders import load_spec, parse_spec, split_by_image
+from bci_app.datasets import load_spec, parse_spec, split_by_image
 
 
 def write_spampinato(root, lengths=(500, 500, 500, 500, 440, 650, 500, 500), n_ch=4):
@@ -123,3 +123,36 @@ def test_synthetic_and_session(tmp_path):
     s = load_spec(f"session:{tmp_path}")
     assert len(s) == 20 and s.stim_ids[0] in set(ds.stim_ids) | {s.stim_ids[0]}
     assert s.caption(0).startswith("an image of a ")
+
+
+def test_synthetic_any_cap():
+    ds = load_spec("synthetic:30,seed=2,montage=biosemi64,sfreq=512")
+    assert ds.X.shape[:2] == (30, 64) and ds.spec.sfreq == 512.0
+    assert ds.X.shape[2] == ds.spec.n_times
+
+
+def test_session_of_own_images_gets_folder_classes(tmp_path):
+    """Non-demo stimulus ids resolve to --images DIR; classes are the image sub-folders."""
+    import mne
+
+    from bci_app.simulation import simulate_raw
+
+    raw = simulate_raw(6, seed=3, montage="biosemi32", sfreq=250.0)
+    ids = ["cat_01", "dog_01", "cat_02", "dog_02", "cat_01", "owl_09"]
+    raw.set_annotations(mne.Annotations(raw.annotations.onset, 0.0, [f"stim/{s}" for s in ids]))
+    raw.save(tmp_path / "own_raw.fif", verbose="error")
+    img = tmp_path / "img"
+    for i, s in enumerate(ids[:4]):
+        (img / f"{s[:3]}s").mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((9, 9, 3), i, np.uint8)).save(img / f"{s[:3]}s" / f"{s}.png")
+    with pytest.raises(FileNotFoundError, match=r"no image for stimulus 'owl_09' under .*img"):
+        load_spec(f"session:{tmp_path / 'own_raw.fif'}", images_dir=img)
+    (img / "owls").mkdir()
+    Image.fromarray(np.zeros((9, 9, 3), np.uint8)).save(img / "owls" / "owl_09.png")
+    ds = load_spec(f"session:{tmp_path / 'own_raw.fif'}", images_dir=img)
+    assert ds.class_names == ["cats", "dogs", "owls"]
+    assert ds.labels.tolist() == [0, 1, 0, 1, 0, 2] and ds.stim_ids == ids
+    assert ds.image(1).shape == (9, 9, 3) and ds.image(1)[0, 0, 0] == 1
+    # without --images the trials are not demo stimuli: a clear error, nothing to train on
+    with pytest.raises(ValueError, match=r"no usable trial .*not_demo_stimulus.*--images DIR"):
+        load_spec(f"session:{tmp_path / 'own_raw.fif'}")

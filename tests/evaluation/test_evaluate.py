@@ -12,10 +12,11 @@ from dataclasses import dataclass
 import numpy as np
 import pytest
 
-from bci_app.datasets.loaders import EEGImageDataset, split_by_image
-from bci_app.evaluation import metrics as M
-from bci_app.evaluation.evaluate import evaluate, resolve_ways, select_split
+from bci_app.datasets import EEGImageDataset, split_by_image
+from bci_app.evaluation.evaluate import evaluate, resolve_ways
 from bci_app.evaluation.report_html import check_html
+from bci_app.evaluation.split import select_split
+from bci_app.models.ssim import ssim
 from bci_app.preprocessing import PreprocessingSpec
 from bci_app.stimuli import DemoStimulusSet
 
@@ -46,7 +47,7 @@ class OracleHalfReconstructor:
         self.lookup = {ds.image(i).tobytes(): int(ds.labels[i]) for i in range(len(ds))}
         self.grey = np.full_like(ds.image(0), 128)
 
-    def reconstruct(self, x: np.ndarray) -> list[_R]:
+    def reconstruct(self, x: np.ndarray, seeds=None, **switches) -> list[_R]:
         out = []
         for xi in x:
             i = int(round(float(xi[0, 0])))
@@ -96,9 +97,10 @@ def test_split_with_shared_image_raises():
     bad = dict(ds.splits)
     bad["test"] = np.r_[ds.splits["test"], ds.splits["train"][:1]]  # one training image in test
     ds.splits = bad
-    with pytest.raises(ValueError, match="not disjoint by image"):
+    shared = ds.stim_ids[ds.splits["train"][0]]  # the error names the image in both splits
+    with pytest.raises(ValueError, match=shared):
         select_split(ds, None)
-    with pytest.raises(ValueError, match="not disjoint by image"):
+    with pytest.raises(ValueError, match=shared):
         evaluate(OracleHalfReconstructor(ds), ds, tempfile.mkdtemp(), progress=False)
 
 
@@ -137,7 +139,7 @@ def test_evaluate_metrics_match_hand_expectation(evaluated):
     # SSIM: 1 on even trials, SSIM(seen, grey) on odd ones
     seen = ds.images(te)
     grey = np.full_like(seen[0], 128)
-    expected = np.where(even, 1.0, [M.ssim(s, grey) for s in seen])
+    expected = np.where(even, 1.0, [ssim(s, grey) for s in seen])
     assert m["ssim_resolution"] == 32
     assert m["ssim"] == pytest.approx(expected.mean(), rel=1e-9)
     assert m["ssim_chance"] < m["ssim"]
@@ -276,7 +278,7 @@ def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
     import torch
 
     from bci_app.cli import main
-    from bci_app.models.image_classifier import train_image_classifier
+    from bci_app.training.classifier import train_image_classifier
     from bci_app.training.recipe import train_bundle
 
     cfg = tmp_path / "tiny.toml"
@@ -321,7 +323,7 @@ def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
 
 
 def test_paired_difference():
-    from bci_app.evaluation.evaluate import paired_difference
+    from bci_app.evaluation.stats import paired_difference
 
     rng = np.random.default_rng(0)
     b = rng.normal(0.6, 0.1, 300)
@@ -332,3 +334,154 @@ def test_paired_difference():
     assert same["ci"][0] < 0 < same["ci"][1] and same["p"] > 0.01
     with pytest.raises(ValueError, match="equal-length"):
         paired_difference(b, b[:10])
+
+
+# ----------------------------------------------------------------------------- issue 15
+def _expected_baseline_acc(model, ds, te, seed: int, draws: int, ways: int) -> np.ndarray:
+    """The baseline's per-trial N-way successes computed here, independently of evaluate."""
+    from bci_app.evaluation.baseline_score import class_probs
+    from bci_app.evaluation.metrics import n_way_top_k_per_trial
+
+    pb = class_probs(model, ds.X[te], ds.n_classes)
+    return n_way_top_k_per_trial(pb, np.asarray(ds.labels)[te], ways, 1, draws, rng=seed)
+
+
+def test_one_ground_truth_for_every_row_stated_in_json_and_report(evaluated):
+    from bci_app.models.baseline import LinearBaseline
+
+    ds, out, m = evaluated
+    on_disk = json.loads((out / "metrics.json").read_text())
+    assert "label" in on_disk["ground_truth"] and "every row" in on_disk["ground_truth"]
+    assert "acc_vs_dataset_labels" not in on_disk  # no second ground truth
+    assert "Ground truth" in (out / "report.html").read_text()
+    # the fallback baseline (no baseline.safetensors here) is said to be one, and it is scored
+    # against the same labels with the same draws as the model: recompute it independently
+    assert on_disk["baseline"]["trained_on"].startswith("FALLBACK")
+    assert any(n.startswith("BASELINE FALLBACK") for n in on_disk["notes"])
+    tr, te = ds.splits["train"], ds.splits["test"]
+    lb = LinearBaseline(sfreq=ds.spec.sfreq).fit(ds.X[tr], np.asarray(ds.labels)[tr])
+    per_b = _expected_baseline_acc(lb, ds, te, seed=0, draws=20, ways=40)
+    assert on_disk["baseline"]["acc"] == pytest.approx(per_b.mean(), abs=1e-12)
+    d = on_disk["baseline"]["model_minus_baseline"]
+    assert d["diff"] == pytest.approx(on_disk["acc"] - per_b.mean(), abs=1e-12)
+
+
+def test_the_bundles_own_baseline_is_scored_on_the_same_trials(tmp_path):
+    from bci_app.models.baseline import LinearBaseline
+
+    ds = _tiny_dataset()
+    tr, te = ds.splits["train"], ds.splits["test"]
+    labels = np.asarray(ds.labels)
+    # a baseline "trained by `train`" (here: on shuffled labels, so it differs from a refit)
+    own = LinearBaseline(sfreq=ds.spec.sfreq).fit(ds.X[tr], np.random.default_rng(5).permutation(labels[tr]))
+    bundle = tmp_path / "bundle"
+    own.save(bundle)
+    rec = OracleHalfReconstructor(ds)
+    rec.bundle_dir = bundle
+    cfg = {"training": {"data": "tiny", "component_images": {"baseline": ["train"]},
+                        "data_summary": {"splits": {"train": len(tr)}}}}
+    m = evaluate(rec, ds, tmp_path / "eval", draws=20, progress=False, bundle_config=cfg)
+    b = m["baseline"]
+    assert b["trained_on"].startswith("the bundle's own baseline") and f"{len(tr)} training trials" in b["trained_on"]
+    assert not any(n.startswith("BASELINE FALLBACK") for n in m["notes"])
+    per_b = _expected_baseline_acc(LinearBaseline.load(bundle), ds, te, seed=0, draws=20, ways=40)
+    assert b["acc"] == pytest.approx(per_b.mean(), abs=1e-12)
+    refit = _expected_baseline_acc(LinearBaseline(sfreq=ds.spec.sfreq).fit(ds.X[tr], labels[tr]), ds, te, 0, 20, 40)
+    assert not np.array_equal(per_b, refit)  # it really is the bundled one, not a refit
+    assert b["model_minus_baseline"]["diff"] == pytest.approx(m["acc"] - per_b.mean(), abs=1e-12)
+
+
+def _recorded_splits(ds) -> dict[str, list[str]]:
+    return {k: sorted({ds.stim_ids[i] for i in v}) for k, v in ds.splits.items()}
+
+
+def test_a_component_trained_on_a_test_image_makes_evaluate_say_so(tmp_path):
+    ds = _tiny_dataset()
+    split_images = _recorded_splits(ds)
+    n_test_images = len(split_images["test"])
+    clean = {c: ["train"] for c in ("encoder", "generator", "semantic", "refiner", "classifier", "baseline")}
+    rec = OracleHalfReconstructor(ds)
+
+    def run(component_images, name):
+        training = {"data": "tiny", "split_images": split_images}
+        if component_images is not None:
+            training["component_images"] = component_images
+        return evaluate(rec, ds, tmp_path / name, draws=5, progress=False, bundle_config={"training": training})
+
+    m = run({**clean, "refiner": ["train", "test"]}, "leaky")
+    exp = m["component_images"]
+    assert exp["test_images_unseen"] is False and exp["seen_test"] == {"refiner": n_test_images}
+    assert m["notes"][0].startswith("TEST IMAGES SEEN") and f"refiner ({n_test_images} of {n_test_images}" in m["notes"][0]
+    assert "TEST IMAGES SEEN" in (tmp_path / "leaky" / "report.html").read_text()
+    # "all" images (e.g. a classifier trained on the whole stimulus set) is seen too
+    m_all = run({**clean, "classifier": ["all"]}, "all")
+    assert set(m_all["component_images"]["seen_test"]) == {"classifier"}
+    # trained on the training split only: derived as unseen, no warning
+    m_ok = run(clean, "clean")
+    assert m_ok["component_images"]["test_images_unseen"] is True
+    assert not any(n.startswith("TEST IMAGES SEEN") for n in m_ok["notes"])
+    # a referenced component whose images nobody recorded ("external"): not derivable, said so
+    m_ext = run({**clean, "refiner": "external"}, "external")
+    assert m_ext["component_images"]["test_images_unseen"] is None
+    assert m_ext["component_images"]["unknown"] == ["refiner"]
+    assert any(n.startswith("COMPONENT RECORD") and "refiner (external)" in n for n in m_ext["notes"])
+    # no record: nothing can be derived, and evaluate says that instead of claiming either
+    m_none = run(None, "none")
+    assert m_none["component_images"]["test_images_unseen"] is None
+    assert any(n.startswith("COMPONENT RECORD") for n in m_none["notes"])
+
+
+def test_save_images_writes_the_scored_pairs(tmp_path):
+    from PIL import Image
+
+    ds = _tiny_dataset()
+    m = evaluate(OracleHalfReconstructor(ds), ds, tmp_path, draws=5, progress=False, save_images=True)
+    d = tmp_path / "images"
+    n = m["n"]
+    assert sorted(p.name for p in d.glob("*.png")) == sorted(
+        [f"{i:04d}_seen.png" for i in range(n)] + [f"{i:04d}_recon.png" for i in range(n)])
+    pairs = [(np.asarray(Image.open(d / f"{i:04d}_seen.png")), np.asarray(Image.open(d / f"{i:04d}_recon.png")))
+             for i in range(n)]
+    assert all(s.shape == (m["ssim_resolution"],) * 2 + (3,) for s, _ in pairs)
+    # SSIM recomputed from the files is the reported figure
+    assert np.mean([ssim(s, r) for s, r in pairs]) == pytest.approx(m["ssim"], abs=1e-12)
+    index = json.loads((d / "index.json").read_text())
+    assert [e["stim_id"] for e in index] == [ds.stim_ids[i] for i in ds.splits["test"]]
+
+
+def test_same_reconstructor_data_and_seed_give_identical_metrics_json(tmp_path):
+    """Determinism of the evaluation itself, with a real (tiny) Reconstructor and refiner."""
+    from tests.models.test_reconstructor import tiny_reconstructor
+
+    ds = _tiny_dataset(n_images_per_class=1)
+    texts = []
+    for run in ("a", "b"):
+        rec = tiny_reconstructor(n_times=40)  # built afresh: nothing carried over between runs
+        evaluate(rec, ds, tmp_path / run, draws=10, seed=3, ablation=True, progress=False)
+        texts.append((tmp_path / run / "metrics.json").read_text())
+    assert texts[0] == texts[1]
+    rows = json.loads(texts[0])["ablation"]["rows"]
+    assert all(rows[k]["acc"] is not None for k in ("S only", "I only", "I, no refiner"))
+    # another draw seed gives other draws (the comparison above could fail)
+    evaluate(tiny_reconstructor(n_times=40), ds, tmp_path / "c", draws=10, seed=4, progress=False)
+    assert (tmp_path / "c" / "metrics.json").read_text() != texts[0]
+
+
+@pytest.mark.slow
+def test_same_bundle_data_and_seed_give_identical_metrics_json(tmp_path):
+    """Determinism, end to end through `bci-app evaluate` on a tiny bundle (with --ablation; ~2 min)."""
+    from bci_app.cli import main
+    from tests.evaluation.tiny_bundle import write_tiny_bundle
+
+    bundle = write_tiny_bundle(tmp_path / "bundle")
+    texts = []
+    for run in ("a", "b"):
+        out = tmp_path / run
+        rc = main(["evaluate", "--bundle", str(bundle), "--data", "synthetic:80,seed=5", "--out", str(out),
+                   "--draws", "10", "--device", "cpu", "--ablation", "--seed", "3"])
+        assert rc == 0
+        texts.append((out / "metrics.json").read_text())
+    assert texts[0] == texts[1]
+    m = json.loads(texts[0])
+    assert m["n"] > 0 and {"S only", "I only", "I, no refiner"} <= set(m["ablation"]["rows"])
+    assert "acc" in m["ablation"]["rows"]["S only"]["full_minus_row"]

@@ -8,6 +8,8 @@ import numpy as np
 import pytest
 
 from bci_app.evaluation import metrics as M
+from bci_app.evaluation import pretrained as P
+from bci_app.evaluation import stats as S
 
 
 # ----------------------------------------------------------------------------- N-way top-k
@@ -102,81 +104,34 @@ def test_n_way_permutation_p_small_for_real_signal():
 
 # ----------------------------------------------------------------------------- statistics
 def test_wilson_hand_case():
-    lo, hi = M.wilson_ci(8, 10)
+    lo, hi = S.wilson_ci(8, 10)
     # z = 1.959964: centre (0.8 + z^2/20) / (1 + z^2/10), half-width as in Wilson (1927)
     assert lo == pytest.approx(0.4902, abs=1e-4)
     assert hi == pytest.approx(0.9433, abs=1e-4)
-    lo0, hi0 = M.wilson_ci(0, 20)
+    lo0, hi0 = S.wilson_ci(0, 20)
     assert lo0 == 0.0 and 0.15 < hi0 < 0.18
 
 
 def test_bootstrap_ci_brackets_the_mean():
     vals = np.r_[np.ones(30), np.zeros(70)]
-    lo, hi = M.bootstrap_ci(vals, n_boot=2000, rng=0)
+    lo, hi = S.bootstrap_ci(vals, n_boot=2000, rng=0)
     assert lo < 0.3 < hi
     assert 0.18 < lo and hi < 0.42
-    assert M.bootstrap_ci(np.full(10, 0.5)) == (0.5, 0.5)
+    assert S.bootstrap_ci(np.full(10, 0.5)) == (0.5, 0.5)
+
+
+def test_sign_flip_p_exact_hand_case():
+    # 3 positive values: of the 2**3 sign patterns only all-plus reaches the observed mean
+    assert S.sign_flip_p(np.array([1.0, 2.0, 3.0])) == pytest.approx(1 / 8)
+    # (3, -1, -1), observed sum 1: the 8 sign patterns sum to 1, 3, 3, 5 (with +3) and
+    # -5, -3, -3, -1 (with -3); 4 of 8 reach the observed sum
+    assert S.sign_flip_p(np.array([3.0, -1.0, -1.0])) == pytest.approx(4 / 8)
+    assert S.sign_flip_p(np.zeros(5)) == 1.0
 
 
 def test_permutation_p_value_counts():
-    assert M.permutation_p_value(5.0, np.array([1.0, 2.0, 6.0, 5.0])) == pytest.approx(3 / 5)
-    assert M.permutation_p_value(10.0, np.zeros(99)) == pytest.approx(0.01)
-
-
-# ----------------------------------------------------------------------------- splits
-def test_split_with_shared_image_raises():
-    with pytest.raises(ValueError, match="c01_i02"):
-        M.check_split_disjoint(["c00_i00", "c01_i02"], ["c01_i02", "c03_i04"])
-    with pytest.raises(ValueError, match="'train' and 'val'"):
-        M.check_split_disjoint(["a", "b"], ["c"], val_ids=["b"])
-    M.check_split_disjoint(["a", "b", "a"], ["c"], val_ids=["d"])  # repeats within a split are fine
-
-
-# ----------------------------------------------------------------------------- SSIM
-def test_ssim_identical_is_one():
-    rng = np.random.default_rng(0)
-    img = rng.integers(0, 256, (32, 32, 3)).astype(np.uint8)
-    assert M.ssim(img, img) == pytest.approx(1.0, abs=1e-12)
-
-
-def test_ssim_constant_images_closed_form():
-    # constant images: variances and covariance vanish -> luminance term only
-    a = np.full((16, 16), 100.0)
-    b = np.full((16, 16), 150.0)
-    c1 = (0.01 * 255) ** 2
-    expected = (2 * 100 * 150 + c1) / (100**2 + 150**2 + c1)
-    assert M.ssim(a, b) == pytest.approx(expected, rel=1e-9)
-
-
-def test_ssim_single_window_by_definition():
-    # an 11x11 image has exactly one valid window: compute the weighted statistics by hand
-    rng = np.random.default_rng(2)
-    a = rng.integers(0, 256, (11, 11)).astype(float)
-    b = np.clip(a + rng.normal(0, 40, (11, 11)), 0, 255)
-    r = np.arange(11) - 5
-    g = np.exp(-(r**2) / (2 * 1.5**2))
-    w = np.outer(g, g) / np.outer(g, g).sum()
-    mu_a, mu_b = (w * a).sum(), (w * b).sum()
-    va = (w * (a - mu_a) ** 2).sum()
-    vb = (w * (b - mu_b) ** 2).sum()
-    cov = (w * (a - mu_a) * (b - mu_b)).sum()
-    c1, c2 = (0.01 * 255) ** 2, (0.03 * 255) ** 2
-    expected = (2 * mu_a * mu_b + c1) * (2 * cov + c2) / ((mu_a**2 + mu_b**2 + c1) * (va + vb + c2))
-    assert M.ssim(a, b) == pytest.approx(expected, rel=1e-9)
-    assert expected < 0.95  # the noisy copy is really different
-
-
-def test_ssim_errors_and_batch():
-    with pytest.raises(ValueError, match="same shape"):
-        M.ssim(np.zeros((12, 12)), np.zeros((12, 13)))
-    with pytest.raises(ValueError, match="smaller than"):
-        M.ssim(np.zeros((8, 8)), np.zeros((8, 8)))
-    rng = np.random.default_rng(0)
-    seen = rng.integers(0, 256, (3, 40, 40, 3)).astype(np.uint8)
-    vals = M.ssim_batch(seen, seen, size=32)
-    np.testing.assert_allclose(vals, 1.0, atol=1e-12)
-    other = M.ssim_batch(seen, seen[::-1], size=32)
-    assert other[0] < 0.2 and other[1] == pytest.approx(1.0)
+    assert S.permutation_p_value(5.0, np.array([1.0, 2.0, 6.0, 5.0])) == pytest.approx(3 / 5)
+    assert S.permutation_p_value(10.0, np.zeros(99)) == pytest.approx(0.01)
 
 
 # ----------------------------------------------------------------------------- others
@@ -212,27 +167,42 @@ def test_inception_score_from_probs_hand_cases():
 def test_pretrained_metrics_unavailable_without_local_weights(tmp_path, monkeypatch):
     monkeypatch.setenv("TORCH_HOME", str(tmp_path))
     imgs = np.zeros((2, 32, 32, 3), np.uint8)
-    res = M.inception_score(imgs, weights_dir=tmp_path)
-    assert isinstance(res, M.MetricUnavailable)
+    res = P.inception_score(imgs, weights_dir=tmp_path)
+    assert isinstance(res, P.MetricUnavailable)
     assert res.value is None and res.reason
     assert res.to_dict() == {"value": None, "available": False, "reason": res.reason}
-    alex = M.alexnet_two_way(imgs, imgs, weights_dir=tmp_path)
-    assert isinstance(alex, M.MetricUnavailable)
-
-
-def test_ssim_batch_matches_single_image_ssim():
-    rng = np.random.default_rng(4)
-    seen = rng.integers(0, 256, (4, 24, 24, 3)).astype(np.uint8)
-    recon = np.clip(seen + rng.normal(0, 30, seen.shape), 0, 255).astype(np.uint8)
-    batch = M.ssim_batch(seen, recon, size=24, chunk=3)
-    single = [M.ssim(s, r) for s, r in zip(seen, recon, strict=True)]
-    np.testing.assert_allclose(batch, single, rtol=1e-12)
+    # the reason says where the weights were looked for and how to get them
+    assert str(tmp_path) in res.reason and "weights='DEFAULT'" in res.reason
+    alex = P.alexnet_two_way(imgs, imgs, weights_dir=tmp_path)
+    assert isinstance(alex, P.MetricUnavailable)
 
 
 def test_shuffled_pair_null_is_the_mismatched_mean():
     # score = 1 when the pair matches the same image, else 0: mismatched pairs always 0
     seen = np.arange(5)
     recon = np.arange(5)
-    chance, null = M.shuffled_pair_null(seen, recon, lambda s, r: (s == r).astype(float), n_pairs=200, n_null=50)
+    chance, null = S.shuffled_pair_null(seen, recon, lambda s, r: (s == r).astype(float), n_pairs=200, n_null=50)
     assert chance == 0.0 and np.all(null == 0.0)
-    assert M.permutation_p_value(1.0, null) == pytest.approx(1 / 51)
+    assert S.permutation_p_value(1.0, null) == pytest.approx(1 / 51)
+
+
+def test_unavailable_reasons_name_the_real_cause(tmp_path, monkeypatch):
+    """Weights found but torchvision broken (a CUDA build next to a CPU torch raises at
+    import): the reason says that, not "weights absent"; neither: both are said."""
+    import sys
+
+    fake = tmp_path / "site" / "torchvision"
+    fake.mkdir(parents=True)
+    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
+    monkeypatch.syspath_prepend(str(tmp_path / "site"))
+    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
+    weights = tmp_path / "weights"
+    weights.mkdir()
+    imgs = np.zeros((2, 32, 32, 3), np.uint8)
+    none = P.alexnet_two_way(imgs, imgs, weights_dir=weights)
+    assert str(weights) in none.reason and "does not load with torch" in none.reason
+    (weights / "alexnet-owt-7be5be79.pth").write_bytes(b"not read")
+    found = P.alexnet_two_way(imgs, imgs, weights_dir=weights)
+    assert found.reason.startswith(f"weights found at {weights / 'alexnet-owt-7be5be79.pth'}")
+    assert "torchvision::nms" in found.reason and "install the torchvision build" in found.reason

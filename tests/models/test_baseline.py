@@ -64,3 +64,38 @@ def test_features_and_errors():
     clf.fit(X, y)
     with pytest.raises(ValueError, match="fitted on"):
         clf.predict(X[:, :2])
+
+
+def test_matches_scikit_learn_and_round_trips(session, tmp_path):
+    """The saved decoder is the fitted one: scikit-learn's LDA scores, through a file."""
+    from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
+
+    Xtr, ytr, Xte, yte = session
+    clf = LinearBaseline(bin_ms=40.0, sfreq=1000.0).fit(Xtr, ytr)
+    F_tr, F_te = clf.features(Xtr), clf.features(Xte)
+    mu, sd = F_tr.mean(0), F_tr.std(0) + 1e-12
+    lda = LinearDiscriminantAnalysis(solver="lsqr", shrinkage="auto").fit((F_tr - mu) / sd, ytr)
+    np.testing.assert_array_equal(clf.predict(Xte), lda.predict((F_te - mu) / sd))
+    np.testing.assert_allclose(clf.predict_proba(Xte), lda.predict_proba((F_te - mu) / sd), rtol=1e-6, atol=1e-9)
+    path = clf.save(tmp_path / "bundle")
+    assert path.name == "baseline.safetensors"
+    loaded = LinearBaseline.load(tmp_path / "bundle")
+    np.testing.assert_array_equal(loaded.decision_function(Xte), clf.decision_function(Xte))
+    np.testing.assert_array_equal(loaded.classes_, clf.classes_)
+    assert loaded.settings() == clf.settings() and loaded.score(Xte, yte) == clf.score(Xte, yte)
+    with pytest.raises(ValueError, match="fitted on"):
+        loaded.predict(Xte[:, :, :200])
+
+
+def test_load_names_the_missing_file_and_binary_case(tmp_path):
+    with pytest.raises(FileNotFoundError, match="baseline.safetensors"):
+        LinearBaseline.load(tmp_path)
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    X = rng.standard_normal((40, 2, 80)) + y[:, None, None]
+    clf = LinearBaseline().fit(X, y)
+    clf.save(tmp_path)
+    loaded = LinearBaseline.load(tmp_path)
+    assert loaded.predict_proba(X).shape == (40, 2)
+    np.testing.assert_array_equal(loaded.predict(X), clf.predict(X))
+    assert clf.score(X, y) > 0.9

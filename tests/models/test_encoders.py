@@ -34,7 +34,7 @@ def _toy_trials(n_per_class, n_classes=4, seed=0, C=8, T=60):
 
 @pytest.mark.parametrize("name", ["shallow", "binned_linear"])
 def test_triplet_trained_encoder_separates_held_out_classes(name):
-    from bci_app.training.recipe import centroid_accuracy
+    from bci_app.training.encoder import centroid_accuracy
 
     torch.manual_seed(0)
     Xtr, ytr = _toy_trials(30, seed=0)

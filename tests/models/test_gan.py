@@ -3,7 +3,7 @@ from __future__ import annotations
 import pytest
 import torch
 
-from bci_app.training.recipe import train_gan
+from bci_app.training.gan import train_gan
 
 
 def _toy(n=48, R=16, F=6, seed=0):

@@ -6,13 +6,9 @@ import numpy as np
 import pytest
 import torch
 
-from bci_app.models.image_classifier import (
-    ClassifierConfig,
-    ImageClassifier,
-    augment,
-    train_image_classifier,
-)
+from bci_app.models.image_classifier import ImageClassifier
 from bci_app.stimuli import DemoStimulusSet
+from bci_app.training.classifier import ClassifierConfig, augment, train_image_classifier
 
 
 def test_trains_above_chance_quickly_on_a_subset_and_round_trips(tmp_path):
@@ -46,3 +42,17 @@ def test_augment_keeps_range_and_shape():
     x = torch.rand(4, 3, 64, 64)
     y = augment(x, torch.Generator().manual_seed(0))
     assert y.shape == x.shape and y.min() >= 0 and y.max() <= 1 and not torch.equal(x, y)
+
+
+def test_validation_images_are_held_out_and_checked():
+    """Given validation images, it trains on the others only and measures on those."""
+    stimuli = DemoStimulusSet(seed=0, n_per_class=4)
+    ids = [s for s in stimuli.stim_ids if stimuli.label(s) < 4]
+    train, val = ids[::2], ids[1::2]
+    cfg = ClassifierConfig(width=4, steps=3, batch_size=8)
+    _, metrics = train_image_classifier(stimuli, cfg, progress=False, stim_ids=train, val_ids=val)
+    assert (metrics["n_train"], metrics["n_val"]) == (len(train), len(val))
+    with pytest.raises(ValueError, match="also training images"):
+        train_image_classifier(stimuli, cfg, progress=False, stim_ids=train, val_ids=train[:2])
+    with pytest.raises(ValueError, match="unknown classifier setting"):
+        train_image_classifier(stimuli, {"step": 3}, progress=False)

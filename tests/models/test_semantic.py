@@ -4,7 +4,7 @@ import pytest
 import torch
 
 from bci_app.models.semantic import SemanticHead
-from bci_app.training.recipe import train_semantic
+from bci_app.training.semantic import train_semantic
 
 
 @pytest.mark.parametrize("prototypes", [False, True])

@@ -29,3 +29,14 @@ def test_bench_pipeline_json(tmp_path):
     assert d["steps"] == saved["steps"] and d["guidance_scale"] == saved["guidance_scale"]
     unet = d["refiner_trace"]["demo UNet"]
     assert unet["graphs"] >= 1 and unet["fallbacks"] == 0 and unet["traced_calls"] > unet["eager_calls"]
+
+
+def test_bench_window_mode_json(tmp_path, monkeypatch):
+    """`bench --mode window`: redraws per second of the real window (offscreen) fed 128
+    channels at 1 kHz with markers; a figure, not a pass/fail threshold (2 shared cores)."""
+    monkeypatch.setenv("QT_QPA_PLATFORM", "offscreen")
+    out = tmp_path / "window.json"
+    assert main(["bench", "--mode", "window", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["mode"] == "window" and d["traces"] == 128 and d["visible_rows"] == 32
+    assert d["fps"] > 5 and d["cpu_ms_per_frame"] > 0 and d["display_dropped"] == 0

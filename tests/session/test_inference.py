@@ -55,14 +55,17 @@ class Gate:
         self.open = threading.Event()
         self.entered = threading.Event()
         self.spec = rec.spec
+        self.seed = rec.seed
+        self.batches: list[int] = []
 
     def warmup(self, n):
         self.rec.warmup(n)
 
-    def reconstruct(self, x):
+    def reconstruct(self, x, **kw):
         self.entered.set()
         assert self.open.wait(10), "gate never opened"
-        return self.rec.reconstruct(x)
+        self.batches.append(len(x))
+        return self.rec.reconstruct(x, **kw)
 
 
 @pytest.fixture(scope="module")
@@ -196,3 +199,88 @@ def test_warmup_failure_raises_at_start():
 
     with pytest.raises(RuntimeError, match="warm-up failed: no weights"):
         InferenceWorker(Broken()).start()
+
+
+# ----------------------------------------------------------------------------- one trial, one image
+def _live_images(rec, trials, max_batch: int) -> tuple[dict[int, np.ndarray], list[int]]:
+    """Images by trial index from the live worker; with ``max_batch`` > 1 the trials after the
+    first wait behind a closed gate so that they are reconstructed as one batch."""
+    gate = Gate(rec)
+    gate.open.set()
+    results, cb = _collect()
+    w = InferenceWorker(gate, queue_size=len(trials), max_batch=max_batch, on_result=cb, warmup=1).start()
+    gate.batches.clear()
+    try:
+        if max_batch > 1:
+            gate.open.clear()
+            gate.entered.clear()
+            w.submit(trials[0])
+            assert gate.entered.wait(10)
+            for t in trials[1:]:
+                w.submit(t)
+            gate.open.set()
+        else:
+            for t in trials:
+                w.submit(t)
+        assert w.wait_idle(30)
+    finally:
+        w.stop()
+    assert [r.outcome for r in results] == ["reconstructed"] * len(trials)
+    return {r.trial.index: r.reconstruction.image for r in results}, list(gate.batches)
+
+
+def test_same_trial_same_image_live_batched_and_in_evaluate(tmp_path):
+    """A trial (stimulus id + onset sample) gives identical images through the live worker
+    alone (batches of 1), the live worker batching, and evaluate (batches of 32)."""
+    import json
+
+    from PIL import Image
+
+    from bci_app.datasets import EEGImageDataset
+    from bci_app.evaluation.evaluate import evaluate
+    from bci_app.evaluation.runner import run_reconstructor, trial_onsets, trial_seeds
+    from bci_app.models.ssim import resize_images
+    from bci_app.preprocessing import PreprocessingSpec
+    from bci_app.stimuli import DemoStimulusSet
+    from tests.models.test_reconstructor import tiny_reconstructor
+
+    rec = tiny_reconstructor()
+    stim = DemoStimulusSet(n_per_class=2, size=32)
+    ids = list(stim.stim_ids)
+    n = len(ids)
+    rng = np.random.default_rng(3)
+    X = rng.standard_normal((n, 4, 20)).astype(np.float32)
+    onsets = 5000 + 700 * np.arange(n)
+    n_test = 6
+    ds = EEGImageDataset(
+        X=X, labels=np.array([stim.label(s) for s in ids]), stim_ids=ids, subjects=np.zeros(n, np.int64),
+        class_names=stim.class_names(), spec=PreprocessingSpec(sfreq=100.0, ch_names=[f"C{i}" for i in range(4)],
+                                                               tmin=0.0, tmax=0.2),
+        image_loader=lambda s: np.array(stim.image(s)), source="tiny",
+        splits={"train": np.arange(n_test, n), "val": np.zeros(0, np.int64), "test": np.arange(n_test)},
+    )
+    ds.onset_samples = onsets  # what a recorded session's loader gives
+
+    trials = [Trial(data=X[i], marker=f"stim/{ids[i]}", stim_id=ids[i], onset=float(onsets[i]) / 100.0,
+                    onset_sample=int(onsets[i]), sfreq=100.0, ch_names=[], index=i,
+                    last_sample_time=local_clock(), emitted_time=local_clock()) for i in range(n_test)]
+    alone, sizes1 = _live_images(rec, trials, max_batch=1)
+    batched, sizes2 = _live_images(rec, trials, max_batch=8)
+    assert set(sizes1) == {1} and max(sizes2) == n_test - 1  # really batched
+    # evaluate's path: trial seeds from (stim id, onset sample), batches of 32
+    te = ds.splits["test"]
+    on, source = trial_onsets(ds)
+    assert "onset samples" in source
+    out = run_reconstructor(rec, ds.X[te], trial_seeds([ids[i] for i in te], on[te], rec.seed), batch=32)
+    for i in range(n_test):
+        np.testing.assert_array_equal(batched[i], alone[i])
+        np.testing.assert_array_equal(out.images[i], alone[i])
+    # the trials differ from each other (the check above is not trivially true)
+    assert len({alone[i].tobytes() for i in range(n_test)}) == n_test
+    # and evaluate itself saves exactly those images (at the SSIM resolution)
+    m = evaluate(rec, ds, tmp_path, draws=5, progress=False, save_images=True)
+    index = json.loads((tmp_path / "images" / "index.json").read_text())
+    assert [e["trial"] for e in index] == list(range(n_test))
+    for k, e in enumerate(index):
+        saved = np.asarray(Image.open(tmp_path / "images" / f"{k:04d}_recon.png"))
+        np.testing.assert_array_equal(saved, resize_images(alone[e["trial"]], m["ssim_resolution"]))

@@ -77,6 +77,9 @@ def test_report_files(tmp_path):
     assert [d["index"] for d in lines] == list(range(6))
     assert lines[3]["outcome"] == "dropped" and lines[0]["times_ms"]["end_to_end"] == 10.0
     assert {"marker", "onset", "times_ms", "outcome"} <= set(lines[0])
+    # per-trial quality, so any subset of trials can be scored from the file
+    assert [d.get("top1_correct") for d in lines] == [True, True, False, None, None, None]
+    assert lines[0]["ssim"] > 0.99 and "ssim" not in lines[3]
 
     grid = np.asarray(Image.open(tmp_path / "grid.png").convert("RGB"))
     assert grid.shape[1] == 3 * 128 + 16 and grid.shape[0] > 3 * 128

@@ -137,7 +137,7 @@ def test_demo_refiner_img2img_counts_steps_and_checks(trained):
 
 
 def test_checkpoints_resume_to_the_same_model(stimuli, tmp_path, monkeypatch):
-    import bci_app.training.demo_refiner as dd
+    from bci_app.training.loop import FitLoop, read_progress
 
     cfg = tiny_cfg(
         ae_steps=4, unet_steps=4, checkpoint_every=2, checkpoint_dir=str(tmp_path / "ck")
@@ -149,23 +149,27 @@ def test_checkpoints_resume_to_the_same_model(stimuli, tmp_path, monkeypatch):
     class Killed(Exception):
         pass
 
-    real_save = dd._save_ckpt
+    real_save = FitLoop.save_checkpoint
 
-    def save_then_die(path, *a, **k):
-        real_save(path, *a, **k)
-        if path.name == "unet.pt":
+    def save_then_die(self):
+        path = real_save(self)
+        if path is not None and path.name == "unet":
             raise Killed  # the process dies right after the UNet's first checkpoint (step 2)
+        return path
 
-    monkeypatch.setattr(dd, "_save_ckpt", save_then_die)
+    monkeypatch.setattr(FitLoop, "save_checkpoint", save_then_die)
     with pytest.raises(Killed):
         train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
-    monkeypatch.setattr(dd, "_save_ckpt", real_save)
-    assert torch.load(tmp_path / "ck" / "unet.pt", weights_only=False)["step"] == 2
+    monkeypatch.setattr(FitLoop, "save_checkpoint", real_save)
+    assert read_progress(tmp_path / "ck" / "unet")["units_done"] == 2
+    # accelerate's state (safetensors weights, optimiser, scheduler) + the loop's own state
+    names = {p.name for p in (tmp_path / "ck" / "unet").iterdir()}
+    assert {"model.safetensors", "loop_state.json", "loop_tensors.safetensors"} <= names
     resumed = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
     for (k, a), b in zip(
         full.unet.state_dict().items(), resumed.unet.state_dict().values(), strict=True
     ):
-        torch.testing.assert_close(a, b, msg=k)
+        torch.testing.assert_close(a, b, msg=k, rtol=0, atol=0)
 
 
 def test_degrade_keeps_position():
@@ -193,6 +197,7 @@ def test_components_follow_the_config():
         DemoRefinerConfig.from_dict({"unet_step": 3})
 
 
+@pytest.mark.slow
 def test_upright_targets_and_blank_inputs_train(stimuli):
     """upright_targets: the denoiser learns rotation-0 images (AE sees both sets); p_blank and
     colour_cast are accepted and the loss still falls."""
@@ -209,6 +214,7 @@ def test_upright_targets_and_blank_inputs_train(stimuli):
         stimulus_tensors(NoUpright(), 16, upright=True)
 
 
+@pytest.mark.slow
 def test_saliency_pairs_are_used_and_checked(stimuli):
     """p_saliency: real saliency maps (any resolution) stand in for degraded inputs."""
     ids = list(stimuli.stim_ids)[:6]
@@ -221,6 +227,7 @@ def test_saliency_pairs_are_used_and_checked(stimuli):
                            saliency_maps=(maps, ["c99_i99"] * 6))
 
 
+@pytest.mark.slow
 def test_decoded_layout_targets(stimuli):
     """saliency_targets="decoded": each map's target is its object drawn at the map's decoded
     layout; without layouts, or with an unknown setting, a clear error."""
@@ -258,6 +265,7 @@ def test_map_targets_shape_is_checked(stimuli):
         train_unet(ref, images, labels, emb, cfg, progress=False, saliency_pairs=bad)
 
 
+@pytest.mark.slow
 def test_caption_dropout_trains_null_embeddings(stimuli):
     """p_uncond: that share of the UNet's training batches gets exactly-zero embeddings
     (the unconditional model classifier-free guidance needs); p_uncond = 0 gets none."""
@@ -269,10 +277,11 @@ def test_caption_dropout_trains_null_embeddings(stimuli):
         unet, vae, sched = make_demo_components(cfg, cross_attention_dim=32)
         ref = DemoRefiner(unet, vae, sched, resolution=16, seq_len=6)
         rows = []
-        h = unet.register_forward_pre_hook(
-            lambda m, a, kw: rows.append(kw["encoder_hidden_states"].flatten(1).abs().sum(1)),
-            with_kwargs=True,
-        )
+
+        def record(m, a, kw, rows=rows):
+            rows.append(kw["encoder_hidden_states"].flatten(1).abs().sum(1))
+
+        h = unet.register_forward_pre_hook(record, with_kwargs=True)
         try:
             images, labels = stimulus_tensors(stimuli, 16)
             losses = dd.train_unet(ref, images, labels, ToyTextEncoder().encode(
@@ -313,13 +322,14 @@ def test_caption_dropout_fine_tune_phase(stimuli, tmp_path, monkeypatch):
     assert len(zero_share) == 24
     assert sum(zero_share[:12]) == 0.0
     assert 0.3 < sum(zero_share[12:]) / 12 < 0.7, zero_share  # 96 samples: sd 0.05
-    assert (tmp_path / "ck" / "unet.pt").is_file() and (tmp_path / "ck" / "unet_uncond.pt").is_file()
+    assert (tmp_path / "ck" / "unet" / "loop_state.json").is_file()
+    assert (tmp_path / "ck" / "unet_uncond" / "loop_state.json").is_file()
     assert ref.extra["unet_uncond_loss_last"] is not None
     # resumed from both checkpoints: no training step runs again, same weights
     zero_share.clear()
     again = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False)
     assert zero_share == []
-    for (k, v), (_, v2) in zip(ref.unet.state_dict().items(), again.unet.state_dict().items()):
+    for (k, v), (_, v2) in zip(ref.unet.state_dict().items(), again.unet.state_dict().items(), strict=True):
         torch.testing.assert_close(v, v2, msg=k)
     with pytest.raises(ValueError, match="uncond_steps"):
         DemoRefinerConfig.from_dict({"uncond_steps": 10})

@@ -47,23 +47,42 @@ type = "demo"
 train = { resolution = 16, ae_width = 8, ae_levels = 2, unet_channels = [16, 16], ae_steps = 2, ae_batch_size = 8, unet_steps = 2, batch_size = 8, steps = 2, strength = 0.5 }
 
 [classifier]
-train = false
+train = true
+config = { steps = 4, width = 4, batch_size = 8 }
 """
+
+
+RENDERED: set[str] = set()  # every demo image drawn while the module's bundle trained
 
 
 @pytest.fixture(scope="module")
 def trained(tmp_path_factory):
-    from bci_app.training.recipe import run_train
+    from bci_app.stimuli import DemoStimulusSet
+    from bci_app.training.command import run_train
 
     root = tmp_path_factory.mktemp("train")
     cfg = root / "tiny.toml"
     cfg.write_text(TINY_TOML)
     out = root / "bundle"
     args = Namespace(data="synthetic:120,seed=3", out=str(out), images=None, config=str(cfg),
-                     stages="encoder,gan,semantic,refiner", epochs=None, device="cpu", seed=0,
+                     stages="encoder,gan,semantic,refiner,baseline", epochs=None, device="cpu", seed=0,
                      resume=False)
     torch.manual_seed(0)
-    assert run_train(args) == 0
+    real = {name: getattr(DemoStimulusSet, name) for name in ("image", "image_upright", "image_at")}
+
+    def spy(name):
+        def draw(self, stim_id, *a, **kw):
+            RENDERED.add(str(stim_id))
+            return real[name](self, stim_id, *a, **kw)
+        return draw
+
+    try:
+        for name in real:
+            setattr(DemoStimulusSet, name, spy(name))
+        assert run_train(args) == 0
+    finally:
+        for name, fn in real.items():
+            setattr(DemoStimulusSet, name, fn)
     return root, out, args
 
 
@@ -73,10 +92,10 @@ def test_bundle_written_with_config_and_spec(trained):
     assert cfg["training"]["data"] == "synthetic:120,seed=3"
     assert cfg["training"]["seed"] == 0
     assert cfg["training"]["config"]["encoder"]["n_outputs"] == 16
-    assert cfg["training"]["stages_done"] == ["encoder", "gan", "semantic", "refiner"]
+    assert cfg["training"]["stages_done"] == ["encoder", "gan", "semantic", "refiner", "baseline"]
     assert len(cfg["spec"]["ch_names"]) == 128 and cfg["spec"]["sfreq"] == 1000.0
     assert len(cfg["spec"]["norm_mean"]) == 128
-    for name in ("encoder", "generator", "semantic", "discriminator"):
+    for name in ("encoder", "generator", "semantic", "discriminator", "baseline"):
         assert (out / f"{name}.safetensors").is_file()
     assert (out / "refiner").is_dir()
     split = cfg["training"]["data_summary"]["splits"]
@@ -102,7 +121,7 @@ def test_reload_gives_identical_outputs(trained):
 def test_resume_skips_finished_stages_and_keeps_weights(trained):
     from safetensors.torch import load_file
 
-    from bci_app.training.recipe import run_train
+    from bci_app.training.command import run_train
 
     _, out, args = trained
     before = load_file(str(out / "encoder.safetensors"))
@@ -115,23 +134,97 @@ def test_resume_skips_finished_stages_and_keeps_weights(trained):
 
 def test_resume_continues_a_stage_from_its_checkpoint(trained, tmp_path):
     """A stage checkpoint at epoch k: resuming runs only the remaining epochs."""
-    from bci_app.training.recipe import _load_ckpt, run_train
+    from bci_app.training.command import run_train
+    from bci_app.training.loop import read_progress
 
     root, out, args = trained
-    ck = _load_ckpt(out, "semantic")
-    assert ck is not None and ck["epoch"] == 2
+    ck = read_progress(out / "checkpoints" / "semantic")
+    assert ck is not None and ck["units_done"] == 3
     cfg = json.loads((out / "config.json").read_text())
     cfg["training"]["stages_done"] = ["encoder", "gan"]  # pretend semantic was interrupted
     (out / "config.json").write_text(json.dumps(cfg))
     args2 = Namespace(**{**vars(args), "resume": True, "stages": "semantic", "epochs": 4})
     assert run_train(args2) == 0
-    ck2 = _load_ckpt(out, "semantic")
-    assert ck2["epoch"] == 3 and len(ck2["history"]) == 4
+    ck2 = read_progress(out / "checkpoints" / "semantic")
+    assert ck2["units_done"] == 4 and len(ck2["history"]) == 4
     assert ck2["history"][:3] == ck["history"]
 
 
+def test_every_component_sees_only_training_images(trained):
+    """Issue 15: no component trains on a test image; the bundle says what each one saw."""
+    _, out, _ = trained
+    cfg = json.loads((out / "config.json").read_text())
+    split = cfg["training"]["split_images"]
+    assert RENDERED and not RENDERED & set(split["test"]), "a test image was drawn while training"
+    assert cfg["training"]["component_images"] == {
+        "encoder": ["train"], "generator": ["train"], "semantic": ["train"],
+        "refiner": ["train"], "classifier": ["train"], "baseline": ["train"]}
+    refiner = json.loads((out / "refiner" / "refiner_config.json").read_text())
+    assert refiner["training"]["n_images"] == len(split["train"])
+    clf = cfg["classifier"]["metrics"]
+    assert (clf["n_train"], clf["n_val"]) == (len(split["train"]), len(split["val"]))
+
+
+def test_baseline_is_a_bundle_component(trained):
+    from bci_app.datasets import load_spec
+    from bci_app.models.baseline import LinearBaseline
+    from bci_app.preprocessing import PreprocessingSpec, normalise
+
+    _, out, _ = trained
+    cfg = json.loads((out / "config.json").read_text())
+    base = LinearBaseline.load(out)
+    assert cfg["baseline"]["file"] == "baseline.safetensors" and cfg["baseline"]["n_channels"] == 128
+    assert base.sfreq == cfg["spec"]["sfreq"] and base.bin_ms == 40.0
+    # the recorded validation accuracy is the saved decoder's, on the bundle's normalised windows
+    ds = load_spec("synthetic:120,seed=3", val_frac=0.2)
+    X = normalise(ds.X, PreprocessingSpec.from_dict(cfg["spec"]))
+    va = ds.splits["val"]
+    assert base.score(X[va], ds.labels[va]) == pytest.approx(cfg["training"]["metrics"]["baseline"]["val_acc"])
+
+
+def test_baseline_stage_added_to_an_existing_bundle(trained, tmp_path):
+    """`train --stages baseline --resume` adds the baseline and touches nothing else."""
+    import hashlib
+    import shutil
+
+    from bci_app.cli import main
+    from bci_app.training.recipe import train_bundle
+
+    _, out, _ = trained
+    b = tmp_path / "b"
+    shutil.copytree(out, b, ignore=shutil.ignore_patterns("checkpoints"))
+    (b / "baseline.safetensors").unlink()
+    cfg = json.loads((b / "config.json").read_text())
+    del cfg["baseline"], cfg["training"]["component_images"]["baseline"]
+    cfg["training"]["stages_done"] = [s for s in cfg["training"]["stages_done"] if s != "baseline"]
+    (b / "config.json").write_text(json.dumps(cfg))
+
+    def digests():
+        return {p.relative_to(b).as_posix(): hashlib.sha256(p.read_bytes()).hexdigest()
+                for p in sorted(b.rglob("*")) if p.is_file() and p.name != "config.json"}
+
+    before = digests()
+    rc = main(["train", "--stages", "baseline", "--resume", "--data", "synthetic:120,seed=3", "--out", str(b),
+               "--seed", "0", "--device", "cpu"])
+    assert rc == 0
+    after = digests()
+    assert after.pop("baseline.safetensors") and after == before
+    new = json.loads((b / "config.json").read_text())
+    assert new["training"]["component_images"]["baseline"] == ["train"]
+    assert new["training"]["stages_done"] == cfg["training"]["stages_done"] + ["baseline"]
+    for key in ("spec", "components", "refiner", "classifier", "semantic", "gan", "encoder"):
+        assert new[key] == cfg[key], key
+    for table in ("encoder", "gan", "semantic", "refiner", "classifier"):
+        assert new["training"]["config"][table] == cfg["training"]["config"][table], table
+    # another split than the bundle's components were trained on: refused, naming it
+    with pytest.raises(ValueError, match="trained on another split"):
+        train_bundle("synthetic:120,seed=3", b, {"data": {"split_seed": 1, "val_frac": 0.2}},
+                     stages=["baseline"], resume=True, device="cpu")
+
+
 def test_unknown_stage_and_setting_are_clear_errors(tmp_path):
-    from bci_app.training.recipe import load_train_config, train_bundle
+    from bci_app.config import load_train_config
+    from bci_app.training.recipe import train_bundle
 
     with pytest.raises(ValueError, match="unknown stage"):
         train_bundle("synthetic:10", tmp_path / "b", stages=["encoder", "decoder"])
@@ -139,15 +232,21 @@ def test_unknown_stage_and_setting_are_clear_errors(tmp_path):
     bad.write_text("[encoder]\nlearning_rate = 1\n")
     with pytest.raises(ValueError, match="learning_rate"):
         load_train_config(bad)
+    # refiner settings are checked before any stage runs
+    with pytest.raises(ValueError, match="unknown demo refiner settings"):
+        train_bundle("synthetic:10", tmp_path / "b", {"refiner": {"train": {"unet_step": 3}}})
+    assert not (tmp_path / "b").exists()
 
 
+@pytest.mark.slow
 def test_layout_recipe_end_to_end(tmp_path):
     """The demo recipe's layout path on a tiny run: the encoder regresses the object's
     x, y, size; the GAN draws them; the refiner trains on its maps with decoded-layout
     targets; the semantic head samples sharpened. Saved, reloaded and run."""
+    from bci_app.config import load_train_config
     from bci_app.models import bundle as bundle_io
     from bci_app.models.reconstructor import Reconstructor
-    from bci_app.training.recipe import load_train_config, train_bundle
+    from bci_app.training.recipe import train_bundle
 
     toml = (TINY_TOML
             .replace("patience = 5\n", "patience = 5\nlda_init = true\nattributes = true\nlayout = true\nn_outputs_note = 0\n")
@@ -182,22 +281,23 @@ def test_layout_recipe_end_to_end(tmp_path):
         Reconstructor.from_bundle(out, device="cpu", guidance=-1.0)
     # the GAN stage alone, on an encoder without layout outputs: a clear error
     cfg2 = load_train_config(cfg_path)
-    cfg2["encoder"]["layout"] = False
+    cfg2.encoder.layout = False
     with pytest.raises(ValueError, match="gan.layout = true needs an encoder"):
         train_bundle("synthetic:160,seed=3", tmp_path / "b2", cfg2, stages=["encoder", "gan"], device="cpu", seed=0)
     # guidance without caption dropout: refused before the refiner trains
     cfg3 = load_train_config(cfg_path)
-    cfg3["refiner"]["train"]["p_uncond"] = 0.0
+    cfg3.refiner.train["p_uncond"] = 0.0
     with pytest.raises(ValueError, match="caption dropout"):
         train_bundle("synthetic:160,seed=3", out, cfg3, stages=["refiner"], device="cpu", seed=0)
 
 
 def test_layout_needs_a_data_set_with_layouts():
-    from bci_app.training.recipe import DEFAULT_CONFIG, train_encoder
+    from bci_app.config import EncoderSettings
+    from bci_app.training.encoder import train_encoder
 
     X = np.zeros((8, 4, 40), np.float32)
     y = np.arange(8) % 2
-    cfg = {**DEFAULT_CONFIG["encoder"], "layout": True, "lda_init": True, "n_outputs": 8}
+    cfg = EncoderSettings(layout=True, lda_init=True, n_outputs=8)
     with pytest.raises(ValueError, match="per-trial object layouts"):
         train_encoder(X, y, X, y, 2, cfg, None, layout=None)
 
@@ -229,3 +329,42 @@ def test_shipped_bundle_matches_its_recipe():
     assert (saved["steps"], saved["strength"], saved["guidance_scale"]) == (
         r["sample_steps"], r["sample_strength"], r["sample_guidance"])
     assert saved["training"]["config"]["guidance_scale"] == r["sample_guidance"]
+
+
+@pytest.mark.slow
+def test_calibration_recipe_on_another_montage(tmp_path):
+    """configs/calibration.toml on a 64-channel, 512 Hz synthetic set (epochs cut to 1): the
+    EEG side is trained, the demo bundle's refiner and classifier are referenced, and the
+    bundle reconstructs windows of that montage."""
+    from pathlib import Path
+
+    from bci_app.config import load_train_config
+    from bci_app.models.bundle import read_bundle_config, resolve_bundle_path
+    from bci_app.models.reconstructor import Reconstructor
+    from bci_app.training.recipe import train_bundle
+
+    cfg = load_train_config(Path(__file__).parents[2] / "configs" / "calibration.toml",
+                            overrides={"semantic": {"batch_size": 32}})
+    out = train_bundle("synthetic:160,seed=3,montage=biosemi64,sfreq=512", tmp_path / "b", cfg, epochs=1,
+                       device="cpu", progress=False)
+    conf = read_bundle_config(out)
+    demo = resolve_bundle_path("demo").resolve()
+    assert conf["spec"]["sfreq"] == 512.0 and len(conf["spec"]["ch_names"]) == 64
+    assert conf["refiner"]["path"] == str(demo / "refiner") and conf["classifier"]["path"] == str(demo / "classifier")
+    assert conf["training"]["pretrained"] == {"refiner": "demo", "classifier": "demo"}
+    demo_record = read_bundle_config("demo")["training"].get("component_images", {})
+    comp = conf["training"]["component_images"]
+    assert comp["refiner"] == demo_record.get("refiner", "external")
+    assert comp["classifier"] == demo_record.get("classifier", "external")
+    assert {k: comp[k] for k in ("encoder", "generator", "semantic", "baseline")} == dict.fromkeys(
+        ("encoder", "generator", "semantic", "baseline"), ["train"])
+    assert not (out / "refiner").exists() and (out / "baseline.safetensors").is_file()
+    rec = Reconstructor.from_bundle(out, device="cpu")
+    x = np.random.default_rng(0).standard_normal((2, 64, rec.n_times)).astype(np.float32)
+    [a, _] = rec.reconstruct(x)
+    assert a.image.shape == (64, 64, 3) and a.class_probs is not None and a.class_probs.shape == (40,)
+    # a semantic head on other embeddings than the referenced refiner's: refused
+    cfg.semantic.text_encoder = {"type": "minilm", "seq_len": 8}
+    with pytest.raises(ValueError, match="referenced refiner"):
+        train_bundle("synthetic:160,seed=3,montage=biosemi64,sfreq=512", tmp_path / "c", cfg, epochs=1,
+                     stages=["encoder", "semantic", "refiner"], device="cpu", progress=False)

@@ -20,13 +20,15 @@ class LoopbackEEG:
     """A real LSL EEG outlet (128 ch, 1 kHz, volts) fed from a thread at real time.
 
     ``stop()`` destroys the outlet (the stream disappears); ``start()`` again makes a
-    new outlet with the same source id (the stream returns)."""
+    new outlet with the same source id (the stream returns). With ``counter``, channel 0
+    carries the running sample number (exact in float32 up to 2**24), to check continuity."""
 
     def __init__(self, name: str, source_id: str, ch_names: list[str], sfreq: float = 1000.0,
-                 chunk: int = 10, seed: int = 0) -> None:
+                 chunk: int = 10, seed: int = 0, counter: bool = False) -> None:
         self.name, self.source_id, self.ch_names, self.sfreq = name, source_id, ch_names, sfreq
         self.chunk = chunk
         self.rng = np.random.default_rng(seed)
+        self.counter = counter
         self._thread = None
         self._stop = threading.Event()
         self.outlet = None
@@ -55,6 +57,8 @@ class LoopbackEEG:
             if due - n >= self.chunk:
                 k = due - n
                 x = (self.rng.standard_normal((k, len(self.ch_names))) * 10e-6).astype(np.float32)
+                if self.counter:
+                    x[:, 0] = self.pushed + np.arange(k)
                 ts = t0 + (n + np.arange(k)) / self.sfreq
                 self.outlet.push_chunk(x, float(ts[-1]))
                 n += k

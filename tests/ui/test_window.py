@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import numpy as np
 import pytest
 
@@ -16,10 +18,9 @@ from tests.ui.conftest import LoopbackEEG
 pytestmark = pytest.mark.gui
 
 
-@pytest.fixture
-def live(stream_id, qtbot):
+def start_live(stream_id, qtbot, request, rec=None, **gui):
     """Loopback EEG + marker publisher + pipeline (tiny real model) + live window."""
-    rec = tiny_reconstructor()
+    rec = rec or tiny_reconstructor()
     name, sid = stream_id
     eeg = LoopbackEEG(name, sid, rec.spec.ch_names).start()
     stimuli = DemoStimulusSet()
@@ -31,13 +32,21 @@ def live(stream_id, qtbot):
     pipe = Pipeline(source, markers, rec, report=None)
     pipe.worker.warmup_n = 1
     pipe.start()
-    win = run_gui(pipe, stimuli=stimuli, exec_loop=False)
+    win = run_gui(pipe, stimuli=stimuli, exec_loop=False, **gui)
     qtbot.addWidget(win)
     pub.start()
-    yield pipe, win, eeg, pub
-    pub.stop()
-    pipe.stop()
-    eeg.stop()
+
+    def cleanup():
+        pub.stop()
+        pipe.stop()
+        eeg.stop()
+    request.addfinalizer(cleanup)
+    return pipe, win, eeg, pub
+
+
+@pytest.fixture
+def live(stream_id, qtbot, request):
+    return start_live(stream_id, qtbot, request)
 
 
 def test_window_shows_trials_and_screenshot(live, qtbot, tmp_path):
@@ -49,6 +58,8 @@ def test_window_shows_trials_and_screenshot(live, qtbot, tmp_path):
     assert win.state == "connected"
     assert "connected" in win.state_label.text()
     assert win.marker_lines[0].isVisible()
+    # marker lines are labelled with the stimulus (the id the marker maps to)
+    assert win.traces.visible_markers and set(win.traces.visible_markers) <= set(DemoStimulusSet().stim_ids)
     assert win.latency_curves["end_to_end"].getData()[0] is not None
     path = tmp_path / "window.png"
     assert win.grab().save(str(path))
@@ -99,3 +110,120 @@ def test_controls_emit_and_apply(live, qtbot):
     with qtbot.waitSignal(win.startRequested, timeout=1000):
         win.start_button.setChecked(True)
     assert not pipe.paused
+
+
+def test_controls_show_the_bundles_sampling_and_refuse_bad_values(qtbot):
+    """The demo bundle samples with its refiner's steps/strength/guidance: the boxes show
+    those, a bad value (strength 0) is refused in the window and nothing changes."""
+    from bci_app.models.reconstructor import Reconstructor
+
+    rec = Reconstructor.from_bundle("demo", device="cpu")
+    ref = rec.refiner
+    pipe = Pipeline(LSLSource(name="unused", n_channels=128, sfreq=1000.0),
+                    LSLMarkerSource(name="unused-mk"), rec)
+    win = run_gui(pipe, exec_loop=False)
+    qtbot.addWidget(win)
+    assert win.steps_spin.value() == ref.steps and ref.steps > 1
+    assert win.strength_spin.value() == pytest.approx(ref.strength)
+    assert win.guidance_spin.value() == pytest.approx(ref.guidance_scale)
+    win.strength_spin.setValue(0.0)
+    assert win.error_label.isVisible() and "strength must be in (0, 1]" in win.error_label.text()
+    assert rec.strength is None and rec.refine_settings()["strength"] is None  # unchanged
+    win.steps_spin.setValue(1)
+    win.strength_spin.setValue(0.4)  # 1 step x 0.4 denoises nothing: refused with the fix
+    assert "steps * strength must be >= 1" in win.error_label.text()
+    win.strength_spin.setValue(1.0)
+    assert not win.error_label.isVisible()
+    assert (rec.steps, rec.strength) == (1, 1.0)
+    win.guidance_spin.setValue(2.0)
+    assert rec.guidance == 2.0 and win.sampling == (1, 1.0, 2.0)
+
+
+def test_session_ends_after_n_trials_and_writes_the_report(stream_id, qtbot, request, tmp_path):
+    from tests.session.test_report import check_report_contract
+
+    pipe, win, eeg, pub = start_live(stream_id, qtbot, request, out=tmp_path, n_trials=4)
+    qtbot.waitUntil(lambda: win.over, timeout=30000)
+    assert "session over" in win.over_label.text() and str(tmp_path) in win.over_label.text()
+    assert win.isVisible() and not win.start_button.isEnabled()  # stays open for looking
+    assert not pipe.started and not pipe.worker.alive
+    report = json.loads((tmp_path / "report.json").read_text())
+    check_report_contract(report)
+    assert report["trials"] >= 4
+    assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == report["trials"]
+    assert (tmp_path / "grid.png").stat().st_size > 1000
+
+
+def test_close_when_done_closes_the_window(stream_id, qtbot, request, tmp_path):
+    pipe, win, eeg, pub = start_live(stream_id, qtbot, request, out=tmp_path, n_trials=2,
+                                     close_when_done=True)
+    qtbot.waitUntil(lambda: win.over and not win.isVisible(), timeout=30000)
+    assert (tmp_path / "report.json").exists()
+
+
+def test_bundle_switch_rebuilds_the_epocher_or_refuses(live, qtbot):
+    """Another bundle with another window and filters: the epocher is rebuilt for its spec;
+    a bundle for another montage is refused with the reason and the old one stays."""
+    from bci_app.models.reconstructor import Reconstructor
+    from bci_app.preprocessing import PreprocessingSpec
+
+    pipe, win, eeg, pub = live
+    qtbot.waitUntil(lambda: win.trials_shown >= 1, timeout=20000)
+    old = pipe.worker.reconstructor
+    with pytest.raises(ValueError, match="channel"):
+        pipe.swap_reconstructor(tiny_reconstructor(n_chans=64))
+    assert pipe.worker.reconstructor is old and pipe.epocher.spec is old.spec
+
+    base = tiny_reconstructor(n_times=300)
+    spec = PreprocessingSpec(sfreq=1000.0, ch_names=old.spec.ch_names, tmin=0.0, tmax=0.3,
+                             l_freq=0.5, h_freq=30.0, notch=None,
+                             norm_mean=[0.0] * 128, norm_std=[2e-5] * 128)
+    comps = {"encoder": base.encoder, "generator": base.generator, "semantic": base.semantic}
+    new = Reconstructor({"spec": spec.to_dict(), "n_times": 300}, comps, device="cpu", dtype="float32")
+    seen = []
+    pipe.on_result(lambda r: seen.append(r))
+    pipe.swap_reconstructor(new)
+    assert pipe.epocher.spec is new.spec and pipe.acquisition.epocher is pipe.epocher
+    ep = pipe.epocher  # the new filters and normalisation are the ones in force
+    assert ep.spec.notch is None and ep.spec.norm_std == [2e-5] * 128 and ep.spec.n_times == 300
+    assert ep.filter.sos.shape != old_filter_sos(old).shape  # no notch section any more
+    qtbot.waitUntil(lambda: any(r.outcome == "reconstructed" and r.trial.data.shape == (128, 300)
+                                for r in seen), timeout=20000)
+    idx = [r.trial.index for r in seen]
+    assert len(idx) == len(set(idx))  # trial numbering continues, no index twice
+
+
+def old_filter_sos(rec):
+    from bci_app.preprocessing import CausalFilter
+
+    return CausalFilter(rec.spec).sos
+
+
+def test_bundle_refused_in_the_window(live, qtbot):
+    pipe, win, eeg, pub = live
+    old = pipe.worker.reconstructor
+    win.session.bundle("/nonexistent/bundle")
+    qtbot.waitUntil(lambda: win.error_label.isVisible(), timeout=20000)
+    assert "refused" in win.error_label.text() and "/nonexistent/bundle" in win.error_label.text()
+    assert pipe.worker.reconstructor is old
+
+
+def test_record_toggles_from_the_window_finalise_off_the_gui_thread(stream_id, qtbot, request, tmp_path):
+    import mne
+
+    pipe, win, eeg, pub = start_live(stream_id, qtbot, request, record_dir=str(tmp_path))
+    qtbot.waitUntil(lambda: win.frames >= 3, timeout=15000)
+    for _ in range(3):
+        win.record_box.setChecked(True)
+        rec = pipe.acquisition.recorder
+        assert rec is not None
+        qtbot.waitUntil(lambda rec=rec: rec.n_samples >= 200, timeout=10000)
+        win.record_box.setChecked(False)  # returns at once; the file is written on a thread
+        assert pipe.acquisition.recorder is None
+    assert pipe.wait_recordings(60)
+    files = sorted(tmp_path.glob("session-*/session_raw.fif"))
+    assert len(files) == 3 and not pipe.record_errors
+    for f in files:
+        assert mne.io.read_raw_fif(f, verbose="error").n_times >= 200
+    qtbot.waitUntil(lambda: "recording saved" in win.statusBar().currentMessage(), timeout=10000)
+    assert not win.errors

@@ -10,6 +10,7 @@ from pathlib import Path
 from typing import Any
 
 import torch
+from diffusers.utils.torch_utils import randn_tensor
 
 from bci_app.models.refiners.base import (
     REFINER_CONFIG,
@@ -128,9 +129,7 @@ class DemoRefiner(Refiner):
         w = self.guidance_scale if guidance_scale is None else check_guidance(guidance_scale)
         timesteps = self.timesteps(steps, strength)
         z0 = self.encode(sal)
-        noise = torch.randn(
-            z0.shape, generator=generator, device=generator.device if generator else None
-        )
+        noise = randn_tensor(z0.shape, generator=generator, device=torch.device("cpu"))  # one generator per trial, or one
         z = self.scheduler.add_noise(z0, noise.to(z0.device, z0.dtype), timesteps[:1])
         if w > 1:  # the null (all-zero) embeddings: the caption dropped in training (p_uncond)
             emb = torch.cat([emb, torch.zeros_like(emb)])

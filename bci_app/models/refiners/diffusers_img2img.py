@@ -58,6 +58,7 @@ class DiffusersImg2ImgRefiner(Refiner):
         self.source = source
         self.tiny_vae_source = tiny_vae_source
         self.weights = weights
+        self.compiled: str | None = None
         unet = pipe.unet
         self.seq_len = (
             77 if getattr(pipe, "tokenizer", None) is None else int(pipe.tokenizer.model_max_length)
@@ -86,6 +87,16 @@ class DiffusersImg2ImgRefiner(Refiner):
                 f"(SD-Turbo) or 1 (LCM-LoRA), or an LCM UNet with a guidance embedding"
             )
         return w
+
+    def compile(self, mode: str = "reduce-overhead") -> DiffusersImg2ImgRefiner:
+        """Compile the UNet with ``torch.compile`` (``"reduce-overhead"`` replays CUDA graphs on
+        a GPU); the first calls of each input shape are slow while it compiles."""
+        modes = ("default", "reduce-overhead", "max-autotune")
+        if mode not in modes:
+            raise ValueError(f"compile mode must be one of {modes}, got {mode!r}")
+        self.pipe.unet = torch.compile(self.pipe.unet, mode=mode)
+        self.compiled = mode
+        return self
 
     # ------------------------------------------------------------ constructors
     @staticmethod

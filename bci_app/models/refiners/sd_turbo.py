@@ -10,10 +10,15 @@ import torch
 from bci_app.models.refiners.diffusers_img2img import DiffusersImg2ImgRefiner
 
 
-def sd_turbo_unet_config(resolution: int = 512) -> dict[str, Any]:
-    """SD-Turbo's UNet (the SD 2.1 architecture, 865 M parameters)."""
+def sd_turbo_unet_config(resolution: int = 512, tiny: bool = False) -> dict[str, Any]:
+    """SD-Turbo's UNet (the SD 2.1 architecture, 865 M parameters).
+
+    ``tiny=True``: the same block layout, attention and conditioning with narrow channels
+    (32-64), for CPU dry runs of the GPU benchmark and for tests."""
     if resolution % 8:
         raise ValueError(f"resolution must be a multiple of 8, got {resolution}")
+    widths = (32, 64, 64, 64) if tiny else (320, 640, 1280, 1280)
+    heads = (1, 2, 2, 2) if tiny else (5, 10, 20, 20)
     return dict(
         sample_size=resolution // 8,
         in_channels=4,
@@ -30,9 +35,9 @@ def sd_turbo_unet_config(resolution: int = 512) -> dict[str, Any]:
             "CrossAttnUpBlock2D",
             "CrossAttnUpBlock2D",
         ),
-        block_out_channels=(320, 640, 1280, 1280),
+        block_out_channels=widths,
         layers_per_block=2,
-        attention_head_dim=(5, 10, 20, 20),
+        attention_head_dim=heads,
         cross_attention_dim=1024,
         use_linear_projection=True,
         flip_sin_to_cos=True,
@@ -77,9 +82,11 @@ def build_sd_turbo_random(
     seed: int = 0,
     steps: int = 1,
     strength: float = 1.0,
+    tiny: bool = False,
 ) -> DiffusersImg2ImgRefiner:
     """SD-Turbo's real architecture (UNet, VAE, TAESD) built from config with random
-    weights, for latency benchmarks when the weights are absent (``weights="random-init"``)."""
+    weights, for latency benchmarks when the weights are absent (``weights="random-init"``);
+    ``tiny``: narrow channels (:func:`sd_turbo_unet_config`), for dry runs on a CPU."""
     from diffusers import (
         AutoencoderKL,
         AutoencoderTiny,
@@ -88,7 +95,7 @@ def build_sd_turbo_random(
     )
 
     torch.manual_seed(seed)
-    unet = UNet2DConditionModel(**sd_turbo_unet_config(resolution))
+    unet = UNet2DConditionModel(**sd_turbo_unet_config(resolution, tiny=tiny))
     vae = AutoencoderTiny() if tiny_vae else AutoencoderKL(**sd_turbo_vae_config(resolution))
     scheduler = EulerDiscreteScheduler(**sd_turbo_scheduler_config())
     ref = DiffusersImg2ImgRefiner.from_components(

@@ -1,0 +1,41 @@
+"""``synthetic[:N]``: trials of the virtual subject, epoched with the live window arithmetic."""
+
+from __future__ import annotations
+
+from bci_app.datasets.base import EEGImageDataset
+from bci_app.datasets.sessions import dataset_from_epochs, default_spec
+from bci_app.preprocessing import PreprocessingSpec
+from bci_app.stimuli import DemoStimulusSet, MarkerMapper
+
+
+def load_synthetic(
+    n_trials: int = 2000,
+    seed: int = 0,
+    design: str = "rapid",
+    snr: float = 1.0,
+    preprocessing: PreprocessingSpec | None = None,
+    *,
+    montage: str | None = None,
+    sfreq: float | None = None,
+) -> EEGImageDataset:
+    """Trials of the virtual subject (:func:`bci_app.simulation.simulate_raw`).
+
+    ``montage`` (an MNE standard montage name, or a comma-free subset spec accepted by
+    :func:`bci_app.simulation.resolve_montage`) and ``sfreq`` default to the 128-channel,
+    1 kHz subject.
+    """
+    from bci_app.preprocessing import epoch_raw
+    from bci_app.simulation import simulate_raw
+
+    if n_trials < 1:
+        raise ValueError(f"synthetic data needs at least 1 trial, got {n_trials}")
+    stimuli = DemoStimulusSet()
+    extra = {}
+    if montage is not None:
+        extra["montage"] = montage
+    if sfreq is not None:
+        extra["sfreq"] = float(sfreq)
+    raw = simulate_raw(n_trials, seed=seed, design=design, snr=snr, **extra)
+    spec = preprocessing or default_spec(list(raw.ch_names), float(raw.info["sfreq"]))
+    epochs = epoch_raw(raw, spec, MarkerMapper())
+    return dataset_from_epochs(epochs, spec, None, stimuli)

@@ -1,0 +1,390 @@
+"""``bci-app record``: a calibration session, EEG + markers to FIF, no bundle and no models.
+
+    bci-app record --source lsl[:NAME] | brainflow:BOARD | virtual[:MONTAGE]
+                   --out DIR [--markers NAME] [--seconds S] [--trials N]
+                   [--present [--images DIR]] [--marker-pattern REGEX]
+
+Whatever the source's montage and rate, every channel is recorded as it streams (in
+volts: units from the stream's metadata or ``--units``) to the crash-safe session format
+of :class:`~bci_app.acquisition.recorder.Recorder` (``DIR/session_raw.fif`` once closed,
+chunks of at most a second before). Recording stops after ``--seconds``, after
+``--trials`` stimulus markers (plus ``--tail`` seconds, so the last window is complete),
+when the presentation ends, or on Ctrl-C; each way the session is closed and kept.
+
+- ``--present`` shows the stimuli (the demo set, or ``--images DIR``) in the presenter
+  window and sends the markers itself, on an LSL stream that the recorder reads;
+- ``--source virtual[:MONTAGE]`` records the virtual subject (``--montage``, ``--sfreq``,
+  streaming microvolts like an amplifier) watching the demo set: shown with
+  ``--present``, else scheduled headless. This is the "your own cap" rehearsal without
+  hardware, e.g. ``bci-app record --source virtual --montage biosemi64 --sfreq 512
+  --trials 600 --out calib``.
+
+Markers count as trials when they match ``--marker-pattern`` (without one: every marker).
+"""
+
+from __future__ import annotations
+
+import contextlib
+import logging
+import sys
+import time
+import uuid
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+from bci_app.acquisition.recorder import SESSION_FIF, Recorder
+
+log = logging.getLogger(__name__)
+
+STATUS_INTERVAL_S = 1.0
+
+
+class RecordingLoop:
+    """Poll an EEG source and a marker source into a :class:`Recorder` until done.
+
+    Parameters
+    ----------
+    source, markers
+        An EEG source (``connect``/``read``/``ch_names``/``sfreq``/``samples_lost``) and a
+        marker source (``pull() -> [(marker, LSL time)]``; may be the source itself).
+    out : path
+        Session directory (must not hold a session yet).
+    seconds, trials : optional
+        Stop after this many seconds of recording / this many trials (+ ``tail``).
+    tail : float
+        Seconds recorded after the last counted trial (the window after the marker).
+    is_trial : callable, optional
+        ``is_trial(marker) -> bool``; default: every marker is a trial.
+    """
+
+    def __init__(
+        self,
+        source: Any,
+        markers: Any,
+        out: str | Path,
+        *,
+        seconds: float | None = None,
+        trials: int | None = None,
+        tail: float = 1.0,
+        is_trial: Callable[[str], bool] | None = None,
+    ) -> None:
+        if seconds is not None and seconds <= 0:
+            raise ValueError(f"--seconds must be > 0, got {seconds}")
+        if trials is not None and trials < 1:
+            raise ValueError(f"--trials must be >= 1, got {trials}")
+        if tail < 0:
+            raise ValueError(f"tail must be >= 0 s, got {tail}")
+        out = Path(out)
+        if (out / "session.json").exists() or (out / SESSION_FIF).exists():
+            raise ValueError(
+                f"--out {str(out)!r} already holds a recorded session; expected a new or empty "
+                "directory (nothing there was touched)"
+            )
+        self.source, self.markers, self.out = source, markers, out
+        self.seconds, self.trials, self.tail = seconds, trials, float(tail)
+        self.is_trial = is_trial or (lambda _marker: True)
+        self.recorder: Recorder | None = None
+        self.n_trials = 0
+        self.n_markers = 0
+        self.t_start: float | None = None
+        self._last_trial_t: float | None = None
+        self._last_ts: float | None = None
+        self._end_after: float | None = None  # LSL time after which the loop is done
+        self._last_status = 0.0
+
+    def start(self) -> RecordingLoop:
+        """Connect both sources and open the recorder on the source's channels and rate."""
+        if getattr(self.source, "state", "disconnected") == "disconnected":
+            self.source.connect()
+        if self.markers is not self.source and getattr(self.markers, "state", "disconnected") == "disconnected":
+            self.markers.connect()
+        self.recorder = Recorder(self.out, list(self.source.ch_names), float(self.source.sfreq))
+        self.t_start = time.monotonic()
+        return self
+
+    def finish_after(self, lsl_time: float) -> None:
+        """End once the EEG reaches ``lsl_time + tail`` (e.g. the last presented stimulus)."""
+        t = float(lsl_time) + self.tail
+        self._end_after = t if self._end_after is None else min(self._end_after, t)
+
+    @property
+    def end_time(self) -> float | None:
+        """LSL time the EEG must reach for the recording to be complete (None: not set)."""
+        return self._end_after
+
+    @property
+    def elapsed(self) -> float:
+        return 0.0 if self.t_start is None else time.monotonic() - self.t_start
+
+    def step(self) -> bool:
+        """One poll; returns False when the recording is complete."""
+        if self.recorder is None:
+            raise RuntimeError("RecordingLoop.step() before start(); call start() first")
+        marks = self.markers.pull()
+        data, ts = self.source.read()
+        if ts.size:
+            self.recorder.write(data, ts)
+            self._last_ts = float(ts[-1])
+        if marks:
+            self.recorder.add_markers(marks)
+            self.n_markers += len(marks)
+            for marker, t in marks:
+                if self.is_trial(marker):
+                    self.n_trials += 1
+                    self._last_trial_t = float(t)
+                    if self.trials is not None and self.n_trials == self.trials:
+                        self.finish_after(t)
+        return not self.done
+
+    @property
+    def done(self) -> bool:
+        if self.seconds is not None and self.elapsed >= self.seconds:
+            return True
+        return (self._end_after is not None and self._last_ts is not None
+                and self._last_ts >= self._end_after)
+
+    def status_line(self) -> str:
+        n = self.recorder.n_samples if self.recorder is not None else 0
+        lost = int(getattr(self.source, "samples_lost", 0))
+        goal = f"/{self.trials}" if self.trials else ""
+        return (f"recording {self.elapsed:6.1f} s | {n} samples ({len(self.source.ch_names)} ch @ "
+                f"{float(self.source.sfreq):g} Hz) | {self.n_markers} markers, "
+                f"{self.n_trials}{goal} trials | {lost} lost")
+
+    def print_status(self, force: bool = False) -> None:
+        now = time.monotonic()
+        if force or now - self._last_status >= STATUS_INTERVAL_S:
+            self._last_status = now
+            end = "\r" if sys.stdout.isatty() and not force else "\n"
+            print(self.status_line(), end=end, flush=True)
+
+    def close(self) -> Path | None:
+        """Close the recorder (``session_raw.fif``) and disconnect the sources."""
+        path = self.recorder.close() if self.recorder is not None else None
+        for s in {id(self.source): self.source, id(self.markers): self.markers}.values():
+            with contextlib.suppress(Exception):
+                s.disconnect()
+        return path
+
+
+def _unique(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def _marker_counter(pattern: str | None) -> Callable[[str], bool]:
+    if pattern is None:
+        return lambda _marker: True
+    from bci_app.stimuli import MarkerMapper
+
+    mapper = MarkerMapper(pattern)
+    return lambda marker: mapper(marker) is not None
+
+
+def _stimuli(args: Any):
+    from bci_app.ui.presenter import load_stimuli
+
+    return load_stimuli(args)
+
+
+def _schedule(args: Any, stimuli: Any, n: int):
+    from bci_app.ui.presenter import schedule_for
+
+    return schedule_for(stimuli, n, on=args.on, off=args.off, order=args.order, seed=args.seed,
+                        start=1.0)
+
+
+def _virtual_subject(args: Any, markers_name: str):
+    from bci_app.acquisition.virtual_subject import VirtualSubject
+
+    _, _, montage = str(args.source).partition(":")
+    if montage and getattr(args, "montage", None):
+        raise ValueError(
+            f"--source {args.source!r} and --montage {args.montage!r} both name a montage; "
+            "give it once"
+        )
+    if getattr(args, "images", None):
+        raise ValueError(
+            "--source virtual sees only the procedural demo set; drop --images (or record a "
+            "person with --source lsl/brainflow)"
+        )
+    name = _unique("bci-app-virtual-eeg")
+    return VirtualSubject(snr=args.snr, seed=args.seed, name=name, source_id=name,
+                          markers_name=markers_name, montage=montage or args.montage,
+                          sfreq=args.sfreq or 1000.0, units="uV")
+
+
+def run_record(args: Any) -> int:
+    """Entry point of ``bci-app record`` (argparse namespace from :mod:`bci_app.cli`)."""
+    from bci_app.session.realtime import realtime_settings
+    from bci_app.session.sources import open_sources, source_options
+
+    virtual = str(args.source).split(":")[0] == "virtual"
+    if not virtual and (args.montage or args.sfreq):
+        raise ValueError(
+            f"--montage/--sfreq describe the virtual subject; --source {args.source!r} streams "
+            "its own channels and rate (they are recorded as they are)"
+        )
+    if args.present:
+        from bci_app.ui.presenter import display_options
+        from bci_app.ui.qt import has_display
+
+        display_options(args)  # bad sizes fail here, before anything is opened
+
+        if not has_display():
+            raise RuntimeError(
+                "bci-app record --present needs a display (QT_QPA_PLATFORM is offscreen or no "
+                "DISPLAY); record without --present and run `bci-app present` on the "
+                "presentation machine"
+            )
+        if args.markers:
+            raise ValueError(
+                f"--markers {args.markers!r} with --present: the presenter sends the markers on "
+                "its own stream and records those; drop --markers (or --present)"
+            )
+    elif args.images:
+        raise ValueError("--images is for --present (the images shown); add --present")
+    if virtual and not args.present and args.trials is None and args.seconds is None:
+        raise ValueError(
+            "--source virtual without --present needs --trials N or --seconds S (the headless "
+            "schedule's length)"
+        )
+
+    publisher = outlet = stimuli = schedule = None
+    markers_name = args.markers
+    subject = None
+    if args.present or virtual:
+        from bci_app.ui.presenter import make_marker_outlet
+
+        stimuli = _stimuli(args)
+        n = args.trials or (len(stimuli) if args.present else
+                            int(args.seconds / (args.on + args.off)) + 1)
+        schedule = _schedule(args, stimuli, n)
+        markers_name = _unique("bci-app-record-markers")
+        outlet = make_marker_outlet(markers_name, markers_name)
+    if virtual:
+        subject = _virtual_subject(args, markers_name)
+        source, markers = open_sources(f"lsl:{subject.name}", markers_name)
+    else:
+        source, markers = open_sources(args.source, markers_name, **source_options(args))
+    loop = RecordingLoop(source, markers, args.out, seconds=args.seconds, trials=args.trials,
+                         tail=args.tail, is_trial=_marker_counter(args.marker_pattern))
+    interrupted = False
+    with realtime_settings(torch_threads=False), contextlib.ExitStack() as stack:
+        if subject is not None:
+            subject.start()
+            stack.callback(subject.stop)
+        try:
+            loop.start()
+            if subject is not None:
+                subject.wait_for_markers(timeout=15.0)
+            print(f"recording {len(source.ch_names)} channels at {float(source.sfreq):g} Hz "
+                  f"from {args.source} into {args.out} (Ctrl-C to stop)", flush=True)
+            if args.present:
+                interrupted = _present_and_record(loop, stimuli, schedule, outlet, args)
+            else:
+                if schedule is not None:
+                    from bci_app.ui.presenter import MarkerSchedulePublisher
+
+                    publisher = MarkerSchedulePublisher(schedule, outlet=outlet, name=markers_name)
+                    publisher.start()
+                    stack.callback(publisher.stop)
+                interrupted = _record_headless(loop, publisher)
+        except KeyboardInterrupt:
+            interrupted = True
+        finally:
+            if subject is not None:
+                subject.check()
+            path = loop.close()
+    loop.print_status(force=True)
+    if path is None:
+        raise RuntimeError(
+            f"no EEG sample arrived from {args.source}; nothing was recorded in {args.out}"
+        )
+    print(f"{'interrupted: ' if interrupted else ''}wrote {path}: {loop.recorder.n_samples} "
+          f"samples, {loop.n_markers} markers ({loop.n_trials} trials), "
+          f"{int(getattr(source, 'samples_lost', 0))} samples lost")
+    print(f"next: bci-app train --data session:{args.out} --config configs/calibration.toml "
+          "--out BUNDLE")
+    return 0
+
+
+def _record_headless(loop: RecordingLoop, publisher: Any) -> bool:
+    """Poll until done (or Ctrl-C); returns True when interrupted."""
+    try:
+        while True:
+            more = loop.step()
+            loop.print_status()
+            if publisher is not None:
+                if publisher.error is not None:
+                    raise RuntimeError(f"the marker schedule failed: {publisher.error}")
+                if publisher.done and publisher.t0 is not None and loop.end_time is None:
+                    last = publisher.t0 + float(publisher.schedule.onsets[-1])
+                    loop.finish_after(last)
+            if not more:
+                return False
+            time.sleep(0.01)
+    except KeyboardInterrupt:
+        return True
+
+
+def _present_and_record(loop: RecordingLoop, stimuli: Any, schedule: Any, outlet: Any,
+                        args: Any) -> bool:
+    """Show the schedule in the presenter window while a 10 ms timer records; True on Ctrl-C
+    or Esc."""
+    import signal
+
+    from PySide6.QtCore import QEventLoop, QTimer
+
+    from bci_app.ui.presenter_window import PresenterWindow
+    from bci_app.ui.qt import ensure_app
+
+    ensure_app()
+    from bci_app.ui.presenter import display_options
+
+    # a local event loop: qloop.quit() would leave Qt's "quit now" flag set for the process
+    qloop = QEventLoop()
+
+    win = PresenterWindow(stimuli, schedule, outlet=outlet, photodiode=args.photodiode,
+                          **display_options(args))
+    state = {"interrupted": False, "error": None}
+
+    def finished() -> None:
+        if win.timestamps and len(win.timestamps) == len(schedule):
+            loop.finish_after(win.timestamps[-1])
+        else:  # Esc: stop now
+            state["interrupted"] = True
+            qloop.quit()
+
+    def poll() -> None:
+        try:
+            more = loop.step()
+            loop.print_status()
+        except Exception as err:  # noqa: BLE001 - ends the run, re-raised below
+            state["error"] = err
+            more = False
+        if not more or state["interrupted"]:
+            qloop.quit()
+
+    def on_sigint(*_: Any) -> None:
+        state["interrupted"] = True
+
+    win.finished.connect(finished)
+    timer = QTimer()
+    timer.setInterval(10)
+    timer.timeout.connect(poll)
+    old = signal.signal(signal.SIGINT, on_sigint)
+    try:
+        win.show_on_screen(args.screen, fullscreen=not args.windowed)
+        timer.start()
+        win.start()
+        qloop.exec()
+    finally:
+        timer.stop()
+        signal.signal(signal.SIGINT, old)
+        win.stop()
+        win.close()
+    print(f"presentation: {win.pushed} markers; frames: {win.frame_report()}")
+    if state["error"] is not None:
+        raise state["error"]
+    return bool(state["interrupted"])

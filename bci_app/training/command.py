@@ -1,0 +1,29 @@
+"""``bci-app train``: the command line's entry point into :func:`bci_app.training.recipe.train_bundle`."""
+
+from __future__ import annotations
+
+import json
+from typing import Any
+
+from bci_app.models import bundle as bundle_io
+from bci_app.training.recipe import STAGES, train_bundle
+
+
+def parse_stages(text: str | None) -> list[str]:
+    """``--stages a,b`` as a list (``None`` or empty: every stage)."""
+    stages = [s.strip() for s in str(text or "").split(",") if s.strip()]
+    return stages or list(STAGES)
+
+
+def run_train(args: Any) -> int:
+    """Entry point of ``bci-app train`` (argparse namespace from ``bci_app.cli``)."""
+    out = train_bundle(
+        data=args.data, out=args.out, config=args.config, images_dir=args.images,
+        stages=parse_stages(getattr(args, "stages", None)), epochs=args.epochs, device=args.device,
+        seed=args.seed, resume=bool(args.resume), marker_pattern=getattr(args, "marker_pattern", None),
+    )
+    cfg = bundle_io.read_bundle_config(out)
+    print(json.dumps({"bundle": str(out), "metrics": cfg["training"]["metrics"],
+                      "times_s": cfg["training"]["times_s"],
+                      "component_images": cfg["training"].get("component_images")}, indent=2))
+    return 0

@@ -126,6 +126,12 @@ def component_exposure(bundle_config: dict[str, Any] | None, test_ids: set[str])
             hit |= images.get(name, set()) & test_ids
         if hit:
             seen[comp] = len(hit)
+    # a component the bundle has but the record leaves out is not known to be clean
+    present = set((bundle_config or {}).get("components", {}) or {}) & {"encoder", "generator", "semantic"}
+    present |= {k for k in ("refiner", "classifier", "baseline") if (bundle_config or {}).get(k)}
+    for comp in sorted(present - set(rec)):
+        components[comp] = ["not recorded"]
+        unknown.append(comp)
     unknown = sorted(set(unknown) - set(seen))
     notes: list[str] = []
     if seen:

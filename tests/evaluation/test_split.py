@@ -26,3 +26,26 @@ def test_an_image_in_validation_and_another_split_raises():
         check_split_disjoint(ids, _splits(train=[0, 1], val=[3], test=[2]), "tiny")
     with pytest.raises(ValueError, match="'c'"):
         check_split_disjoint(["a", "c", "c"], _splits(train=[0], val=[1], test=[2]), "tiny")
+
+
+def _bundle_config(record):
+    return {
+        "components": {"encoder": {}, "generator": {}, "semantic": {}},
+        "refiner": {"type": "demo"}, "classifier": {"path": "classifier"},
+        "training": {"split_images": {"train": ["a", "b"], "val": ["c"], "test": ["d", "e"]},
+                     "component_images": record},
+    }
+
+
+def test_component_exposure_is_derived_from_the_record():
+    from bci_app.evaluation.split import component_exposure
+
+    clean = {k: ["train"] for k in ("encoder", "generator", "semantic", "refiner", "classifier")}
+    assert component_exposure(_bundle_config(clean), {"d", "e"})["test_images_unseen"] is True
+    seen = component_exposure(_bundle_config({**clean, "refiner": ["train", "test"]}), {"d", "e"})
+    assert seen["test_images_unseen"] is False and seen["seen_test"] == {"refiner": 2}
+    assert "TEST IMAGES SEEN" in seen["notes"][0] and "refiner" in seen["notes"][0]
+    # a record that leaves a component out proves nothing about it
+    partial = component_exposure(_bundle_config({"encoder": ["train"]}), {"d", "e"})
+    assert partial["test_images_unseen"] is None
+    assert set(partial["unknown"]) == {"generator", "semantic", "refiner", "classifier"}

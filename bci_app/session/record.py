@@ -26,7 +26,9 @@ from __future__ import annotations
 
 import contextlib
 import logging
+import signal
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Callable
@@ -270,7 +272,13 @@ def run_record(args: Any) -> int:
     loop = RecordingLoop(source, markers, args.out, seconds=args.seconds, trials=args.trials,
                          tail=args.tail, is_trial=_marker_counter(args.marker_pattern))
     interrupted = False
+    # Ctrl-C sets a flag that the loop reads between steps: a KeyboardInterrupt raised in the
+    # middle of a recorder write or a thread join could lose data or hang the shutdown
+    stop_requested = threading.Event()
     with realtime_settings(torch_threads=False), contextlib.ExitStack() as stack:
+        if not args.present and threading.current_thread() is threading.main_thread():
+            old_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
+            stack.callback(signal.signal, signal.SIGINT, old_handler)
         if subject is not None:
             subject.start()
             stack.callback(subject.stop)
@@ -289,7 +297,7 @@ def run_record(args: Any) -> int:
                     publisher = MarkerSchedulePublisher(schedule, outlet=outlet, name=markers_name)
                     publisher.start()
                     stack.callback(publisher.stop)
-                interrupted = _record_headless(loop, publisher)
+                interrupted = _record_headless(loop, publisher, stop_requested)
         except KeyboardInterrupt:
             interrupted = True
         finally:
@@ -309,10 +317,13 @@ def run_record(args: Any) -> int:
     return 0
 
 
-def _record_headless(loop: RecordingLoop, publisher: Any) -> bool:
+def _record_headless(loop: RecordingLoop, publisher: Any,
+                     stop_requested: threading.Event | None = None) -> bool:
     """Poll until done (or Ctrl-C); returns True when interrupted."""
     try:
         while True:
+            if stop_requested is not None and stop_requested.is_set():
+                return True
             more = loop.step()
             loop.print_status()
             if publisher is not None:

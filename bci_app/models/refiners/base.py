@@ -1,25 +1,7 @@
-"""The refiner interface: few-step diffusion img2img from the saliency map, conditioned on the
-text-conditioning embeddings predicted from EEG (``prompt_embeds``).
+"""The refiner interface (:class:`Refiner`: img2img from the saliency map guided by
+``prompt_embeds``), its argument checks and the local-only component loader; the
+implementations and the factory are described in :mod:`bci_app.models.refiners`."""
 
-Two implementations share one interface (:class:`Refiner`):
-
-- :class:`DiffusersImg2ImgRefiner` - SD-Turbo / LCM class latent diffusion models through
-  diffusers' :class:`~diffusers.StableDiffusionImg2ImgPipeline` (``prompt_embeds``, no text
-  encoder loaded), optionally with an :class:`~diffusers.AutoencoderTiny` (TAESD) for
-  fast encode/decode. Weights load from a local diffusers directory or the Hugging Face
-  cache with ``local_files_only=True``.
-- :class:`DemoRefiner` - the shipped demo's small conditional latent diffusion model
-  (:class:`~diffusers.UNet2DConditionModel` + :class:`~diffusers.DDIMScheduler` behind a
-  tiny :class:`~diffusers.AutoencoderTiny` trained on the procedural images), with
-  MiniLM caption embeddings as cross-attention input. See
-  :mod:`bci_app.training.demo_refiner` for its training.
-
-Both take the saliency map as ``[B, 3, H, W]`` in ``[0, 1]``, noise it to ``strength``
-(SDEdit), denoise ``int(steps * strength)`` steps and return ``[B, 3, H', W']`` in ``[0, 1]``.
-
-A refiner directory (``save(dir)``) is a diffusers-format pipeline directory plus
-``refiner_config.json``; a refiner built from a model id saves only the reference.
-"""
 from __future__ import annotations
 
 import json

@@ -33,6 +33,7 @@ from typing import Any
 import numpy as np
 
 from bci_app.session.inference import InferenceResult
+from bci_app.stimuli.lookup import seen_image_or_none
 
 LATENCY_KEYS = ("end_to_end", "epoch", "encoder", "saliency", "semantic", "refiner")
 
@@ -146,12 +147,7 @@ class SessionReport:
     __call__ = add
 
     def _seen(self, stim_id: str | None) -> np.ndarray | None:
-        if stim_id is None or self.seen_image is None:
-            return None
-        try:
-            return self.seen_image(stim_id)
-        except (KeyError, ValueError, FileNotFoundError):
-            return None
+        return seen_image_or_none(self.seen_image, stim_id)
 
     def _label(self, stim_id: str | None) -> int | None:
         if stim_id is None or self.seen_label is None:

@@ -41,6 +41,7 @@ from PySide6.QtWidgets import (
 )
 
 from bci_app.acquisition.trial import InferenceResult
+from bci_app.stimuli.lookup import seen_image_or_none
 from bci_app.ui.trace_panel import TracePanel
 
 log = logging.getLogger(__name__)
@@ -486,12 +487,7 @@ class LiveWindow(QMainWindow):
         self._render_status()
 
     def _seen(self, stim_id: str | None) -> np.ndarray | None:
-        if stim_id is None or self.seen_image is None:
-            return None
-        try:
-            return self.seen_image(stim_id)
-        except (KeyError, ValueError, FileNotFoundError):
-            return None
+        return seen_image_or_none(self.seen_image, stim_id)
 
     def _show_result(self, r: InferenceResult) -> None:
         rec = r.reconstruction

@@ -197,6 +197,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto")
     p.add_argument("--ablation", action="store_true", help="also run the Table 3 ablation rows")
     p.add_argument("--save-images", action="store_true", help="write DIR/images/NNNN_seen.png, NNNN_recon.png at the SSIM resolution")
+    p.add_argument("--weights-dir", default=None, metavar="DIR",
+                   help="folder holding torchvision's inception_v3_google-*.pth / alexnet-owt-*.pth "
+                        "(Inception Score, AlexNet(2)/(5); also looked for in $TORCH_HOME/hub/checkpoints)")
     p.add_argument("--marker-pattern", default=None, metavar="REGEX", type=_marker_pattern,
                    help="regex whose named group 'id' maps the session's marker strings to "
                         "stimulus ids (as on live; default '^stim/(?P<id>.+)$')")

@@ -51,9 +51,17 @@ def _semantics_label(switches: dict[str, Any], captions: str) -> str:
 def run_ablation(recon, X_te: np.ndarray, seeds: Sequence[int], seen: np.ndarray, truth: np.ndarray,
                  bundle_config: dict[str, Any] | None, *, ways: int, topk: int, draws: int, seed: int,
                  ssim_size: int, batch: int, progress: bool, full: dict[str, Any],
-                 full_per: tuple[np.ndarray, np.ndarray]) -> dict[str, Any]:
+                 full_per: tuple[np.ndarray, np.ndarray],
+                 baseline_per: np.ndarray | None = None) -> dict[str, Any]:
     """The ablation table (``metrics["ablation"]``); ``full``/``full_per`` are the full
-    model's row and per-trial (accuracy, SSIM), already computed by ``evaluate``."""
+    model's row and per-trial (accuracy, SSIM), already computed by ``evaluate``;
+    ``baseline_per``: the bundled baseline's per-trial N-way successes on the same trials
+    and draws (each row gets ``row_minus_baseline``, paired)."""
+    def minus_baseline(per_acc: np.ndarray) -> dict[str, Any] | None:
+        if baseline_per is None or not np.isfinite(baseline_per).all():
+            return None
+        return paired_difference(per_acc, baseline_per, seed)
+
     sem_cfg = (bundle_config or {}).get("training", {}).get("config", {}).get("semantic", {}) or {}
     captions = sem_cfg.get("captions", "label")
     other = "L (label caption)" if captions == "free" else "B (free caption)"
@@ -68,6 +76,7 @@ def run_ablation(recon, X_te: np.ndarray, seeds: Sequence[int], seen: np.ndarray
         }
         if not sw:
             entry.update({k: full[k] for k in _KEYS})
+            entry["row_minus_baseline"] = minus_baseline(full_per[0])
             rows[name] = entry
             continue
         try:
@@ -88,6 +97,7 @@ def run_ablation(recon, X_te: np.ndarray, seeds: Sequence[int], seen: np.ndarray
             "acc": paired_difference(full_per[0], per_acc, seed),
             "ssim": paired_difference(full_per[1], per_ssim, seed),
         }
+        entry["row_minus_baseline"] = minus_baseline(per_acc)
         rows[name] = entry
     rows[f"{other} + I"] = {
         "saliency": True, "semantics": other, "acc": None, "ssim": None,
@@ -99,5 +109,6 @@ def run_ablation(recon, X_te: np.ndarray, seeds: Sequence[int], seen: np.ndarray
         "note": "every row runs the same bundle on the same test trials with the same per-trial seeds, "
         "one Reconstructor switch changed, scored against the same ground truth with the same N-way "
         "draws; full_minus_row: the full model minus the row, per trial (mean, bootstrap CI, one-sided "
-        "sign-flip p that the full model is better).",
+        "sign-flip p that the full model is better); row_minus_baseline: the row minus the bundled linear "
+        "baseline on the same trials and draws (p: the row is better).",
     }

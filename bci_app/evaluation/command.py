@@ -7,6 +7,12 @@ import argparse
 import time
 
 
+def _stages_line(stages: dict) -> str:
+    """"decoder 0.45 -> caption 0.44 -> drawing 0.42" (N-way figures of metrics["stages"])."""
+    parts = [f"{k} {r['acc']:.3f}" for k, r in stages.get("rows", {}).items() if r.get("acc") is not None]
+    return "stages " + " -> ".join(parts) if parts else "stages n/a"
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``bci-app evaluate`` (argparse namespace from ``bci_app.cli``)."""
     from bci_app.datasets import load_spec
@@ -45,6 +51,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         recon, ds, args.out, ways=args.ways, topk=args.topk, draws=args.draws, seed=args.seed,
         ablation=bool(getattr(args, "ablation", False)), bundle_config=bundle_config, meta=meta,
         save_images=bool(getattr(args, "save_images", False)),
+        weights_dir=getattr(args, "weights_dir", None),
     )
     probe = m["leakage_probe"]
     b = m["baseline"]
@@ -53,7 +60,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"{m['ways']}-way top-{m['topk']}: {m['acc']:.3f} (chance {m['chance']:.3f}, p={m['acc_p']:.3g}) | "
         f"baseline {b.get('acc')} (model - baseline {d.get('diff')}, p={d.get('p')}) | "
         f"SSIM@{m['ssim_resolution']} {m['ssim']:.3f} (shuffled {m['ssim_chance']:.3f}) | "
-        f"IS {m['inception_score']} | probe {'FLAGGED' if probe.get('flagged') else 'ok'} ({probe.get('acc')}) | "
+        f"IS {m['inception_score']} | {_stages_line(m.get('stages') or {})} | probe {'FLAGGED' if probe.get('flagged') else 'ok'} ({probe.get('acc')}) | "
         f"n={m['n']} | {time.perf_counter() - t0:.0f} s -> {args.out}"
     )
     return 0

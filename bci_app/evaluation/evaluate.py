@@ -45,6 +45,7 @@ from bci_app.evaluation.report_html import GridRow, write_report
 from bci_app.evaluation.runner import run_reconstructor, trial_onsets, trial_seeds
 from bci_app.evaluation.scoring import score_reconstructions
 from bci_app.evaluation.split import component_exposure, select_split
+from bci_app.evaluation.stages import stage_diagnostics
 from bci_app.evaluation.stats import (
     bootstrap_ci,
     finite_or_none,
@@ -280,6 +281,10 @@ def evaluate(
         "baseline": baseline,
         "leakage_probe": probe,
         "split": split_info,
+        "stages": stage_diagnostics(
+            {"decoder": out.eeg_class_probs, "caption": out.caption_probs, "drawing": probs_recon},
+            truth, ways=ways, topk=topk, draws=draws, seed=seed,
+        ),
         "component_images": exposure,
         "latent_seeds": (
             f"per trial: trial_seed(stimulus id, onset sample, base seed {base_seed}), onset from "
@@ -308,6 +313,7 @@ def evaluate(
         metrics["ablation"] = run_ablation(
             recon, X_te, seeds, seen, truth, bundle_config, ways=ways, topk=topk, draws=draws, seed=seed,
             ssim_size=ssim_size, batch=batch_size, progress=progress, full=main, full_per=(per_acc, per_ssim),
+            baseline_per=per_b if lb is not None else None,
         )
 
     def caption(i: int) -> dict[str, Any]:

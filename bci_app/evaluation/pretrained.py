@@ -3,9 +3,10 @@ and CLIP two-way identification.
 
 Weights are only ever read from local files (no download is attempted): torchvision's
 checkpoint files in ``weights_dir`` or the torch hub folder (``$TORCH_HOME/hub/checkpoints``),
-and CLIP from the Hugging Face cache. When a metric cannot be computed it is a
-:class:`MetricUnavailable` whose reason says where the weights were looked for and
-how to get them; torchvision comes with ``pip install "bci-app[eval]"``.
+loaded into the plain-torch networks of :mod:`bci_app.evaluation.networks` (torchvision is
+not needed), and CLIP from the Hugging Face cache. When a metric cannot be computed it is a
+:class:`MetricUnavailable` whose reason says where the weights were looked for and how to
+get them.
 """
 
 from __future__ import annotations
@@ -21,10 +22,12 @@ from bci_app.models.ssim import resize_images
 
 __all__ = ["MetricUnavailable", "inception_score", "alexnet_two_way", "clip_two_way"]
 
-# torchvision constructor and checkpoint file patterns of each network
+# checkpoint file patterns of each network (torchvision's files) and where to get them
 _NETWORKS = {
-    "inception_v3": ("inception_v3", ["inception_v3_google-*.pth", "inception_v3*.pth"]),
-    "alexnet": ("alexnet", ["alexnet-*.pth", "alexnet*.pth"]),
+    "inception_v3": (["inception_v3_google-*.pth", "inception_v3*.pth"],
+                     "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"),
+    "alexnet": (["alexnet-*.pth", "alexnet*.pth"],
+                "https://download.pytorch.org/models/alexnet-owt-7be5be79.pth"),
 }
 
 
@@ -59,46 +62,26 @@ def _find_checkpoint(patterns: Sequence[str], weights_dir: str | Path | None) ->
     return None
 
 
-def _torchvision_problem() -> str | None:
-    """None when torchvision imports, else what is wrong and how to fix it."""
-    import torch
-
-    try:
-        import torchvision  # noqa: F401
-    except ImportError:
-        return ('torchvision is not installed: pip install "bci-app[eval]" (a torchvision built for '
-                f"torch {torch.__version__})")
-    except Exception as err:  # e.g. a CUDA build of torchvision next to a CPU-only torch
-        return (f"torchvision is installed but does not load with torch {torch.__version__} "
-                f"({type(err).__name__}: {err}); install the torchvision build made for this torch "
-                "(for a '+cpu' torch: the same PyTorch CPU package index)")
-    return None
-
-
-def _torchvision_model(name: str, weights_dir: str | Path | None):
-    """A torchvision model with local weights, or a MetricUnavailable saying why not."""
-    ctor, patterns = _NETWORKS[name]
+def _network(name: str, weights_dir: str | Path | None):
+    """A network of :mod:`bci_app.evaluation.networks` with local weights, or a
+    MetricUnavailable saying where the weights were looked for and how to get them."""
+    patterns, url = _NETWORKS[name]
     ckpt = _find_checkpoint(patterns, weights_dir)
-    problem = _torchvision_problem()
     if ckpt is None:
         where = ", ".join(str(d) for d in _search_dirs(weights_dir))
-        reason = (
-            f"no local {name} weights ({' or '.join(patterns)}) in {where}; to get them, run "
-            f"`python -c \"import torchvision; torchvision.models.{ctor}(weights='DEFAULT')\"` on a "
-            "machine with internet and copy the .pth file from its torch hub checkpoints folder into "
-            "one of those folders"
+        return MetricUnavailable(
+            name,
+            f"no local {name} weights ({' or '.join(patterns)}) in {where}; to get them, download "
+            f"{url} on a machine with internet (torchvision's own checkpoint: "
+            f"`torchvision.models.{name}(weights='DEFAULT')` saves it to its torch hub checkpoints "
+            "folder) and copy the .pth file into one of those folders or pass --weights-dir",
         )
-        return MetricUnavailable(name, reason + (f" (also: {problem})" if problem else ""))
-    if problem is not None:
-        return MetricUnavailable(name, f"weights found at {ckpt}, but {problem}")
     import torch
-    import torchvision.models as tvm
 
+    from bci_app.evaluation.networks import AlexNet, InceptionV3
+
+    model = InceptionV3(aux_logits=True, transform_input=True) if name == "inception_v3" else AlexNet()
     try:
-        if name == "inception_v3":
-            model = tvm.inception_v3(weights=None, aux_logits=True, init_weights=False)
-        else:
-            model = getattr(tvm, ctor)(weights=None)
         model.load_state_dict(torch.load(ckpt, map_location="cpu", weights_only=True))
     except Exception as err:  # a corrupt or mismatched file is reported, not guessed around
         return MetricUnavailable(name, f"could not load {ckpt}: {type(err).__name__}: {err}")
@@ -125,7 +108,7 @@ def inception_score(
     Looks for torchvision's ``inception_v3_google-*.pth`` in ``weights_dir`` and the
     torch hub checkpoint folder. Returns :class:`MetricUnavailable` when absent.
     """
-    model = _torchvision_model("inception_v3", weights_dir)
+    model = _network("inception_v3", weights_dir)
     if isinstance(model, MetricUnavailable):
         return model
     import torch
@@ -142,27 +125,19 @@ def alexnet_two_way(
     seen: np.ndarray, recon: np.ndarray, weights_dir: str | Path | None = None
 ) -> dict[str, np.ndarray] | MetricUnavailable:
     """AlexNet(2) and AlexNet(5) two-way identification (features after conv 2 and 5)."""
-    model = _torchvision_model("alexnet", weights_dir)
+    model = _network("alexnet", weights_dir)
     if isinstance(model, MetricUnavailable):
         return model
     import torch
 
-    # indices of the ReLU after conv2 and conv5 in torchvision's AlexNet.features
-    taps = {"alexnet2": 4, "alexnet5": 11}
+    from bci_app.evaluation.networks import ALEXNET_TAPS
 
     def feats(imgs: np.ndarray) -> dict[str, np.ndarray]:
-        x = _to_tensor(imgs, 224)
-        got: dict[str, np.ndarray] = {}
         with torch.no_grad():
-            for idx, layer in enumerate(model.features):
-                x = layer(x)
-                for key, tap in taps.items():
-                    if idx == tap:
-                        got[key] = x.flatten(1).numpy()
-        return got
+            return {k: v.numpy() for k, v in model.taps(_to_tensor(imgs, 224)).items()}
 
     fs, fr = feats(seen), feats(recon)
-    return {key: two_way_identification(fr[key], fs[key]) for key in taps}
+    return {key: two_way_identification(fr[key], fs[key]) for key in ALEXNET_TAPS}
 
 
 def clip_two_way(

@@ -343,14 +343,32 @@ def render_report(
                 _fmt(r.get("acc_ci")),
                 _fmt(r.get("ssim")),
                 _paired(r.get("full_minus_row", {}).get("acc")),
+                _paired(r.get("row_minus_baseline")),
                 html.escape(str(r.get("description", r.get("unavailable", "")))),
             ]
             for name, r in abl.get("rows", {}).items()
         ]
         parts.append(_table(["row", "saliency (I)", "semantics (B/L)", "acc", "95% CI", "SSIM",
-                             "full minus row, acc (paired: diff [CI], p)", "configuration"], rows))
+                             "full minus row, acc (paired: diff [CI], p)",
+                             "row minus baseline, acc (paired)", "configuration"], rows))
         if abl.get("note"):
             parts.append(f'<p class="note">{html.escape(str(abl["note"]))}</p>')
+
+    stages = m.get("stages")
+    if stages:
+        parts.append("<h2>Where the image path loses what the EEG decodes</h2>")
+        rows = [[html.escape(name), _fmt(r.get("acc")), _fmt(r.get("acc_ci")), _fmt(r.get("top1_all_classes")),
+                 html.escape(str(r.get("what", "")) + (f" ({r['unavailable']})" if r.get("unavailable") else ""))]
+                for name, r in stages.get("rows", {}).items()]
+        parts.append(_table(["stage", "acc", "95% CI", "top-1, all classes", "read-out"], rows))
+        chain = [[html.escape(k.replace("_", " ")), _fmt(v.get("rate")), str(v.get("n"))]
+                 for k, v in stages.get("chain", {}).items()]
+        if chain:
+            parts.append(_table(["trial by trial (all-class top-1)", "rate", "trials"], chain))
+        if stages.get("lost_most_at"):
+            lost = ", ".join(f"{k}: {v:+.3f}" for k, v in stages.get("top1_lost", {}).items())
+            parts.append(f'<p class="note">top-1 lost per step: {html.escape(lost)}; most at '
+                         f'{html.escape(str(stages["lost_most_at"]))}.</p>')
 
     if best or worst:
         parts.append("<h2>Reconstructions</h2><div class=\"grids\">")

@@ -23,6 +23,8 @@ class Outputs:
     images: np.ndarray  # uint8 [N, H, W, 3]
     saliency: np.ndarray | None
     class_probs: np.ndarray | None
+    eeg_class_probs: np.ndarray | None = None  # the encoder's read-out, per trial
+    caption_probs: np.ndarray | None = None  # the semantic head's caption mixture, per trial
 
 
 def trial_onsets(ds) -> tuple[np.ndarray, str]:
@@ -67,12 +69,15 @@ def run_reconstructor(recon, X: np.ndarray, seeds: Sequence[int], *, batch: int 
     if batch < 1:
         raise ValueError(f"batch must be >= 1, got {batch}")
     imgs, sals, probs = [], [], []
+    diag: dict[str, list] = {"eeg_class_probs": [], "caption_probs": []}
     starts = range(0, len(X), batch)
     for a in _progress(starts, len(starts), desc, progress):
         for r in recon.reconstruct(X[a : a + batch], seeds=list(seeds[a : a + batch]), **switches):
             imgs.append(np.asarray(r.image))
             sals.append(None if getattr(r, "saliency", None) is None else np.asarray(r.saliency))
             probs.append(getattr(r, "class_probs", None))
+            for key, got in diag.items():
+                got.append(getattr(r, key, None))
     images = np.stack(imgs)
     sal = None if any(s is None for s in sals) else np.stack(sals)
     if any(p is None for p in probs):
@@ -80,4 +85,6 @@ def run_reconstructor(recon, X: np.ndarray, seeds: Sequence[int], *, batch: int 
         cp = None if cp is None else np.asarray(cp, dtype=np.float64)
     else:
         cp = np.stack([np.asarray(p, dtype=np.float64) for p in probs])
-    return Outputs(images, sal, cp)
+    extra = {key: None if any(v is None for v in got) else np.stack(got).astype(np.float64)
+             for key, got in diag.items()}
+    return Outputs(images, sal, cp, **extra)

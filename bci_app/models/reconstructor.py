@@ -69,6 +69,7 @@ class Reconstruction:
     times_ms: dict[str, float] = field(default_factory=dict)  # encoder, saliency, semantic, refiner
     class_probs: np.ndarray | None = None  # the bundle's image classifier on `image`
     eeg_class_probs: np.ndarray | None = None  # the encoder's read-out (diagnostics)
+    caption_probs: np.ndarray | None = None  # the semantic head's caption mixture (diagnostics)
 
 
 def _to_uint8(x: torch.Tensor) -> np.ndarray:
@@ -240,6 +241,7 @@ class Reconstructor:
         t2 = time.perf_counter()
         times["saliency"] = (t2 - t1) * 1e3
         emb = self.semantic(feats)
+        mix = self.semantic.mixture_weights(feats) if getattr(self.semantic, "n_prototypes", 0) else None
         if semantics == "none":
             emb = torch.zeros_like(emb)
         self._sync()
@@ -260,6 +262,7 @@ class Reconstructor:
                 saliency=sal_u8[i], image=img_u8[i], times_ms=dict(times),
                 class_probs=None if probs is None else probs[i],
                 eeg_class_probs=None if eeg_probs is None else eeg_probs[i].cpu().numpy(),
+                caption_probs=None if mix is None else mix[i].float().cpu().numpy(),
             )
             for i in range(B)
         ]

@@ -3,7 +3,7 @@ diffusion model on the procedural demo images, conditioned on caption embeddings
 
 Two phases, both run by the one fit loop (:class:`bci_app.training.loop.FitLoop`: seeded,
 checkpointed every ``checkpoint_every`` steps into ``checkpoint_dir/<phase>`` and resumed
-from there, diffusers' cosine learning-rate schedules):
+from there, cosine learning-rate schedules):
 
 1. :class:`~diffusers.AutoencoderTiny` (64x64x3 <-> 16x16x4) trained with L1 + MSE on the
    procedural images; the latent scaling factor is set to ``1 / std`` of the latents.
@@ -20,6 +20,7 @@ from there, diffusers' cosine learning-rate schedules):
 from __future__ import annotations
 
 import logging
+import math
 import time
 from dataclasses import asdict, dataclass, field, replace
 from pathlib import Path
@@ -59,6 +60,10 @@ class DemoRefinerConfig:
     batch_size: int = 32
     lr: float = 1e-3
     warmup_steps: int = 30
+    # the UNet's cosine schedule ends at lr_floor x lr, not 0: the saliency-map phase and
+    # the caption-dropout phase run at the end of their schedules (the demo recipe was
+    # tuned with this floor, which the move to diffusers' schedule had dropped)
+    lr_floor: float = 0.1
     ema_decay: float = 0.995
     p_degraded: float = 0.7
     blur_sigma: tuple[float, float] = (0.5, 3.0)
@@ -256,6 +261,21 @@ def train_autoencoder(
     return [h["loss"] for h in res.history]
 
 
+def floored_cosine(warmup_steps: int, total_steps: int, floor: float):
+    """LR multiplier per step: linear warm-up to 1 over ``warmup_steps``, times a cosine
+    over ``total_steps`` that goes from 1 down to ``floor`` (for ``LambdaLR``)."""
+    if not 0.0 <= floor <= 1.0:
+        raise ValueError(f"lr_floor must be in [0, 1], got {floor}")
+    total = max(1, int(total_steps))
+
+    def factor(step: int) -> float:
+        warm = min(1.0, (step + 1) / max(1, int(warmup_steps)))
+        cos = 0.5 * (1.0 + math.cos(math.pi * min(step, total) / total))
+        return warm * (floor + (1.0 - floor) * cos)
+
+    return factor
+
+
 def train_unet(
     refiner: DemoRefiner,
     images: torch.Tensor,
@@ -276,13 +296,13 @@ def train_unet(
     maps and the image each was decoded from (and what to output for each map; default
     that image's target), used as the input of a ``cfg.p_saliency`` share of the samples.
     ``phase`` names the progress bar and the checkpoint directory (``<checkpoint_dir>/<phase>``).
-    Learning rate: diffusers' cosine schedule with ``warmup_steps`` of linear warm-up."""
+    Learning rate: linear warm-up over ``warmup_steps``, then a cosine from ``lr`` down to
+    ``lr_floor * lr`` (:func:`floored_cosine`)."""
     targets = images if targets is None else targets
     if targets.shape != images.shape:
         raise ValueError(f"targets {tuple(targets.shape)} must match images {tuple(images.shape)}")
     if not 0.0 <= cfg.saliency_after < 1.0:
         raise ValueError(f"saliency_after must be in [0, 1), got {cfg.saliency_after}")
-    from diffusers.optimization import get_cosine_schedule_with_warmup
     from diffusers.training_utils import EMAModel
 
     loop = FitLoop(f"refiner {phase.replace('_', ' ')}", cfg.unet_steps, device=device,
@@ -299,7 +319,8 @@ def train_unet(
     class_embeds = class_embeds.to(dev)
     emb_std = float(class_embeds.std())
     opt = torch.optim.AdamW(unet.parameters(), lr=cfg.lr, weight_decay=1e-4)
-    lr_sched = get_cosine_schedule_with_warmup(opt, cfg.warmup_steps, max(1, cfg.unet_steps))
+    lr_sched = torch.optim.lr_scheduler.LambdaLR(
+        opt, floored_cosine(cfg.warmup_steps, cfg.unet_steps, cfg.lr_floor))
     unet, opt, lr_sched = loop.prepare(unet, opt, lr_sched)
     ema = EMAModel(unet.parameters(), decay=cfg.ema_decay) if cfg.ema_decay > 0 else None
     if ema is not None:

@@ -262,6 +262,7 @@ batch_size = 16
 [semantic]
 text_encoder = { type = "minilm", seq_len = 8 }
 hidden = 32
+prototypes = true
 epochs = 2
 batch_size = 32
 [refiner]
@@ -319,6 +320,18 @@ def test_cli_evaluate_on_a_tiny_trained_bundle(tmp_path):
         assert d["ssim"]["diff"] == pytest.approx(rows["I+S (full)"]["ssim"] - rows[name]["ssim"], abs=1e-9)
         assert d["acc"]["diff"] == pytest.approx(rows["I+S (full)"]["acc"] - rows[name]["acc"], abs=1e-9)
         assert d["ssim"]["ci"][0] <= d["ssim"]["diff"] <= d["ssim"]["ci"][1] and 0 < d["ssim"]["p"] <= 1
+    for name in ("I+S (full)", "S only", "I only", "I, no refiner"):  # each row against the baseline
+        d = rows[name]["row_minus_baseline"]
+        assert d["diff"] == pytest.approx(rows[name]["acc"] - m["baseline"]["acc"], abs=1e-9)
+    # where the image path loses what the EEG decodes: the drawing stage is the model's own
+    # figure (same scores, draws, ground truth); the decoder and caption read-outs exist
+    st = m["stages"]
+    assert st["rows"]["drawing"]["acc"] == pytest.approx(m["acc"], abs=1e-12)
+    for name in ("decoder", "caption"):
+        assert 0 <= st["rows"][name]["acc"] <= 1 and 0 <= st["rows"][name]["top1_all_classes"] <= 1
+    assert set(st["top1_lost"]) == {"decoder->caption", "caption->drawing"}
+    html_text = (out / "report.html").read_text()
+    assert "Where the image path loses what the EEG decodes" in html_text
     assert check_html(out / "report.html")["images"] > 0
 
 

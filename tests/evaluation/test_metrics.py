@@ -186,23 +186,80 @@ def test_shuffled_pair_null_is_the_mismatched_mean():
     assert S.permutation_p_value(1.0, null) == pytest.approx(1 / 51)
 
 
-def test_unavailable_reasons_name_the_real_cause(tmp_path, monkeypatch):
-    """Weights found but torchvision broken (a CUDA build next to a CPU torch raises at
-    import): the reason says that, not "weights absent"; neither: both are said."""
-    import sys
+def _save_random_weights(net, path, seed=0):
+    import torch
 
-    fake = tmp_path / "site" / "torchvision"
-    fake.mkdir(parents=True)
-    (fake / "__init__.py").write_text('raise RuntimeError("operator torchvision::nms does not exist")\n')
-    monkeypatch.syspath_prepend(str(tmp_path / "site"))
-    monkeypatch.delitem(sys.modules, "torchvision", raising=False)
+    torch.manual_seed(seed)
+    for p in net.parameters():  # small random weights keep the activations finite
+        torch.nn.init.normal_(p, std=0.05)
+    torch.save(net.state_dict(), path)
+
+
+def test_pretrained_metrics_computed_from_local_torchvision_files(tmp_path, monkeypatch):
+    """Checkpoints named and laid out as torchvision's load into the plain-torch networks
+    (no torchvision needed) and give numbers; a corrupt file is reported as such."""
+    from bci_app.evaluation.networks import AlexNet, InceptionV3
+
     monkeypatch.setenv("TORCH_HOME", str(tmp_path / "hub"))
     weights = tmp_path / "weights"
     weights.mkdir()
-    imgs = np.zeros((2, 32, 32, 3), np.uint8)
-    none = P.alexnet_two_way(imgs, imgs, weights_dir=weights)
-    assert str(weights) in none.reason and "does not load with torch" in none.reason
-    (weights / "alexnet-owt-7be5be79.pth").write_bytes(b"not read")
-    found = P.alexnet_two_way(imgs, imgs, weights_dir=weights)
-    assert found.reason.startswith(f"weights found at {weights / 'alexnet-owt-7be5be79.pth'}")
-    assert "torchvision::nms" in found.reason and "install the torchvision build" in found.reason
+    _save_random_weights(AlexNet(), weights / "alexnet-owt-7be5be79.pth")
+    _save_random_weights(InceptionV3(), weights / "inception_v3_google-0cc3c7bd.pth")
+    rng = np.random.default_rng(0)
+    seen = rng.integers(0, 256, (4, 64, 64, 3), dtype=np.uint8)
+    recon = seen.copy()
+    recon[:2] = 255 - recon[:2]
+    alex = P.alexnet_two_way(seen, recon, weights_dir=weights)
+    assert set(alex) == {"alexnet2", "alexnet5"}
+    for scores in alex.values():
+        assert scores.shape == (4,) and np.all((scores >= 0) & (scores <= 1))
+    # identical pairs are closer to their own image than to any other: two-way = 1
+    same = P.alexnet_two_way(seen, seen, weights_dir=weights)
+    np.testing.assert_array_equal(same["alexnet5"], np.ones(4))
+    is_mean, is_std = P.inception_score(seen, weights_dir=weights, batch=2)
+    assert 1.0 <= is_mean <= 4.0 and np.isfinite(is_std)
+
+    (weights / "alexnet-owt-7be5be79.pth").write_bytes(b"not a checkpoint")
+    bad = P.alexnet_two_way(seen, recon, weights_dir=weights)
+    assert isinstance(bad, P.MetricUnavailable)
+    assert bad.reason.startswith(f"could not load {weights / 'alexnet-owt-7be5be79.pth'}")
+
+
+def test_imagenet_networks_have_torchvisions_state_dict_layout():
+    """Every parameter and buffer name and shape equals torchvision 0.29.1's (recorded in
+    data/imagenet_networks_keys.json from torchvision itself), so its files load strictly."""
+    import json
+    from pathlib import Path
+
+    from bci_app.evaluation.networks import AlexNet, InceptionV3
+
+    ref = json.loads((Path(__file__).parent / "data" / "imagenet_networks_keys.json").read_text())
+    for name, net in (("alexnet", AlexNet()), ("inception_v3", InceptionV3(aux_logits=True))):
+        got = {k: list(v.shape) for k, v in net.state_dict().items()}
+        assert got == ref[name]["state_dict"], name
+
+
+def test_imagenet_networks_give_torchvisions_outputs():
+    """Same weights, same input: the logits torchvision 0.29.1's own modules gave (recorded
+    in the JSON file by the script named there)."""
+    import json
+    from pathlib import Path
+
+    import torch
+
+    from bci_app.evaluation.networks import AlexNet, InceptionV3
+
+    ref = json.loads((Path(__file__).parent / "data" / "imagenet_networks_keys.json").read_text())
+    for name, net, size in (("alexnet", AlexNet(), 224), ("inception_v3", InceptionV3(), 299)):
+        r = ref[name]["reference_output"]
+        # the reference run: torch.manual_seed(0), every parameter ~ N(0, 0.05) in the order
+        # of its sorted name, buffers (BN running stats) at their init; input seed 1 randn
+        torch.manual_seed(0)
+        for _, p in sorted(net.named_parameters()):
+            torch.nn.init.normal_(p, std=0.05)
+        torch.manual_seed(1)
+        x = torch.randn(2, 3, size, size)
+        with torch.no_grad():
+            out = net.eval()(x)
+        np.testing.assert_allclose(out[:, :8].numpy(), np.array(r["logits_first8"]), rtol=1e-3, atol=1e-4)
+        assert float(out.sum()) == pytest.approx(r["logits_sum"], rel=1e-3, abs=1e-3)

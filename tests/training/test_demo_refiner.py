@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import math
+
 import pytest
 import torch
 
@@ -386,3 +388,16 @@ def test_guidance_settings_are_checked():
     assert DemoRefinerConfig.from_dict({"guidance_scale": 1.5, "p_uncond": 0.1}).guidance_scale == 1.5
     with pytest.raises(ValueError, match="guidance_scale must be"):
         DemoRefinerConfig.from_dict({"guidance_scale": float("nan"), "p_uncond": 0.1})
+
+
+def test_floored_cosine_warms_up_and_ends_at_the_floor():
+    from bci_app.training.demo_refiner import floored_cosine
+
+    f = floored_cosine(warmup_steps=10, total_steps=100, floor=0.1)
+    assert f(0) == pytest.approx(0.1 * (0.1 + 0.9 * 0.5 * (1 + math.cos(0.0))))  # 1/10 of the way up
+    assert f(9) == pytest.approx(0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * 9 / 100)))
+    assert f(50) == pytest.approx(0.1 + 0.9 * 0.5)  # half way down the cosine
+    assert f(100) == pytest.approx(0.1) and f(150) == pytest.approx(0.1)  # never below the floor
+    assert floored_cosine(0, 100, 0.0)(100) == pytest.approx(0.0)
+    with pytest.raises(ValueError, match="lr_floor"):
+        floored_cosine(10, 100, 1.5)

@@ -304,7 +304,8 @@ def test_layout_needs_a_data_set_with_layouts():
 
 def test_shipped_bundle_matches_its_recipe():
     """The shipped demo bundle is what `configs/demo.toml` makes: the recipe it records is the
-    file's, and its refiner samples with the file's defaults."""
+    file's, its refiner samples with the file's defaults, and its record says every
+    component was trained on the training split's images."""
     import tomllib
     from pathlib import Path
 
@@ -329,6 +330,10 @@ def test_shipped_bundle_matches_its_recipe():
     assert (saved["steps"], saved["strength"], saved["guidance_scale"]) == (
         r["sample_steps"], r["sample_strength"], r["sample_guidance"])
     assert saved["training"]["config"]["guidance_scale"] == r["sample_guidance"]
+    # every component of the shipped bundle saw training-split images only
+    comp = read_bundle_config(bundle)["training"]["component_images"]
+    assert comp == dict.fromkeys(("encoder", "generator", "semantic", "refiner", "classifier", "baseline"),
+                                 ["train"])
 
 
 @pytest.mark.slow

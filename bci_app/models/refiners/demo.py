@@ -100,8 +100,9 @@ class DemoRefiner(Refiner):
         return float(self.vae.config.scaling_factor)
 
     def to(self, device: str | torch.device, dtype: torch.dtype | None = None) -> DemoRefiner:
-        self.unet.to(device=device, dtype=dtype)
-        self.vae.to(device=device, dtype=dtype)
+        for model in (self.unet, self.vae):  # no dtype cast when it is already that dtype
+            # (diffusers warns about keep-in-fp32 modules on every cast with `to`)
+            model.to(device=device, **({} if dtype in (None, model.dtype) else {"dtype": dtype}))
         self.device = self.unet.device
         self.dtype = self.unet.dtype
         for call in self._calls():

@@ -240,8 +240,7 @@ class Reconstructor:
         self._sync()
         t2 = time.perf_counter()
         times["saliency"] = (t2 - t1) * 1e3
-        emb = self.semantic(feats)
-        mix = self.semantic.mixture_weights(feats) if getattr(self.semantic, "n_prototypes", 0) else None
+        emb, mix = self.semantic.embed(feats)
         if semantics == "none":
             emb = torch.zeros_like(emb)
         self._sync()

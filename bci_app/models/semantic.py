@@ -97,15 +97,21 @@ class SemanticHead(ConfigModule):
         return F.softmax(self._logits(feats, self.trunk(feats)) / self.temperature, dim=-1)
 
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
+        return self.embed(feats)[0]
+
+    def embed(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+        """The caption embeddings ``[B, L, D]`` and, for the prototype head, the mixture
+        weights ``[B, K]`` they were mixed with (one pass of the trunk for both)."""
         if feats.ndim != 2 or feats.shape[1] != self.in_features:
             raise ValueError(f"SemanticHead expects features [B, {self.in_features}], got {tuple(feats.shape)}")
         h = self.trunk(feats)
+        w = None
         if self.n_prototypes > 0:
             w = F.softmax(self._logits(feats, h) / self.temperature, dim=-1)
             out = w @ self.prototypes + self.residual(h)
         else:
             out = self.head(h)
-        return out.view(len(feats), self.seq_len, self.embed_dim)
+        return out.view(len(feats), self.seq_len, self.embed_dim), w
 
     def loss(self, feats: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
         """Eq. (7)."""

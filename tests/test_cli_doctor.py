@@ -81,3 +81,45 @@ def test_demo_falls_back_to_headless_when_qt_cannot_open_a_window(tmp_path, monk
     text = capsys.readouterr().out
     assert "Qt cannot" in text and "running headless" in text, text
     assert rc == 0 and (out / "report.json").exists()
+
+
+def _fake_hf_repo(cache, repo, files):
+    snap = cache / f"models--{repo.replace('/', '--')}" / "snapshots" / ("a" * 40)
+    for f in files:
+        (snap / f).parent.mkdir(parents=True, exist_ok=True)
+        (snap / f).write_bytes(b"{}")
+    refs = cache / f"models--{repo.replace('/', '--')}" / "refs"
+    refs.mkdir(parents=True, exist_ok=True)
+    (refs / "main").write_text("a" * 40)
+
+
+def test_doctor_checks_weights_where_the_commands_look(tmp_path):
+    """Inception/AlexNet in --weights-dir or $TORCH_HOME/hub/checkpoints (as evaluate), CLIP and
+    SD-Turbo in the Hugging Face cache (as evaluate and the refiner); each row from what it found."""
+    hub, torch_home, wdir = tmp_path / "hub", tmp_path / "torch", tmp_path / "weights"
+    (torch_home / "hub" / "checkpoints").mkdir(parents=True)
+    (torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"x")
+    wdir.mkdir()
+    (wdir / "inception_v3_google-0cc3c7bd.pth").write_bytes(b"x")
+    _fake_hf_repo(hub, "openai/clip-vit-base-patch32", ["config.json", "model.safetensors"])
+    _fake_hf_repo(hub, "stabilityai/sd-turbo", ["model_index.json", "unet/config.json"])  # incomplete
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "TORCH_HOME": str(torch_home), "HF_HUB_OFFLINE": "1"}
+
+    def rows(*extra):
+        out = subprocess.run([sys.executable, "-m", "bci_app.cli", "doctor", *extra], capture_output=True,
+                             text=True, timeout=120, env=env)
+        return [line for line in out.stdout.splitlines() if " weights " in line]
+
+    def row(lines, key):
+        return next(line for line in lines if key in line)
+
+    lines = rows("--weights-dir", str(wdir))
+    assert row(lines, "alexnet").startswith("[ok]") and "alexnet-owt-7be5be79.pth" in row(lines, "alexnet")
+    assert row(lines, "inception_v3").startswith("[ok]") and str(wdir) in row(lines, "inception_v3")
+    assert row(lines, "openai/clip").startswith("[ok]")
+    sd = row(lines, "stabilityai/sd-turbo")
+    assert sd.startswith("[--]") and "incomplete" in sd and "unet/diffusion_pytorch_model.safetensors" in sd
+    assert row(lines, "madebyollin/taesd").startswith("[--]")
+    # without --weights-dir, Inception is looked for (and missed) where evaluate would look
+    inception = row(rows(), "inception_v3")
+    assert inception.startswith("[--]") and str(torch_home / "hub" / "checkpoints") in inception

@@ -13,6 +13,7 @@ from bci_app.acquisition.trial import Trial
 _LAZY = {
     "Acquisition": "bci_app.acquisition.acquisition",
     "BrainFlowSource": "bci_app.acquisition.brainflow_source",
+    "Dejitter": "bci_app.acquisition.dejitter",
     "Epocher": "bci_app.acquisition.epocher",
     "LSLMarkerSource": "bci_app.acquisition.markers",
     "LSLSource": "bci_app.acquisition.sources",

@@ -4,11 +4,12 @@ BrainFlow stamps samples with Unix time (``time.time()``). They are mapped onto 
 clock with an offset measured by bracketing ``time.time()`` between two
 ``local_clock()`` reads (the tightest of many brackets wins), re-measured every
 ``resync_seconds``. Board timestamps jitter (the synthetic board stamps samples as its
-thread wakes up), so the source regularises them: sample ``k`` is stamped
-``anchor + k / sfreq`` where ``anchor`` follows the measured stamps slowly (median of
-the latest chunk's residuals, smoothed). Lost samples are detected from the board's
-package-number channel. Markers placed with ``BoardShim.insert_marker(value)`` land in
-the board's marker channel on one sample; they come out of :meth:`pull` with that
+thread wakes up), so the source re-fits them against the sample count
+(:class:`~bci_app.acquisition.dejitter.Dejitter`, with the board's package-number channel
+as the counter: lost samples are counted from it and the stamps jump across them);
+``dejitter=False`` (``--no-dejitter``) keeps the board's stamps as they are. Markers
+placed with ``BoardShim.insert_marker(value)`` land in the board's marker channel on one
+sample; they come out of :meth:`pull` with that
 sample's timestamp, so the epocher puts them on exactly that sample.
 
 Channel names come from the board description (``BoardShim.get_eeg_names``) where the
@@ -130,6 +131,8 @@ class BrainFlowSource:
         board description (``"package_num"``, ``"marker"``); handy for checks.
     marker_table : dict, optional
         Marker value -> marker string (default: the value itself, ``"3"``).
+    dejitter : bool
+        Re-fit the board's timestamps against the sample count (default) or keep them.
     """
 
     def __init__(
@@ -146,6 +149,7 @@ class BrainFlowSource:
         resync_seconds: float = 30.0,
         streamer_params: str = "",
         ring_size: int = 450000,
+        dejitter: bool = True,
     ) -> None:
         self.board_id = board_id_from(board_id)
         self.params = dict(params or {})
@@ -169,7 +173,8 @@ class BrainFlowSource:
         self._board = None
         self._markers: list[tuple[str, float]] = []
         self._n = 0  # samples delivered
-        self._anchor: float | None = None
+        self.dejitter = bool(dejitter)
+        self.dejitterer = None
         self._last_pkg: int | None = None
         self._offset = 0.0
         self._next_sync = 0.0
@@ -215,6 +220,12 @@ class BrainFlowSource:
         self.board_ch_names = names
         self.board_sfreq = sfreq
         self.conformer = conformer
+        if self.dejitter:
+            from bci_app.acquisition.dejitter import Dejitter
+
+            self.dejitterer = Dejitter(sfreq)
+        self._n = 0
+        self._last_pkg = None
         self.ch_names = list(conformer.ch_names)
         self.sfreq = conformer.sfreq
         self.desc = desc
@@ -287,14 +298,8 @@ class BrainFlowSource:
             k = self._n + np.arange(n) + np.cumsum(lost)
         else:
             k = self._n + np.arange(n)
-        sf = self.board_sfreq
-        resid = lsl_ts - k / sf
-        if self._anchor is None:
-            self._anchor = float(np.median(resid))
-        else:
-            # follow clock drift slowly; a median resists the stamps of late bursts
-            self._anchor += 0.05 * (float(np.median(resid)) - self._anchor)
-        ts = self._anchor + k / sf
+        # the package counter decides what was lost; the fit gives the stamps
+        ts = self.dejitterer.update(lsl_ts, counts=k) if self.dejitterer is not None else lsl_ts
         self._n = int(k[-1]) + 1
         if self._marker_row is not None:
             mk = raw[self._marker_row]

@@ -5,10 +5,21 @@ at ``t_m`` falls on the first sample with timestamp ``>= t_m - 0.5 / sfreq`` and
 window is ``[k0 + round(tmin * sfreq), ... + n_times)``. Markers may arrive before or
 after their EEG; a marker whose sample is not known yet waits.
 
+Gaps are read from the timestamps (:func:`~bci_app.acquisition.dejitter.count_lost`): a
+source with dejitter on (the default) has already decided what was lost, and its stamps jump
+by exactly that many periods; raw stamps are read as they are.
+
 Reject reasons: ``"gap"`` (samples were lost inside the window, or the marker fell in
 lost data), ``"nan"`` (a non-finite raw sample in the window), ``"incomplete_window"``
 (the window starts before the oldest sample still held, e.g. a marker that arrived too
-late or before the stream started).
+late or before the stream started), ``"photodiode_missing"`` (with a photodiode channel:
+no light edge in the search window after the marker).
+
+Photodiode (``photodiode_window``, ``--photodiode CHANNEL``): the light sensor's raw samples
+come with each chunk (``push_data(..., photodiode=row)``); a trial waits until the search
+window after its marker is in the buffer, then its window is cut from the light edge
+(:func:`~bci_app.preprocessing.photodiode.find_edges`, levels from the channel's buffered
+history) instead of the marker.
 """
 
 from __future__ import annotations
@@ -18,6 +29,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from bci_app.acquisition.dejitter import count_lost  # the gap rule (also imported from here)
 from bci_app.acquisition.ring_buffer import RingBuffer
 from bci_app.acquisition.trial import Trial
 from bci_app.preprocessing import CausalFilter, PreprocessingSpec, normalise
@@ -32,13 +44,6 @@ def _local_clock() -> float:
     return local_clock()
 
 
-def count_lost(dt: np.ndarray | float, sfreq: float) -> np.ndarray:
-    """Samples missing between consecutive timestamps ``dt`` apart (0 when ``dt`` < 1.5 periods)."""
-    dt = np.asarray(dt, dtype=np.float64)
-    lost = np.rint(dt * sfreq).astype(np.int64) - 1
-    return np.where(dt * sfreq >= 1.5, np.maximum(lost, 1), 0)
-
-
 @dataclass
 class _Pending:
     marker: str
@@ -48,6 +53,7 @@ class _Pending:
     start: int = 0
     stop: int = 0
     reason: str | None = None
+    retimed: bool = False  # photodiode edge looked for
 
 
 class Epocher:
@@ -64,6 +70,9 @@ class Epocher:
         How much history to keep (markers older than that are ``incomplete_window``).
     clock : callable
         Returns the current LSL time (``pylsl.local_clock`` by default).
+    photodiode_window : (float, float), optional
+        Re-time each trial to the photodiode's light edge within this many seconds after
+        its marker; ``push_data`` then needs the ``photodiode`` row.
     """
 
     def __init__(
@@ -73,6 +82,7 @@ class Epocher:
         *,
         buffer_seconds: float = 10.0,
         clock=None,
+        photodiode_window: tuple[float, float] | None = None,
     ) -> None:
         if spec.n_channels < 1:
             raise ValueError("the spec names no channels; expected the stream's channel names")
@@ -95,14 +105,19 @@ class Epocher:
         self.unknown_markers = 0
         self.samples_lost = 0
         self.rejected: dict[str, int] = {}
+        self.photodiode_window = photodiode_window
+        self.photodiode_buffer = RingBuffer(1, capacity) if photodiode_window is not None else None
+        self.photodiode_delays_ms: list[float] = []  # per trial looked for; NaN: missing
 
     # -- input ---------------------------------------------------------------------------
     def push_data(
-        self, data: np.ndarray, timestamps: np.ndarray, arrival: float | None = None
+        self, data: np.ndarray, timestamps: np.ndarray, arrival: float | None = None,
+        photodiode: np.ndarray | None = None,
     ) -> list[Trial]:
         """Add EEG ``data[C, n]`` (volts) with LSL ``timestamps[n]``; returns the Trials now ready.
 
-        ``arrival`` is the local clock when the chunk was received (now by default).
+        ``arrival`` is the local clock when the chunk was received (now by default);
+        ``photodiode`` the light sensor's ``n`` raw samples (with ``photodiode_window``).
         """
         if arrival is None:
             arrival = self._clock()
@@ -128,6 +143,15 @@ class Epocher:
             self._gaps.append(base + int(i))
             self.samples_lost += int(lost[i])
         self._last_ts = float(timestamps[-1])
+        if self.photodiode_buffer is not None:
+            pd = None if photodiode is None else np.asarray(photodiode, dtype=np.float64).reshape(1, -1)
+            if pd is None or pd.shape[1] != n:
+                raise ValueError(
+                    f"the epocher re-times trials to a photodiode but got "
+                    f"{'no' if pd is None else pd.shape[1]} photodiode samples for {n} EEG samples; "
+                    "expected push_data(..., photodiode=row) with one sample per EEG sample"
+                )
+            self.photodiode_buffer.append(pd, timestamps, arrival)
         bad = ~np.isfinite(data).all(axis=0)
         self.buffer.append(self.filter.process(data), timestamps, arrival, bad)
         first = self.buffer.first_index
@@ -177,6 +201,10 @@ class Epocher:
             if p.k0 is None and not self._locate(p):
                 still.append(p)
                 continue
+            if self.photodiode_buffer is not None and not p.retimed and p.reason is None:
+                if not self._retime(p):
+                    still.append(p)
+                    continue
             if p.reason is None and self.buffer.n_total < p.stop:
                 if p.start < self.buffer.first_index:  # evicted while waiting
                     p.reason = "incomplete_window"
@@ -186,6 +214,41 @@ class Epocher:
             out.append(self._make_trial(p))
         self._pending = still
         return out
+
+    def _retime(self, p: _Pending) -> bool:
+        """Move ``p``'s window to the light edge after its marker; False until the search
+        window is in the buffer."""
+        from bci_app.preprocessing.photodiode import MISSING_REASON, find_edges
+
+        w0, w1 = self.photodiode_window
+        if self.photodiode_buffer.n_total < p.k0 + int(round(w1 * self.sfreq)) + 1:
+            return False
+        p.retimed = True
+        first = self.photodiode_buffer.first_index
+        hist = self.photodiode_buffer.get(first, self.photodiode_buffer.n_total)[0][0]
+        try:
+            edge = int(find_edges(hist, self.sfreq, [p.k0 - first], window=(w0, w1))[0])
+        except ValueError as err:  # no light at all yet: the trial is missing, not a crash
+            logger.warning("photodiode: %s", err)
+            edge = -1
+        if edge < 0:
+            p.reason = MISSING_REASON
+            self.photodiode_delays_ms.append(float("nan"))
+            return True
+        self.photodiode_delays_ms.append((first + edge - p.k0) * 1000.0 / self.sfreq)
+        p.k0 = first + edge
+        p.start, p.stop = window_bounds(p.k0, self.spec)
+        if p.start < self.buffer.first_index:
+            p.reason = "incomplete_window"
+        return True
+
+    def photodiode_summary(self) -> dict | None:
+        """The marker-to-light delays so far (``report.json``'s ``"photodiode"``), or None."""
+        if self.photodiode_buffer is None:
+            return None
+        from bci_app.preprocessing.photodiode import photodiode_summary
+
+        return photodiode_summary(self.photodiode_delays_ms)
 
     def _make_trial(self, p: _Pending) -> Trial:
         C, T = self.spec.n_channels, self.spec.n_times

@@ -3,8 +3,9 @@
 Session directory layout::
 
     SESSION/
-      session.json              channel names, sfreq, start time (LSL clock), chunk length,
-                                "finalized": true once session_raw.fif is complete
+      session.json              channel names, types (MNE names) and units (the stream's
+                                strings, or null), sfreq, start time (LSL clock), chunk
+                                length, "finalized": true once session_raw.fif is complete
       markers.tsv               one line per marker, appended and flushed as it is placed:
                                 sample<TAB>lsl_time<TAB>marker   (sample = running sample
                                 index of the marker's nearest sample, as in the epocher)
@@ -19,6 +20,10 @@ Session directory layout::
                                 marker as an annotation (description = marker string),
                                 lost samples as ``BAD_gap`` annotations. The chunks are
                                 then removed.
+
+Every FIF holds the channel types of the stream's metadata (``ch_types``: EEG, EOG, ECG,
+MISC, STIM...; :meth:`Recorder.for_source` reads them from the source), the data in volts,
+and no unit for a channel whose unit is not a voltage (a counter, a trigger).
 
 A process killed with SIGKILL leaves the chunks and markers.tsv; :func:`read_session`
 rebuilds the same raw from them (losing only the samples not yet in a chunk, at most
@@ -40,12 +45,83 @@ from bci_app.preprocessing.epochs import GAP_DESCRIPTION
 logger = logging.getLogger(__name__)
 
 SESSION_FIF = "session_raw.fif"
+_MNE_NAMES = {"eeg", "eog", "ecg", "emg", "misc", "stim", "resp", "bio", "temp", "seeg", "ecog"}
 
 
-def _save_raw(data: np.ndarray, ch_names: list[str], sfreq: float, path: Path, ann=None) -> None:
+# LSL/XDF channel types (desc/channels/channel/type, any case) -> MNE channel types
+_LSL_TYPES = {
+    "eeg": "eeg", "eog": "eog", "ecg": "ecg", "ekg": "ecg", "emg": "emg", "misc": "misc",
+    "aux": "misc", "acc": "misc", "accel": "misc", "gyro": "misc", "stim": "stim",
+    "trigger": "stim", "trig": "stim", "markers": "stim", "resp": "resp", "bio": "bio",
+    "gsr": "bio", "eda": "bio", "ppg": "bio", "temp": "temp", "seeg": "seeg", "ecog": "ecog",
+}
+
+
+def mne_channel_type(lsl_type: str | None) -> str:
+    """The MNE channel type of an LSL channel type ("EEG", "EOG", "Trigger"...): EEG when
+    none is given, ``misc`` for one MNE does not know."""
+    t = (lsl_type or "").strip().lower()
+    return "eeg" if not t else _LSL_TYPES.get(t, "misc")
+
+
+def channel_metadata(source) -> tuple[list[str] | None, list[str | None] | None]:
+    """Channel types (MNE names) and units (the stream's strings) of ``source``'s output
+    channels, from its metadata: a ``ch_types`` attribute, else the connected LSL stream's
+    ``desc/channels/channel/type`` and ``unit``. (None, None) when the source says nothing."""
+    names = list(getattr(source, "ch_names", []) or [])
+    own = getattr(source, "ch_types", None)
+    if own is not None and len(own) == len(names):
+        return [mne_channel_type(t) for t in own], list(getattr(source, "ch_units", None) or [None] * len(names))
+    sinfo = getattr(source, "_sinfo", None)
+    if sinfo is None or not names:
+        return None, None
+    try:
+        labels = list(getattr(source, "stream_ch_names", None) or sinfo.get_channel_labels() or [])
+        types = sinfo.get_channel_types() or []
+        units = sinfo.get_channel_units() or []
+    except Exception as err:  # noqa: BLE001 - metadata is optional
+        logger.debug("no channel metadata from %s: %s", source, err)
+        return None, None
+    n = len(labels)
+    types = list(types) if len(types) == n else [None] * n
+    units = list(units) if len(units) == n else [None] * n
+    index = {str(lab).lower(): i for i, lab in enumerate(labels)}
+    out_t, out_u = [], []
+    for name in names:
+        i = index.get(name.lower())
+        out_t.append(mne_channel_type(types[i]) if i is not None else "eeg")
+        out_u.append(units[i] if i is not None else None)
+    return out_t, out_u
+
+
+def _create_info(ch_names: list[str], sfreq: float, ch_types: list[str] | None,
+                 units: list[str | None] | None):
+    """An mne.Info with the recorded types; a channel whose unit is not a voltage (a trigger,
+    a counter, "none") gets no unit, every other channel volts (the app's data are volts)."""
+    import mne
+    from mne.io.constants import FIFF
+
+    from bci_app.preprocessing import volts_per_unit
+
+    info = mne.create_info(list(ch_names), sfreq, list(ch_types) if ch_types else "eeg")
+    for i, ch in enumerate(info["chs"]):
+        unit = units[i] if units else None
+        try:
+            voltage = volts_per_unit(unit) is not None and str(unit).strip().lower() not in (
+                "none", "n/a", "na", "dimensionless", "a.u.", "au", "counts", "")
+        except ValueError:
+            voltage = False
+        if (unit is not None and str(unit).strip() and not voltage) or (
+                ch_types and ch_types[i] == "stim"):
+            ch["unit"] = FIFF.FIFF_UNIT_NONE
+    return info
+
+
+def _save_raw(data: np.ndarray, ch_names: list[str], sfreq: float, path: Path, ann=None,
+              ch_types: list[str] | None = None, units: list[str | None] | None = None) -> None:
     import mne
 
-    info = mne.create_info(list(ch_names), sfreq, "eeg")
+    info = _create_info(ch_names, sfreq, ch_types, units)
     raw = mne.io.RawArray(data, info, verbose="error")
     if ann is not None and len(ann[0]):
         raw.set_annotations(mne.Annotations(ann[0], np.zeros(len(ann[0])), ann[1]))
@@ -74,6 +150,8 @@ class Recorder:
         sfreq: float,
         *,
         chunk_seconds: float = 1.0,
+        ch_types: list[str] | None = None,
+        units: list[str | None] | None = None,
     ) -> None:
         self.dir = Path(directory)
         if (self.dir / "session.json").exists():
@@ -83,6 +161,13 @@ class Recorder:
         (self.dir / "chunks").mkdir(parents=True, exist_ok=True)
         self.ch_names = list(ch_names)
         self.sfreq = float(sfreq)
+        for what, vals in (("ch_types", ch_types), ("units", units)):
+            if vals is not None and len(vals) != len(self.ch_names):
+                raise ValueError(f"{what} has {len(vals)} entries for {len(self.ch_names)} channels; "
+                                 "expected one per channel")
+        self.ch_types = [mne_channel_type(t) if t not in _MNE_NAMES else t for t in ch_types] \
+            if ch_types is not None else None
+        self.units = list(units) if units is not None else None
         self.chunk_len = max(1, int(round(chunk_seconds * self.sfreq)))
         self._buf: list[np.ndarray] = []
         self._buf_ts: list[np.ndarray] = []
@@ -98,6 +183,8 @@ class Recorder:
         self.closed = False
         self._meta = {
             "ch_names": self.ch_names,
+            "ch_types": self.ch_types or ["eeg"] * len(self.ch_names),
+            "units": self.units,
             "sfreq": self.sfreq,
             "chunk_seconds": chunk_seconds,
             "start_time": None,
@@ -106,6 +193,14 @@ class Recorder:
         self._write_meta()
         self._markers_fh = open(self.dir / "markers.tsv", "a", encoding="utf-8")
         self._gaps_fh = open(self.dir / "gaps.tsv", "a", encoding="utf-8")
+
+    @classmethod
+    def for_source(cls, directory: str | Path, source, **kwargs) -> Recorder:
+        """A recorder of ``source``'s channels and rate, with the channel types and units of
+        its metadata (:func:`channel_metadata`)."""
+        types, units = channel_metadata(source)
+        return cls(directory, list(source.ch_names), float(source.sfreq), ch_types=types,
+                   units=units, **kwargs)
 
     def _write_meta(self) -> None:
         tmp = self.dir / "session.json.tmp"
@@ -130,7 +225,7 @@ class Recorder:
         if self._meta["start_time"] is None:
             self._meta["start_time"] = float(timestamps[0])
             self._write_meta()
-        from bci_app.acquisition.epocher import count_lost
+        from bci_app.acquisition.dejitter import count_lost  # the source decided; stamps tell
 
         prev = self._last_ts if self._last_ts is not None else timestamps[0] - 1 / self.sfreq
         lost = count_lost(np.diff(np.concatenate([[prev], timestamps])), self.sfreq)
@@ -193,6 +288,8 @@ class Recorder:
             self.sfreq,
             self.dir / "chunks" / f"{stem}_raw.fif",
             ([(k - start) / self.sfreq for k, _ in inside], [m for _, m in inside]),
+            ch_types=self.ch_types,
+            units=self.units,
         )
         self.n_chunks += 1
         self.n_written += n

@@ -19,8 +19,8 @@ from typing import Protocol
 import numpy as np
 
 from bci_app.acquisition.conform import StreamConformer
+from bci_app.acquisition.dejitter import Dejitter, count_lost
 from bci_app.acquisition.discovery import Query, describe_info, find_streams
-from bci_app.acquisition.epocher import count_lost
 from bci_app.preprocessing.channels import UNIT_CHOICES
 
 logger = logging.getLogger(__name__)
@@ -250,8 +250,14 @@ class LSLSource(_LSLInletBase):
     n_channels : int, optional
         An exact channel count to insist on (for streams picked without names).
     processing_flags : tuple
-        liblsl post-processing; ``("clocksync",)`` applies time correction. Add
-        ``"dejitter"`` for amplifiers whose timestamps jitter.
+        liblsl post-processing; ``("clocksync",)`` applies time correction.
+    dejitter : bool
+        Re-fit the timestamps against the sample count (:class:`~bci_app.acquisition.dejitter.Dejitter`,
+        on by default): bursts, arrival stamping and clock drift come out one sample period
+        apart, and only samples really missing count as lost (``samples_lost``). Off
+        (``--no-dejitter``), the stamps are used as they come and every jump of 1.5
+        periods or more counts as lost samples. liblsl's own ``"dejitter"`` flag (a mean
+        fit, which puts bursty streams late) is not needed with it.
     lost_timeout : float
         Seconds without any sample after which the stream counts as lost (liblsl does
         not always report a vanished outlet); the source then looks for it again.
@@ -274,6 +280,7 @@ class LSLSource(_LSLInletBase):
         processing_flags: tuple[str, ...] = ("clocksync",),
         max_chunk: int = 4096,
         lost_timeout: float = 1.0,
+        dejitter: bool = True,
     ) -> None:
         super().__init__(
             name,
@@ -298,6 +305,8 @@ class LSLSource(_LSLInletBase):
         self.stream_sfreq = 0.0
         self.samples_lost = 0
         self.conformer: StreamConformer | None = None
+        self.dejitter = bool(dejitter)
+        self.dejitterer: Dejitter | None = None
         self._last_ts: float | None = None
         self._info = None
 
@@ -375,10 +384,19 @@ class LSLSource(_LSLInletBase):
         self.stream_ch_names = list(labels)
         self.stream_units = units
         self.stream_sfreq = float(full.nominal_srate())
+        if self.dejitter and (
+            self.dejitterer is None or self.dejitterer.sfreq != self.stream_sfreq
+        ):
+            self.dejitterer = Dejitter(self.stream_sfreq)
         self.ch_names = list(self.conformer.ch_names)
         self.sfreq = self.conformer.sfreq
         self.name = self.name or full.name()
         self._info = None
+
+    def _on_lost(self, err: Exception) -> None:
+        super()._on_lost(err)
+        if self.dejitterer is not None:  # what comes back is a new segment of the stream
+            self.dejitterer.restart()
 
     @property
     def delay(self) -> float:
@@ -400,13 +418,26 @@ class LSLSource(_LSLInletBase):
         return self._info
 
     def read(self) -> tuple[np.ndarray, np.ndarray]:
-        """All samples received since the last call: ``(data[C, n] volts, timestamps[n])``."""
+        """All samples received since the last call: ``(data[C, n] volts, timestamps[n])``.
+
+        With dejitter on, samples whose stamps say they may follow a gap are held back until
+        later samples tell (at most about half a second; see :mod:`~bci_app.acquisition.dejitter`).
+        """
+        empty = np.zeros((len(self.ch_names), 0)), np.zeros(0)
         got = self._pull(self.max_chunk, as_numpy=True)
         if got is None or self.conformer is None:
-            return np.zeros((len(self.ch_names), 0)), np.zeros(0)
+            return empty
         data, ts = got
-        if self._last_ts is not None:
-            dt = np.diff(np.concatenate([[self._last_ts], ts]))
-            self.samples_lost += int(count_lost(dt, self.stream_sfreq).sum())
-        self._last_ts = float(ts[-1])
-        return self.conformer.process(np.asarray(data).T, ts)
+        x = np.asarray(data).T
+        if self.dejitterer is not None:  # the one place that decides what was lost
+            before = self.dejitterer.samples_lost
+            x, ts = self.dejitterer.process(x, ts)
+            self.samples_lost += self.dejitterer.samples_lost - before
+            if ts.size == 0:
+                return empty
+        else:
+            if self._last_ts is not None:
+                dt = np.diff(np.concatenate([[self._last_ts], ts]))
+                self.samples_lost += int(count_lost(dt, self.stream_sfreq).sum())
+            self._last_ts = float(ts[-1])
+        return self.conformer.process(x, ts)

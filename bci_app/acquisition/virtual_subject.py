@@ -30,7 +30,14 @@ from collections import deque
 
 import numpy as np
 
-from bci_app.simulation import BackgroundNoise, SubjectModel, resolve_montage
+from bci_app.simulation import (
+    BackgroundNoise,
+    ComponentsBackground,
+    ComponentsModel,
+    SubjectModel,
+    resolve_model_name,
+    resolve_montage,
+)
 from bci_app.simulation.montage import make_montage
 from bci_app.simulation.raw import shifted, trial_variability
 from bci_app.stimuli import DemoStimulusSet, MarkerMapper
@@ -120,6 +127,11 @@ class VirtualSubject:
     units : {"V", "mV", "uV"}
         Unit of the streamed samples, declared in the channel metadata (many amplifiers
         stream microvolts).
+    model : {"attributes", "components"}
+        Generative structure, as :func:`bci_app.simulation.simulate_raw`'s ``model``:
+        ``"attributes"`` (alias ``"subject"``; default, the demo's subject) or
+        ``"components"`` (:class:`bci_app.simulation.ComponentsModel` over
+        :class:`bci_app.simulation.ComponentsBackground`).
 
     The subject changes no process-wide state; the live commands limit BLAS threads
     while a session runs (:mod:`bci_app.session.realtime`): without that, its small
@@ -145,6 +157,7 @@ class VirtualSubject:
         latency: float = 0.1,
         montage: str | None = None,
         units: str = "V",
+        model: str = "attributes",
     ) -> None:
         if not 0.0 <= latency <= 2.0:
             raise ValueError(f"latency must be in 0..2 s, got {latency}")
@@ -158,8 +171,10 @@ class VirtualSubject:
         self.units = units
         self.montage, self.ch_names = resolve_montage(montage)
         self.stimuli = stimuli if stimuli is not None else DemoStimulusSet()
-        self.model = SubjectModel(self.stimuli, snr=snr, seed=subject_seed, sfreq=sfreq,
-                                  ch_names=self.ch_names, montage=self.montage)
+        self.model_name = resolve_model_name(model)
+        model_cls = ComponentsModel if self.model_name == "components" else SubjectModel
+        self.model = model_cls(self.stimuli, snr=snr, seed=subject_seed, sfreq=sfreq,
+                               ch_names=self.ch_names, montage=self.montage)
         self.sfreq = float(sfreq)
         self.seed = int(seed)
         self.name = name
@@ -168,15 +183,20 @@ class VirtualSubject:
         self.markers_type = markers_type
         self.chunk_size = int(chunk_size)
         self.mapper = MarkerMapper(marker_pattern) if marker_pattern else MarkerMapper()
-        self._noise = BackgroundNoise(
-            len(self.ch_names),
-            self.sfreq,
-            seed=seed,
-            line_freq=line_freq,
-            ch_names=self.ch_names,
-            scale=noise_scale,
-            montage=self.montage,
-        )
+        if self.model_name == "components":
+            self._noise = ComponentsBackground(self.ch_names, self.sfreq, seed=seed,
+                                               line_freq=line_freq, scale=noise_scale,
+                                               montage=self.montage)
+        else:
+            self._noise = BackgroundNoise(
+                len(self.ch_names),
+                self.sfreq,
+                seed=seed,
+                line_freq=line_freq,
+                ch_names=self.ch_names,
+                scale=noise_scale,
+                montage=self.montage,
+            )
         self._rng = np.random.default_rng([self.seed, 0x7A1])
         self._markers: deque[tuple[str, float]] = deque()
         self._lock = threading.Lock()
@@ -356,8 +376,11 @@ class VirtualSubject:
                     1000.0 * (k_sent - k) / self.sfreq,
                 )
                 k = k_sent
-            shift, gain = trial_variability(self._rng, self.sfreq)
-            ev = gain * shifted(self.model.evoked(sid), shift)
+            if self.model_name == "components":  # its own per-component jitter
+                ev = self.model.trial(sid, self._rng)
+            else:
+                shift, gain = trial_variability(self._rng, self.sfreq)
+                ev = gain * shifted(self.model.evoked(sid), shift)
             off = k - k_sent
             need = off + ev.shape[1]
             if need > self._pending.shape[1]:

@@ -1,8 +1,11 @@
 """Sessions recorded (or simulated) by the app, and LabRecorder XDF files.
 
-``session:DIR_OR_FIF_OR_XDF``: a FIF whose annotations carry the marker strings (a session
-directory's ``session_raw.fif``, a ``bci-app simulate`` file) or an ``.xdf`` file
-(:mod:`bci_app.datasets.xdf`). Markers map to stimulus ids through a
+``session:DIR_OR_FILE``: a FIF whose annotations carry the marker strings (a session
+directory's ``session_raw.fif``, a ``bci-app simulate`` file), an ``.xdf`` file
+(:mod:`bci_app.datasets.xdf`) or any raw file MNE reads (.vhdr, .bdf, .edf, .set, .cnt,
+.mff: :mod:`bci_app.datasets.raw_formats`; a trigger channel's codes become markers).
+Markers may also map through an event map (``--event-map``,
+:class:`~bci_app.stimuli.EventMap`, which is called like a mapper). Markers map to stimulus ids through a
 :class:`~bci_app.stimuli.MarkerMapper` (``--marker-pattern``); ids of the demo set resolve
 to its procedural images and classes, other ids to ``--images DIR`` (class = the image's
 sub-folder, as ``bci-app present --images`` shows them).
@@ -136,26 +139,38 @@ def read_recording(
     eeg_stream: str | None = None,
     marker_stream: str | None = None,
     units: str | None = None,
+    trigger_channel: str | None = None,
 ):
-    """The raw (annotations = markers) of a session directory, a ``.fif`` or an ``.xdf`` file.
+    """The raw (annotations = markers) of a session directory, an ``.xdf`` file or any raw
+    file MNE reads (:mod:`bci_app.datasets.raw_formats`: .fif, .vhdr, .bdf, .edf, .set,
+    .cnt, .mff...).
 
     XDF options (``eeg_stream``, ``marker_stream``, ``units``) are those of
-    :func:`bci_app.datasets.xdf.read_raw_xdf`; a FIF session gives them as errors.
+    :func:`bci_app.datasets.xdf.read_raw_xdf`; other formats give them as errors.
+    ``trigger_channel`` names a stim channel whose codes become markers (default: the
+    stim-typed channel of a file without marker annotations); a name the file lacks is an
+    error listing its channels.
     """
-    import mne
+    from bci_app.datasets.raw_formats import (
+        FORMATS_HELP,
+        events_from_trigger,
+        is_mne_raw,
+        read_raw_file,
+    )
 
     path = Path(path)
     if path.suffix.lower() == XDF_SUFFIX:
         from bci_app.datasets.xdf import read_raw_xdf
 
-        return read_raw_xdf(path, eeg_stream=eeg_stream, marker_stream=marker_stream, units=units)
+        raw = read_raw_xdf(path, eeg_stream=eeg_stream, marker_stream=marker_stream, units=units)
+        return events_from_trigger(raw, trigger_channel)
     given = {k: v for k, v in (("eeg", eeg_stream), ("markers", marker_stream), ("units", units)) if v}
     if given:
         raise ValueError(
             f"session {path}: option(s) {sorted(given)} apply to XDF files only; a FIF session "
             "has one EEG recording in volts"
         )
-    if path.is_dir():
+    if path.is_dir() and not is_mne_raw(path):  # a session directory (an .mff is a directory too)
         fifs = sorted(path.glob("*.fif")) + sorted(path.glob("*.fif.gz"))
         if not fifs:
             hint = (" (its chunks/ are an unfinished recording: write session_raw.fif with "
@@ -163,14 +178,14 @@ def read_recording(
                     if (path / "chunks").is_dir() else "")
             raise FileNotFoundError(
                 f"session directory {path} holds no .fif file{hint}; expected a recording "
-                "(session_raw.fif) or pass the .fif/.xdf file itself"
+                "(session_raw.fif) or pass the recording file itself"
             )
         path = fifs[0]
-    if not path.is_file():
-        raise FileNotFoundError(
-            f"session {path} does not exist; expected a directory, a .fif or an .xdf file"
-        )
-    return mne.io.read_raw_fif(path, preload=True, verbose="error")
+    if not path.exists():
+        raise FileNotFoundError(f"session {path} does not exist; expected {FORMATS_HELP}")
+    if not is_mne_raw(path):
+        raise ValueError(f"session {path}: unknown file format {path.suffix!r}; expected {FORMATS_HELP}")
+    return events_from_trigger(read_raw_file(path), trigger_channel)
 
 
 def load_session(
@@ -182,15 +197,40 @@ def load_session(
     eeg_stream: str | None = None,
     marker_stream: str | None = None,
     units: str | None = None,
+    photodiode: str | None = None,
+    trigger_channel: str | None = None,
 ) -> EEGImageDataset:
     """A recorded session (FIF + marker annotations, or XDF) epoched like the live path.
 
     Without ``preprocessing`` the EEG-typed channels of the recording are used at its
     own rate with the default window; with it, its channels are picked by name.
+    With ``photodiode`` (``--photodiode CHANNEL``) each trial is re-timed to the light edge
+    after its marker (:func:`~bci_app.preprocessing.epochs.epoch_raw`); the data set's
+    ``photodiode`` attribute then holds the delays' summary
+    (:func:`~bci_app.preprocessing.photodiode.photodiode_summary`).
+    ``trigger_channel`` (``--trigger-channel``): as in :func:`read_recording`; with a
+    ``mapper`` that is an :class:`~bci_app.stimuli.EventMap` its codes map to stimulus ids.
     """
     from bci_app.preprocessing import epoch_raw
 
-    raw = read_recording(path, eeg_stream=eeg_stream, marker_stream=marker_stream, units=units)
-    spec = preprocessing or default_spec(eeg_channel_names(raw), float(raw.info["sfreq"]))
-    epochs = epoch_raw(raw, spec, mapper if mapper is not None else MarkerMapper())
-    return dataset_from_epochs(epochs, spec, images_dir)
+    raw = read_recording(path, eeg_stream=eeg_stream, marker_stream=marker_stream, units=units,
+                         trigger_channel=trigger_channel)
+    if preprocessing is None:
+        names = eeg_channel_names(raw)
+        if photodiode is not None:
+            from bci_app.preprocessing.epochs import photodiode_channel
+
+            pd_name = raw.ch_names[photodiode_channel(raw, photodiode)]
+            names = [n for n in names if n != pd_name]
+        spec = default_spec(names, float(raw.info["sfreq"]))
+    else:
+        spec = preprocessing
+    epochs = epoch_raw(raw, spec, mapper if mapper is not None else MarkerMapper(),
+                       photodiode=photodiode)
+    ds = dataset_from_epochs(epochs, spec, images_dir)
+    if epochs.photodiode_delays_ms is not None:
+        from bci_app.preprocessing.photodiode import photodiode_summary
+
+        # delays of the trials that map to a stimulus (missing edges as NaN)
+        ds.photodiode = photodiode_summary(epochs.photodiode_delays_ms)
+    return ds

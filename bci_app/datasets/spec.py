@@ -1,10 +1,16 @@
 """Data SPEC strings -> data sets: ``load_spec("session:rec.xdf,markers=PsychoPy")``.
 
-    synthetic[:N][,seed=S][,design=rapid|block][,snr=X][,montage=M][,sfreq=F]
+    synthetic[:N][,seed=S][,design=rapid|block][,snr=X][,montage=M][,sfreq=F][,model=attributes|components][,classes=K]
     spampinato:EEG.pth[,SPLITS.pth][,split=I][,subject=K][,start=A][,stop=B]
     things-eeg2:DIR[,subject=K][,average=1]
-    session:DIR_OR_FIF_OR_XDF[,eeg=NAME][,markers=NAME][,units=uV]
+    session:DIR_OR_FILE[,eeg=NAME][,markers=NAME][,units=uV][,trigger=NAME][,event_map=FILE.tsv]
 
+A session FILE is a ``.fif``, an ``.xdf`` or any raw file MNE reads (.vhdr, .bdf, .edf, .set,
+.cnt, .mff); ``trigger`` names its stim channel (codes -> markers) and ``event_map`` maps
+markers and codes to stimulus ids (``--event-map``/``--trigger-channel`` on the commands).
+``model=components`` simulates the other generative structure (shared ERP components
+mixed per class) instead of the attribute-driven virtual subject; ``classes=K`` shows only
+``K`` of the 40 classes (spread over shapes and colours, the same for every seed).
 ``eeg``/``markers`` choose an XDF file's streams by name (default: by type), ``units``
 overrides its channel units. ``marker_pattern`` (``--marker-pattern``) maps the marker
 strings of a session to stimulus ids, as on ``bci-app live``.
@@ -24,9 +30,10 @@ from bci_app.stimuli import MarkerMapper
 log = logging.getLogger(__name__)
 
 SPEC_HELP = (
-    "expected one of: synthetic[:N][,seed=S][,design=rapid|block][,snr=X][,montage=M][,sfreq=F], "
+    "expected one of: synthetic[:N][,seed=S][,design=rapid|block][,snr=X][,montage=M][,sfreq=F][,model=attributes|components][,classes=K], "
     "spampinato:EEG.pth[,SPLITS.pth], things-eeg2:DIR, "
-    "session:DIR_OR_FIF_OR_XDF[,eeg=NAME][,markers=NAME][,units=uV]"
+    "session:DIR_OR_FILE[,eeg=NAME][,markers=NAME][,units=uV][,trigger=NAME][,event_map=FILE.tsv] "
+    "(FILE: .fif, .xdf, .vhdr, .bdf, .edf, .set, .cnt, .mff)"
 )
 
 
@@ -72,10 +79,20 @@ def load_spec(
     test_frac: float = 0.2,
     val_frac: float = 0.1,
     marker_pattern: str | None = None,
+    event_map: str | Path | None = None,
+    trigger_channel: str | None = None,
 ) -> EEGImageDataset:
-    """Load the data set named by ``spec`` (see the module docstring), split by image."""
+    """Load the data set named by ``spec`` (see the module docstring), split by image.
+
+    ``event_map`` (``--event-map``) and ``trigger_channel`` (``--trigger-channel``) apply to
+    sessions, as the spec options ``event_map=FILE`` and ``trigger=NAME`` do."""
     mapper = marker_mapper(marker_pattern)
     kind, pos, kw = parse_spec(spec)
+    if (event_map is not None or trigger_channel is not None) and kind != "session":
+        raise ValueError(
+            f"--event-map/--trigger-channel apply to recorded sessions (session:...), not to "
+            f"{kind!r} data ({spec!r}); drop them or use a session spec"
+        )
     if marker_pattern is not None and kind != "session":
         raise ValueError(
             f"--marker-pattern applies to recorded sessions (session:...), not to {kind!r} data "
@@ -92,6 +109,8 @@ def load_spec(
             preprocessing=preprocessing,
             montage=kw.pop("montage", None),
             sfreq=float(kw.pop("sfreq")) if "sfreq" in kw else None,
+            model=kw.pop("model", "attributes"),
+            classes=_int_option(kw.pop("classes"), "classes", spec) if "classes" in kw else None,
         )
         _no_left(kw, spec)
         ds.splits = split_by_image(ds.stim_ids, ds.subjects, test_frac, val_frac, split_seed)
@@ -125,13 +144,22 @@ def load_spec(
 
         if not pos:
             raise ValueError(
-                f"data spec {spec!r}: session needs a directory, .fif or .xdf file; {SPEC_HELP}"
+                f"data spec {spec!r}: session needs a directory or a recording file; {SPEC_HELP}"
             )
         xdf_opts = {"eeg_stream": kw.pop("eeg", None), "marker_stream": kw.pop("markers", None),
                     "units": kw.pop("units", None)}
+        event_map = kw.pop("event_map", None) or event_map
+        trigger_channel = kw.pop("trigger", None) or trigger_channel
         _no_left(kw, spec)
+        if event_map is not None:
+            from bci_app.stimuli import DemoStimulusSet, EventMap
+
+            # the demo set is the stimulus set unless --images names another
+            known = DemoStimulusSet() if images_dir is None else None
+            mapper = EventMap.load(event_map, known).with_fallback(
+                mapper if marker_pattern is not None else None)
         ds = load_session(pos[0], images_dir=images_dir, preprocessing=preprocessing,
-                          mapper=mapper, **xdf_opts)
+                          mapper=mapper, trigger_channel=trigger_channel, **xdf_opts)
         ds.splits = split_by_image(ds.stim_ids, ds.subjects, test_frac, val_frac, split_seed)
     else:
         raise ValueError(f"unknown data spec kind {kind!r} in {spec!r}; {SPEC_HELP}")
@@ -152,9 +180,19 @@ def read_recording_spec(text: str):
     from bci_app.datasets.sessions import read_recording
 
     opts = {"eeg_stream": kw.pop("eeg", None), "marker_stream": kw.pop("markers", None),
-            "units": kw.pop("units", None)}
+            "units": kw.pop("units", None), "trigger_channel": kw.pop("trigger", None)}
+    kw.pop("event_map", None)  # applies to the receiving pipeline, not to the raw
     _no_left(kw, spec)
     return read_recording(pos[0], **opts)
+
+
+def _int_option(value: str, name: str, spec: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        raise ValueError(
+            f"data spec {spec!r}: {name}={value!r} is not an integer; {SPEC_HELP}"
+        ) from None
 
 
 def _no_left(kw: dict[str, str], spec: str) -> None:

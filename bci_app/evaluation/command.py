@@ -13,6 +13,54 @@ def _stages_line(stages: dict) -> str:
     return "stages " + " -> ".join(parts) if parts else "stages n/a"
 
 
+def lead_line(m: dict) -> str:
+    """The first thing evaluate says: the model against its own linear read-out (paired
+    difference with its CI) and the stage where the image path loses the most."""
+    b = m.get("baseline") or {}
+    d = b.get("model_minus_baseline") or {}
+    if b.get("acc") is None or d.get("diff") is None:
+        head = f"model {m['acc']:.3f}: no linear baseline in this bundle to compare with"
+    else:
+        ci = d.get("ci") or [None, None]
+        verdict = ("ABOVE" if ci[0] is not None and ci[0] > 0 else
+                   "BELOW" if ci[1] is not None and ci[1] < 0 else "not distinguishable from")
+        head = (f"model vs its own linear readout: {m['acc']:.3f} vs {b['acc']:.3f}, paired difference "
+                f"{d['diff']:+.3f} [95 % CI {ci[0]:+.3f}, {ci[1]:+.3f}], p={d.get('p')} - {verdict} the baseline")
+    st = m.get("stages") or {}
+    if st.get("lost_most_at"):
+        head += f" | most lost at {st['lost_most_at']} ({st['top1_lost'][st['lost_most_at']]:+.3f})"
+    return head
+
+
+def _load_photodiode_session(spec: str, *, photodiode: str, images_dir=None, preprocessing=None,
+                             split_seed: int = 0, test_frac: float = 0.2, val_frac: float = 0.1,
+                             marker_pattern: str | None = None):
+    """``load_spec`` of a ``session:`` spec with every trial re-timed to ``--photodiode``.
+
+    The same steps as :func:`bci_app.datasets.load_spec`'s session branch (which takes no
+    photodiode option yet), plus the photodiode channel.
+    """
+    from bci_app.datasets.sessions import load_session
+    from bci_app.datasets.spec import SPEC_HELP, _no_left, marker_mapper, parse_spec
+    from bci_app.datasets.splits import check_split_disjoint, split_by_image
+
+    kind, pos, kw = parse_spec(spec)
+    if kind != "session" or not pos:
+        raise ValueError(
+            f"--photodiode {photodiode!r} applies to recorded sessions (session:FILE), not to "
+            f"{spec!r}; drop the flag or use a session spec ({SPEC_HELP})"
+        )
+    xdf = {"eeg_stream": kw.pop("eeg", None), "marker_stream": kw.pop("markers", None),
+           "units": kw.pop("units", None)}
+    _no_left(kw, spec)
+    ds = load_session(pos[0], images_dir=images_dir, preprocessing=preprocessing,
+                      mapper=marker_mapper(marker_pattern), photodiode=photodiode, **xdf)
+    ds.splits = split_by_image(ds.stim_ids, ds.subjects, test_frac, val_frac, split_seed)
+    ds.source = spec
+    check_split_disjoint(ds.stim_ids, ds.splits, spec)
+    return ds
+
+
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``bci-app evaluate`` (argparse namespace from ``bci_app.cli``)."""
     from bci_app.datasets import load_spec
@@ -30,7 +78,8 @@ def run_evaluate(args: argparse.Namespace) -> int:
     raw_spec = PreprocessingSpec.from_dict({**spec.to_dict(), "norm_mean": None, "norm_std": None})
     dcfg = bundle_config.get("training", {}).get("config", {}).get("data", {})
     split_seed = int(dcfg.get("split_seed", 0))
-    ds = load_spec(
+    load = load_spec if getattr(args, "photodiode", None) is None else _load_photodiode_session
+    ds = load(
         args.data,
         images_dir=getattr(args, "images", None),
         preprocessing=raw_spec,
@@ -38,6 +87,7 @@ def run_evaluate(args: argparse.Namespace) -> int:
         test_frac=float(dcfg.get("test_frac", 0.2)),
         val_frac=float(dcfg.get("val_frac", 0.1)),
         marker_pattern=getattr(args, "marker_pattern", None),
+        **({} if getattr(args, "photodiode", None) is None else {"photodiode": args.photodiode}),
     )
     recon.check_compatible(list(ds.spec.ch_names), float(ds.spec.sfreq), int(ds.X.shape[2]))
     ds.X = normalise(ds.X, spec)
@@ -54,11 +104,14 @@ def run_evaluate(args: argparse.Namespace) -> int:
         weights_dir=getattr(args, "weights_dir", None),
     )
     probe = m["leakage_probe"]
-    b = m["baseline"]
-    d = b.get("model_minus_baseline") or {}
+    print(lead_line(m))
+    if m.get("photodiode"):
+        pd = m["photodiode"]
+        print(f"photodiode {args.photodiode}: marker-to-light delay {pd['mean_ms']} ms "
+              f"(SD {pd['sd_ms']}, {pd['min_ms']}..{pd['max_ms']}) over {pd['n'] - pd['missing']} "
+              f"of {pd['n']} trials; {pd['missing']} without an edge rejected")
     print(
         f"{m['ways']}-way top-{m['topk']}: {m['acc']:.3f} (chance {m['chance']:.3f}, p={m['acc_p']:.3g}) | "
-        f"baseline {b.get('acc')} (model - baseline {d.get('diff')}, p={d.get('p')}) | "
         f"SSIM@{m['ssim_resolution']} {m['ssim']:.3f} (shuffled {m['ssim_chance']:.3f}) | "
         f"IS {m['inception_score']} | {_stages_line(m.get('stages') or {})} | probe {'FLAGGED' if probe.get('flagged') else 'ok'} ({probe.get('acc')}) | "
         f"n={m['n']} | {time.perf_counter() - t0:.0f} s -> {args.out}"

@@ -65,16 +65,22 @@ GROUND_TRUTH = (
 
 
 def resolve_ways(requested: int | None, n_classes: int) -> tuple[int, str | None]:
-    """N of N-way: the request (default 50) capped at the number of classes, with a note."""
+    """N of N-way and a note for the report.
+
+    Without a request: the number of classes in the data, at most ``DEFAULT_WAYS`` (50, the
+    paper's), and no note. A request above the number of classes is capped, with a note.
+    """
     if n_classes < 2:
         raise ValueError(f"N-way accuracy needs at least 2 classes, the data set has {n_classes}")
-    want = DEFAULT_WAYS if requested is None else int(requested)
+    if requested is None:
+        return min(int(n_classes), DEFAULT_WAYS), None
+    want = int(requested)
     if want < 2:
         raise ValueError(f"--ways must be >= 2, got {want}")
     if want > n_classes:
         return n_classes, (
-            f"{want}-way requested{' (the default)' if requested is None else ''} but the data set has "
-            f"{n_classes} classes: reporting {n_classes}-way (chance {1 / n_classes:.3f} for top-1)"
+            f"{want}-way requested but the data set has {n_classes} classes: reporting "
+            f"{n_classes}-way (chance {1 / n_classes:.3f} for top-1)"
         )
     return want, None
 
@@ -293,6 +299,8 @@ def evaluate(
         "per_subject": per_subject,
         "notes": notes,
     }
+    if getattr(ds, "photodiode", None):  # --photodiode: the marker-to-light delays of the session
+        metrics["photodiode"] = ds.photodiode
     agree = metrics["classifier_agreement_on_seen"]
     if agree < 0.5:
         notes.insert(0, (

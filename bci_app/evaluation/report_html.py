@@ -216,6 +216,48 @@ def _per_subject_svg(per_subject: dict[str, dict[str, Any]], chance: float | Non
     return "".join(parts)
 
 
+def photodiode_svg(summary: dict[str, Any]) -> str:
+    """Histogram of the marker-to-light delays (``summary["hist"]`` of
+    :func:`bci_app.preprocessing.photodiode.photodiode_summary`) as a small inline SVG."""
+    hist = summary.get("hist") or {}
+    counts = list(hist.get("counts") or [])
+    if not counts:
+        return "<p>no photodiode edge found</p>"
+    bin_ms, start = float(hist.get("bin_ms", 1.0)), float(hist.get("start_ms", 0.0))
+    w_bar, h, left, bottom, top = max(4, min(24, 480 // len(counts))), 120, 40, 30, 10
+    width, height, peak = left + len(counts) * w_bar + 10, top + h + bottom, max(counts) or 1
+    parts = [
+        f'<svg xmlns="http://www.w3.org/2000/svg" width="{width}" height="{height}" '
+        f'role="img" aria-label="photodiode delay histogram">',
+        f'<line x1="{left}" y1="{top + h}" x2="{width}" y2="{top + h}" stroke="#444"/>',
+        f'<text x="{left - 6}" y="{top + 8}" font-size="10" text-anchor="end">{peak}</text>',
+    ]
+    for i, c in enumerate(counts):
+        bh = h * c / peak
+        lo = start + i * bin_ms
+        parts.append(f'<rect x="{left + i * w_bar}" y="{top + h - bh:.1f}" width="{w_bar - 1}" '
+                     f'height="{bh:.1f}" fill="#3b73b9"><title>{lo:g}-{lo + bin_ms:g} ms: {c}</title></rect>')
+    for i in (0, len(counts)):
+        parts.append(f'<text x="{left + i * w_bar}" y="{top + h + 16}" font-size="10" '
+                     f'text-anchor="middle">{start + i * bin_ms:g} ms</text>')
+    parts.append("</svg>")
+    return "".join(parts)
+
+
+def photodiode_section(summary: dict[str, Any] | None) -> str:
+    """The report's photodiode section (table + histogram); empty without a summary."""
+    if not summary:
+        return ""
+    keys = ("n", "missing", "mean_ms", "sd_ms", "min_ms", "max_ms")
+    return "\n".join([
+        "<h2>Photodiode: marker-to-light delay</h2>",
+        _table(list(keys), [[_fmt(summary.get(k)) for k in keys]]),
+        photodiode_svg(summary),
+        '<p class="note">each trial was re-timed to the light edge after its marker (--photodiode); '
+        "trials without an edge were rejected as photodiode_missing.</p>",
+    ])
+
+
 def _grid(rows: Sequence[GridRow], size: int) -> str:
     out = ['<table class="grid"><thead><tr><th>seen</th><th>saliency</th><th>reconstruction</th><th></th></tr></thead><tbody>']
     for r in rows:
@@ -259,6 +301,25 @@ window.addEventListener('load', function () {
 """
 
 
+def _lead(m: dict[str, Any]) -> str:
+    """The first box of the report: the model against its own linear read-out (paired
+    difference, CI) and where the image path loses the most."""
+    b = m.get("baseline") or {}
+    d = b.get("model_minus_baseline") or {}
+    if b.get("acc") is None or d.get("diff") is None or m.get("acc") is None:
+        return ""
+    ci = d.get("ci") or [float("nan"), float("nan")]
+    below = ci[1] < 0
+    text = (f"Model vs its own linear readout (same trials, same N-way draws): {m['acc']:.3f} vs "
+            f"{b['acc']:.3f}; paired difference {d['diff']:+.3f} [95 % CI {ci[0]:+.3f}, {ci[1]:+.3f}], "
+            f"p = {d.get('p')}.")
+    st = m.get("stages") or {}
+    if st.get("lost_most_at"):
+        text += (f" The image path loses the most at the {st['lost_most_at']} step "
+                 f"({st['top1_lost'][st['lost_most_at']]:+.3f} top-1).")
+    return f'<div class="{"leak" if below else "ok"}" id="lead"><b>{html.escape(text)}</b></div>'
+
+
 def render_report(
     metrics: dict[str, Any],
     best: Sequence[GridRow] = (),
@@ -288,6 +349,9 @@ def render_report(
         loud = str(note).split(":", 1)[0] in _LOUD
         parts.append(f'<p class="{"leak" if loud else "note"}">{html.escape(str(note))}</p>')
 
+    lead = _lead(m)
+    if lead:
+        parts.insert(6, lead)  # after the bundle line, before everything else
     parts.append("<h2>Overall (Table 1)</h2>")
     parts.append(_table(["metric", "value", "95% CI", "chance", "p (permutation)"], _metric_rows(m)))
     for key, label in (("ground_truth", "Ground truth"), ("acc_definition", "N-way"),
@@ -377,6 +441,9 @@ def render_report(
         if worst:
             parts.append(f"<div><h3>worst {len(worst)} test trials</h3>{_grid(worst, image_size)}</div>")
         parts.append("</div>")
+
+    if m.get("photodiode"):
+        parts.append(photodiode_section(m["photodiode"]))
 
     split = m.get("split") or {}
     if split:

@@ -21,8 +21,10 @@ from bci_app.datasets import check_split_disjoint
 
 #: split names that put a component's training images among the evaluated test images
 SEEING_TEST = ("test", "all")
-#: the split names ``training.component_images`` may hold (anything else: not derivable)
-KNOWN_SPLITS = ("train", "val", "test", "all")
+#: the split names ``training.component_images`` may hold (anything else: not derivable);
+#: "rendered" = new procedural instances, none of them a split's image (the seeds are in
+#: ``training.rendered_instances``)
+KNOWN_SPLITS = ("train", "val", "test", "all", "rendered")
 
 
 def bundle_split_images(bundle_config: dict[str, Any] | None) -> dict[str, set[str]] | None:

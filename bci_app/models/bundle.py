@@ -136,6 +136,27 @@ def resolve_bundle_path(path: str | Path) -> Path:
     return p
 
 
+def component_base(bundle_dir: str | Path, entry: dict[str, Any] | None, what: str) -> Path:
+    """The directory a component entry's relative ``path`` is read from: the bundle itself, or
+    the bundle the entry references by ``"bundle"`` - ``"demo"`` (the shipped one, wherever
+    bci-app is installed) or a path relative to this bundle (absolute paths are read as
+    given) - so that a bundle copied to another machine keeps loading."""
+    bundle_dir = Path(bundle_dir)
+    ref = (entry or {}).get("bundle")
+    if not ref:
+        return bundle_dir
+    target = demo_bundle_path() if ref == "demo" else (bundle_dir / str(ref))
+    if not (target / CONFIG_NAME).is_file():
+        how = ("reinstall bci-app (the demo bundle ships with it)" if ref == "demo" else
+               f"copy that bundle to {target.resolve()} (the path is relative to {bundle_dir}), or retrain "
+               f"with [{what}] pretrained = \"demo\" or another bundle")
+        raise FileNotFoundError(
+            f"{bundle_dir}: its {what} is the one of bundle {ref!r}, which is not at {target} "
+            f"(no {CONFIG_NAME} there); {how}"
+        )
+    return target
+
+
 def save_bundle(
     directory: str | Path,
     config: dict[str, Any],

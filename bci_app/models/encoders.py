@@ -21,6 +21,9 @@ from torch import nn
 
 from bci_app.models.bundle import ConfigModule
 
+#: head logit of a class that had no training trials (its posterior is 0, its row untrained)
+ABSENT_CLASS_LOGIT = -1.0e4
+
 
 def _check_input(x: torch.Tensor, n_chans: int, n_times: int, name: str) -> None:
     if x.ndim != 3 or x.shape[1] != n_chans or x.shape[2] != n_times:
@@ -275,9 +278,19 @@ class BinnedLinearEncoder(ConfigModule):
         readout = np.zeros((n_cls, self.n_outputs))
         readout[:, :n_read] = np.concatenate(read, axis=1)
         if head is not None:
+            # the head's outputs are indexed by class id; the LDA's rows follow the classes
+            # present in the training trials (``classes``), which may be a subset in any order
+            n_head = head.fc.out_features
+            if int(classes.min()) < 0 or int(classes.max()) >= n_head:
+                raise ValueError(
+                    f"class labels must be ids in [0, {n_head}) (the head's classes); got "
+                    f"{int(classes.min())}..{int(classes.max())}"
+                )
             head.fc.weight.zero_()
-            head.fc.bias.zero_()
-            head.fc.weight[:n_cls] = torch.as_tensor(readout, dtype=head.fc.weight.dtype)
+            head.fc.bias.fill_(ABSENT_CLASS_LOGIT)  # classes without training trials: never chosen
+            rows = torch.as_tensor(classes.astype(np.int64))
+            head.fc.weight[rows] = torch.as_tensor(readout, dtype=head.fc.weight.dtype)
+            head.fc.bias[rows] = 0.0
         pred = classes[np.argmax((feats @ w.T + b) @ readout.T, axis=1)]
         return {"train_acc": float((pred == labels).mean()), "classes": int(n_cls),
                 "attributes": sorted(attributes or {}), "outputs_used": int(n_used), "layout": lay_info}

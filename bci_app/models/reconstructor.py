@@ -138,7 +138,8 @@ class Reconstructor:
         if load_refiner and rcfg:
             from bci_app.models.refiners import build_refiner
 
-            refiner = build_refiner(dict(rcfg), device=dev, dtype=dt, base_dir=p)
+            refiner = build_refiner({k: v for k, v in rcfg.items() if k != "bundle"}, device=dev, dtype=dt,
+                                    base_dir=bundle_io.component_base(p, rcfg, "refiner"))
         classifier = _load_classifier(p, config, dev)
         return cls(config, comps, refiner, classifier, p, dev, dt, steps, strength, seed, guidance,
                    batch_invariant)
@@ -307,5 +308,5 @@ def _load_classifier(p: Path, config: dict, device: torch.device):
     except ImportError:
         log.warning("bundle %s has a classifier but bci_app.models.image_classifier is missing", p)
         return None
-    path = p / info.get("path", "classifier")
+    path = bundle_io.component_base(p, info, "classifier") / info.get("path", "classifier")
     return ic.ImageClassifier.load(path, device=device)

@@ -58,6 +58,8 @@ class EpochedData:
     ch_names: list[str] = field(default_factory=list)
     sfreq: float = 0.0
     n_unknown: int = 0
+    # marker-to-light delay per trial (ms, NaN: edge missing) when re-timed to a photodiode
+    photodiode_delays_ms: np.ndarray | None = None
 
     def __len__(self) -> int:
         return len(self.stim_ids)
@@ -80,6 +82,8 @@ class EpochedData:
             ch_names=list(self.ch_names),
             sfreq=self.sfreq,
             n_unknown=self.n_unknown,
+            photodiode_delays_ms=(None if self.photodiode_delays_ms is None
+                                  else self.photodiode_delays_ms[keep]),
         )
 
     def reject_counts(self) -> dict[str, int]:
@@ -100,6 +104,8 @@ def epoch_array(
     onsets: Sequence[float] | None = None,
     gaps: Sequence[tuple[int, int]] = (),
     filtered: bool = False,
+    pre_reject: Sequence[str | None] | None = None,
+    photodiode_delays_ms: Sequence[float] | None = None,
 ) -> EpochedData:
     """Epoch a continuous array ``data[C, n]`` (volts) at known marker samples.
 
@@ -117,6 +123,10 @@ def epoch_array(
         Lost or bad data; windows overlapping one are rejected as ``"gap"``.
     filtered : bool
         True if ``data`` is already filtered (skip the causal filter).
+    pre_reject : strings or None, optional
+        A reject reason per marker decided before epoching (e.g. ``"photodiode_missing"``).
+    photodiode_delays_ms : floats, optional
+        Marker-to-light delay per marker (kept for the trials that map to a stimulus).
     """
     data = np.asarray(data)
     if data.ndim != 2:
@@ -148,9 +158,12 @@ def epoch_array(
             notch=spec.notch,
         ).process(data)
     n_unknown = 0
-    X, ids, mks, oss, ons, rej = [], [], [], [], [], []
+    X, ids, mks, oss, ons, rej, pdd = [], [], [], [], [], [], []
     T = spec.n_times
-    for k0, marker, t in zip(onset_samples, markers, onsets, strict=True):
+    pre = list(pre_reject) if pre_reject is not None else [None] * len(markers)
+    delays = (np.asarray(photodiode_delays_ms, dtype=np.float64) if photodiode_delays_ms is not None
+              else np.full(len(markers), np.nan))
+    for k0, marker, t, pre_r, dly in zip(onset_samples, markers, onsets, pre, delays, strict=True):
         if mapper is not None:
             sid = mapper(marker)
             if sid is None:
@@ -159,13 +172,15 @@ def epoch_array(
         else:
             sid = marker
         start, stop = window_bounds(int(k0), spec)
-        reason = None
+        reason = pre_r
         if start < 0 or stop > n:
             reason = "incomplete_window"
             win = np.full((n_ch, T), np.nan)
         else:
             win = y[:, start:stop]
-            if bad_mask[start:stop].any():
+            if reason is not None:
+                pass
+            elif bad_mask[start:stop].any():
                 reason = "nan"
             elif any(g0 < stop and g1 > start for g0, g1 in gaps):
                 reason = "gap"
@@ -175,6 +190,7 @@ def epoch_array(
         oss.append(int(k0))
         ons.append(float(t))
         rej.append(reason)
+        pdd.append(float(dly))
     Xa = np.stack(X).astype(np.float64) if X else np.zeros((0, n_ch, T))
     return EpochedData(
         X=normalise(Xa, spec) if spec.has_norm else Xa.astype(np.float32),
@@ -186,6 +202,8 @@ def epoch_array(
         ch_names=list(spec.ch_names),
         sfreq=spec.sfreq,
         n_unknown=n_unknown,
+        photodiode_delays_ms=(np.asarray(pdd, dtype=np.float64)
+                              if photodiode_delays_ms is not None else None),
     )
 
 
@@ -198,7 +216,29 @@ def _annotation_times(raw) -> np.ndarray:
     return onset
 
 
-def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
+def photodiode_channel(raw, name: str) -> int:
+    """Index of the photodiode channel ``name`` in ``raw`` (exact name, else case-insensitive);
+    ``ValueError`` listing the channels when there is none."""
+    names = list(raw.ch_names)
+    if name in names:
+        return names.index(name)
+    folded = [n for n in names if n.lower() == str(name).lower()]
+    if len(folded) == 1:
+        return names.index(folded[0])
+    raise ValueError(
+        f"--photodiode {name!r}: no such channel in the recording; expected one of its "
+        f"{len(names)} channels: {', '.join(names)}"
+    )
+
+
+def epoch_raw(
+    raw,
+    spec: PreprocessingSpec,
+    mapper=None,
+    *,
+    photodiode: str | None = None,
+    photodiode_window: tuple[float, float] | None = None,
+) -> EpochedData:
     """Epoch an MNE raw at its annotations, exactly as the live epocher would.
 
     The channels of ``spec.ch_names`` are picked by name (case-insensitively, the same rule
@@ -207,6 +247,11 @@ def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
     sampling rate must equal ``spec.sfreq``. Annotations
     named ``BAD_gap`` mark lost samples (windows overlapping them are rejected as
     ``"gap"``); other annotations are markers, mapped to stimulus ids with ``mapper``.
+
+    With ``photodiode`` (a channel name) each marker's onset moves to the light edge found
+    after it within ``photodiode_window`` seconds (:func:`~bci_app.preprocessing.photodiode.find_edges`);
+    a trial without an edge is rejected as ``"photodiode_missing"``; the delays are kept in
+    ``EpochedData.photodiode_delays_ms``. The photodiode channel is never an EEG channel.
     """
     sfreq = float(raw.info["sfreq"])
     if abs(sfreq - spec.sfreq) > 1e-6:
@@ -218,8 +263,11 @@ def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
         picks = pick_indices(list(raw.ch_names), spec.ch_names, what="the recording")
         data = raw.get_data(picks=picks)
     else:
-        data = raw.get_data()
-        spec = PreprocessingSpec(**{**spec.to_dict(), "ch_names": list(raw.ch_names)})
+        names = list(raw.ch_names)
+        if photodiode is not None:
+            names.pop(photodiode_channel(raw, photodiode))
+        data = raw.get_data(picks=names)
+        spec = PreprocessingSpec(**{**spec.to_dict(), "ch_names": names})
     times = _annotation_times(raw)
     desc = list(raw.annotations.description)
     samples = time_to_sample(times, sfreq)
@@ -231,12 +279,37 @@ def epoch_raw(raw, spec: PreprocessingSpec, mapper=None) -> EpochedData:
             gaps.append((int(samples[i]), int(samples[i]) + max(1, int(round(dur * sfreq)))))
         else:
             keep.append(i)
+    onset_samples, onsets = samples[keep], times[keep]
+    pre_reject, delays = None, None
+    if photodiode is not None:
+        from bci_app.preprocessing.photodiode import (
+            DEFAULT_WINDOW,
+            MISSING_REASON,
+            edge_delays_ms,
+            find_edges,
+        )
+
+        ipd = photodiode_channel(raw, photodiode)
+        if spec.ch_names and raw.ch_names[ipd] in spec.ch_names:
+            raise ValueError(
+                f"--photodiode {photodiode!r} is one of the EEG channels the model reads "
+                f"({len(spec.ch_names)} channels); expected a separate light-sensor channel"
+            )
+        edges = find_edges(raw.get_data(picks=[ipd])[0], sfreq, onset_samples,
+                           window=photodiode_window or DEFAULT_WINDOW, name=raw.ch_names[ipd])
+        delays = edge_delays_ms(edges, onset_samples, sfreq)
+        found = edges >= 0
+        pre_reject = [None if f else MISSING_REASON for f in found]
+        onsets = np.where(found, onsets + (edges - onset_samples) / sfreq, onsets)
+        onset_samples = np.where(found, edges, onset_samples)
     return epoch_array(
         data,
-        samples[keep],
+        onset_samples,
         [desc[i] for i in keep],
         spec,
         mapper,
-        onsets=times[keep],
+        onsets=onsets,
         gaps=gaps,
+        pre_reject=pre_reject,
+        photodiode_delays_ms=delays,
     )

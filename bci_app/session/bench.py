@@ -1,6 +1,8 @@
 """``bci-app bench``: latency and throughput of the live path, JSON out.
 
-``--mode acquisition`` delegates to :func:`bci_app.acquisition.bench.run_acquisition_bench`.
+``--mode acquisition`` delegates to :func:`bci_app.acquisition.bench.run_acquisition_bench`
+(the EEG path alone: latency, and window alignment and false gaps under the fault profiles
+``--profiles``, with and without dejitter; ``--speed`` pushes faster than real time).
 
 ``--mode pipeline`` (default) runs the real live path over loopback LSL: an EEG stream
 (the virtual subject), a marker schedule at ``--rate`` trials/s, the acquisition thread

@@ -3,11 +3,12 @@
 :class:`~bci_app.session.pipeline.Pipeline` owns the acquisition thread, the inference
 worker and the report; the ``run_*`` functions build sources for each command, add the window (or run
 headless and write ``report.json``, ``trials.jsonl`` and ``grid.png``), and shut
-everything down in ``finally`` (Ctrl-C, window closed, error).
+everything down in ``finally`` (Ctrl-C, SIGTERM or SIGHUP, window closed, error).
 """
 
 from __future__ import annotations
 
+import functools
 import logging
 import threading
 import time
@@ -18,16 +19,17 @@ from typing import Any
 
 from bci_app.config import InferenceConfig
 from bci_app.session.gui import run_gui
-from bci_app.session.pipeline import Pipeline
+from bci_app.session.pipeline import Pipeline, stop_signals_as_interrupt
 from bci_app.session.report import SessionReport
 from bci_app.session.sources import (
     inference_config,
     load_reconstructor,
+    marker_mapper_for,
     open_sources,
     source_options,
     stimuli_for,
 )
-from bci_app.stimuli import DemoStimulusSet, MarkerMapper
+from bci_app.stimuli import DemoStimulusSet
 
 log = logging.getLogger(__name__)
 
@@ -75,13 +77,25 @@ def _out_dir(args: Any) -> Path:
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
+    """The summary line, each figure with its reference (chance, shuffled pairs, bundle)."""
     lat = summary["latency_ms"]["end_to_end"]
     q = summary["quality"]
+
+    def f(x: Any, fmt: str) -> str:
+        return "n/a" if x is None else format(x, fmt)
+
+    bundle = summary.get("bundle") or "?"
+    n_ch, sfreq = summary.get("n_channels"), summary.get("sfreq")
+    cap = f"{n_ch} ch" if n_ch else "? ch"
+    if sfreq:
+        cap += f" at {sfreq:g} Hz"
     print(
         f"trials {summary['trials']}: reconstructed {summary['reconstructed']}, dropped "
         f"{summary['dropped']}, rejected {sum(summary['rejected'].values())}; end-to-end p50 "
-        f"{lat['p50']} ms p95 {lat['p95']} ms; top-1 {q['top1']} ({q['ways']}-way, n={q['n']}), "
-        f"SSIM {q['ssim']}\nwrote {out / 'report.json'}, {out / 'trials.jsonl'}, {out / 'grid.png'}"
+        f"{lat['p50']} ms p95 {lat['p95']} ms\n"
+        f"top-1 {f(q['top1'], '.2f')} ({q['ways']}-way, chance {f(q.get('chance'), '.3g')}, n={q['n']}) | "
+        f"SSIM {f(q['ssim'], '.3f')} (shuffled pairs {f(q.get('ssim_shuffled'), '.3f')}) | "
+        f"bundle {bundle}, {cap}\nwrote {out / 'report.json'}, {out / 'trials.jsonl'}, {out / 'grid.png'}"
     )
 
 
@@ -124,6 +138,29 @@ def _window_rc(win: Any, n_trials: int | None) -> int:
     return 0
 
 
+def _stoppable(fn: Callable[[Any], int]) -> Callable[[Any], int]:
+    """SIGTERM/SIGHUP end the command as Ctrl-C does: files written, recording finalized."""
+
+    @functools.wraps(fn)
+    def run(args: Any) -> int:
+        with stop_signals_as_interrupt():
+            return fn(args)
+    return run
+
+
+def _recorder_factory(args: Any) -> Callable[[Any], Any] | None:
+    """``--record DIR``: the recorder of the connected source (its channel types and units
+    from the stream's metadata), made before the first sample is read; None without it."""
+    if not getattr(args, "record", None):
+        return None
+
+    def make(source: Any) -> Any:
+        from bci_app.acquisition.recorder import Recorder
+
+        return Recorder.for_source(args.record, source)
+    return make
+
+
 # ---------------------------------------------------------------------- commands
 def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
@@ -158,16 +195,21 @@ def build_demo(args: Any, *, headless: bool, n_trials: int | None):
                        sfreq=rec.spec.sfreq)
     markers = LSLMarkerSource(name=mk_name)
     report = _report_for(stimuli, rec)
-    pipeline = Pipeline(source, markers, rec, mapper=MarkerMapper(getattr(args, "marker_pattern", None)
-                                                                  or r"^stim/(?P<id>.+)$"),
+    pipeline = Pipeline(source, markers, rec, mapper=marker_mapper_for(args, stimuli),
                         inference=cfg, report=report)
     return pipeline, subject, schedule, outlet, stimuli, cfg
 
 
+@_stoppable
 def run_demo(args: Any) -> int:
     """``bci-app demo``: virtual subject + marker schedule + live pipeline (+ window)."""
     if getattr(args, "rate", None) is not None and args.rate <= 0:
         raise ValueError(f"--rate must be > 0 stimuli per second, got {args.rate}")
+    if getattr(args, "trigger_channel", None):
+        raise ValueError(
+            f"--trigger-channel {args.trigger_channel!r}: the virtual subject's stream has no "
+            "trigger channel (its markers come on a marker stream); drop the flag"
+        )
     headless = _headless_requested(args)
     n_trials = args.trials
     if headless and n_trials is None:
@@ -178,12 +220,7 @@ def run_demo(args: Any) -> int:
     presenter = None
     try:
         subject.start()
-        pipeline.start()
-        if args.record:
-            from bci_app.acquisition.recorder import Recorder
-
-            src = pipeline.raw_source
-            pipeline.set_recorder(Recorder(args.record, list(src.ch_names), float(src.sfreq)))
+        pipeline.start(record=_recorder_factory(args))
         if headless:
             from bci_app.ui.presenter import MarkerSchedulePublisher
 
@@ -223,16 +260,11 @@ def run_demo(args: Any) -> int:
 def _run_pipeline(args: Any, source: Any, markers: Any, rec: Any, cfg: InferenceConfig,
                   stimuli: Any, done: Callable[[], bool] | None = None) -> int:
     report = _report_for(stimuli, rec)
-    pipeline = Pipeline(source, markers, rec, mapper=MarkerMapper(args.marker_pattern or r"^stim/(?P<id>.+)$"),
+    pipeline = Pipeline(source, markers, rec, mapper=marker_mapper_for(args, stimuli),
                         inference=cfg, report=report)
     headless = _headless_requested(args)
     try:
-        pipeline.start()
-        if args.record:
-            from bci_app.acquisition.recorder import Recorder
-
-            src = pipeline.raw_source
-            pipeline.set_recorder(Recorder(args.record, list(src.ch_names), float(src.sfreq)))
+        pipeline.start(record=_recorder_factory(args))
         if headless:
             run_headless(pipeline, args.trials, _out_dir(args), done=done)
             return 0
@@ -245,6 +277,7 @@ def _run_pipeline(args: Any, source: Any, markers: Any, rec: Any, cfg: Inference
             pipeline.stop()
 
 
+@_stoppable
 def run_live(args: Any) -> int:
     """``bci-app live --source lsl[:NAME] | brainflow:BOARD``."""
     cfg = inference_config(args)
@@ -253,6 +286,24 @@ def run_live(args: Any) -> int:
     return _run_pipeline(args, source, markers, rec, cfg, stimuli_for(args))
 
 
+def _replay_raw(session: str, trigger_channel: str | None = None) -> Any:
+    """What ``replay`` streams: a session directory or .fif as it is (an unfinished session
+    rebuilt from its chunks), anything else - XDF (``FILE.xdf,eeg=..,markers=..``), a raw file
+    MNE reads (.vhdr, .bdf, .edf, .set, .cnt, .mff) - read into a raw whose annotations are
+    the markers (a trigger channel's codes included)."""
+    text = str(session)
+    path = text.removeprefix("session:").split(",")[0]
+    plain = "," not in text and trigger_channel is None and (
+        Path(path).is_dir() and not path.lower().endswith(".mff")
+        or path.lower().endswith((".fif", ".fif.gz")))
+    if plain:
+        return text.removeprefix("session:")
+    from bci_app.datasets import read_recording_spec
+
+    return read_recording_spec(text + (f",trigger={trigger_channel}" if trigger_channel else ""))
+
+
+@_stoppable
 def run_replay(args: Any) -> int:
     """``bci-app replay SESSION``: stream a recorded session over LSL and run the pipeline on it."""
     from bci_app.acquisition.markers import LSLMarkerSource
@@ -262,24 +313,41 @@ def run_replay(args: Any) -> int:
     cfg = inference_config(args)
     rec = load_reconstructor(args.bundle, cfg)
     name = _unique("bci-app-replay")
-    session = args.session  # an XDF file (options as in session:FILE.xdf,eeg=..,markers=..)
-    if ".xdf" in str(session).lower():
-        from bci_app.datasets import read_recording_spec
-
-        session = read_recording_spec(session)
+    session = _replay_raw(args.session, getattr(args, "trigger_channel", None))
     player = SessionPlayer(session, speed=args.speed, name=name, source_id=name)
-    source = LSLSource(name=name, source_id=name, n_channels=len(rec.spec.ch_names), sfreq=rec.spec.sfreq)
+    # a recording with other channels too (EOG, a trigger channel...) is picked by name
+    same = len(player.ch_names) == len(rec.spec.ch_names)
+    source = LSLSource(name=name, source_id=name, sfreq=rec.spec.sfreq,
+                       dejitter=not getattr(args, "no_dejitter", False),
+                       **({"n_channels": len(rec.spec.ch_names)} if same
+                          else {"ch_names": list(rec.spec.ch_names)}))
     markers = LSLMarkerSource(name=f"{name}-markers")
     if args.trials is None:
         args.trials = len(player.marker_strings)
     player_started = threading.Event()
+    duration = player.n_times / player.sfreq
+    print(f"replaying {args.session}: {duration:.0f} s of EEG, {len(player.marker_strings)} markers, "
+          f"at {args.speed:g}x (about {duration / args.speed:.0f} s); progress every 10 %", flush=True)
 
     def start_player() -> None:
         player.start(wait_for_consumers=10.0)
         player_started.set()
+        _print_replay_progress(player)
     threading.Thread(target=start_player, name="replay-start", daemon=True).start()
     try:
         return _run_pipeline(args, source, markers, rec, cfg, stimuli_for(args),
                              done=lambda: player.done.is_set())
     finally:
         player.stop()
+
+
+def _print_replay_progress(player: Any, poll_s: float = 0.5) -> None:
+    """One line per 10 % of the session streamed, until the player is done or stopped."""
+    last = 0
+    while not player.done.wait(poll_s):
+        tenth = int(10 * player.n_pushed / max(1, player.n_times))
+        if tenth > last:
+            last = tenth
+            print(f"replay: {10 * tenth} % ({player.n_pushed / player.sfreq:.0f} s of "
+                  f"{player.n_times / player.sfreq:.0f} s, {player.n_markers_pushed} of "
+                  f"{len(player.marker_strings)} markers)", flush=True)

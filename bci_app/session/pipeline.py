@@ -29,6 +29,47 @@ from bci_app.stimuli import MarkerMapper
 
 log = logging.getLogger(__name__)
 
+STOP_SIGNALS = ("SIGTERM", "SIGHUP")  # a service manager, a closed terminal or ssh session
+
+
+@contextlib.contextmanager
+def stop_signals_as_interrupt():
+    """SIGTERM and SIGHUP stop a session as Ctrl-C does (the SIGINT handler in force runs:
+    ``KeyboardInterrupt``, or the window's clean quit), so every sample and marker is flushed,
+    the recording finalized and the report written. Only the first such signal acts: a
+    second one during the shutdown is logged, never an interrupt in the middle of a flush.
+    Signal handlers belong to the main thread; elsewhere this does nothing."""
+    import signal
+
+    if threading.current_thread() is not threading.main_thread():
+        yield
+        return
+    fired = threading.Event()
+
+    def handler(signum, frame) -> None:
+        name = signal.Signals(signum).name
+        if fired.is_set():
+            log.warning("%s during the shutdown ignored; the session is being closed", name)
+            return
+        fired.set()
+        log.warning("%s: stopping the session (as Ctrl-C)", name)
+        on_int = signal.getsignal(signal.SIGINT)
+        if callable(on_int):
+            on_int(signal.SIGINT, frame)
+        else:
+            raise KeyboardInterrupt(name)
+
+    old = {}
+    for name in STOP_SIGNALS:
+        sig = getattr(signal, name, None)
+        if sig is not None:
+            old[sig] = signal.signal(sig, handler)
+    try:
+        yield fired
+    finally:
+        for sig, h in old.items():
+            signal.signal(sig, h)
+
 
 class _Tap:
     """Proxy of a source that hands every chunk (or marker list) to listeners too."""
@@ -165,19 +206,34 @@ class Pipeline:
                 self._results_cond.wait(min(left, 0.25))
         return True
 
-    def start(self, check: bool = True) -> Pipeline:
-        """Warm the model up, connect the source (checking it against the bundle), start."""
+    def start(self, check: bool = True, record: Any = None) -> Pipeline:
+        """Warm the model up, connect the source (checking it against the bundle), start.
+
+        ``record``: a recorder, or a callable ``record(source) -> recorder`` called once the
+        source is connected (its channels known); it is in place before the first sample is
+        read, so the recording holds every sample and marker the session sees."""
         on_cpu = getattr(getattr(self.reconstructor, "device", None), "type", "cpu") == "cpu"
         self._realtime = contextlib.ExitStack()
         self.realtime = self._realtime.enter_context(
             realtime_settings(cpu_threads=self._cpu_threads, torch_threads=on_cpu))
         self.worker.start(wait=True)
         src = self.raw_source
+        mk = self.markers
+        if mk is not None and mk is not self.source and getattr(mk, "state", "connected") == "disconnected":
+            mk.connect()  # markers first: none sent while the EEG inlet opens is lost
         if getattr(src, "state", "disconnected") == "disconnected":
             src.connect()
         if check and hasattr(self.reconstructor, "check_compatible"):
             self.reconstructor.check_compatible(list(src.ch_names), float(src.sfreq),
                                                 self.reconstructor.spec.n_times)
+        if record is not None:
+            try:
+                self.set_recorder(record if hasattr(record, "write") else record(src))
+            except BaseException:  # e.g. --record DIR already holds a session: nothing runs
+                self.worker.stop(timeout=5.0)
+                self._realtime.close()
+                self._realtime = None
+                raise
         self.acquisition.start()
         self.started = True
         return self

@@ -39,7 +39,8 @@ from bci_app.acquisition.recorder import SESSION_FIF, Recorder
 
 log = logging.getLogger(__name__)
 
-STATUS_INTERVAL_S = 1.0
+STATUS_INTERVAL_S = 1.0  # on a terminal: one line, rewritten in place
+LOG_INTERVAL_S = 60.0  # not a terminal (a log file) without a goal: a line a minute
 
 
 class RecordingLoop:
@@ -70,6 +71,7 @@ class RecordingLoop:
         trials: int | None = None,
         tail: float = 1.0,
         is_trial: Callable[[str], bool] | None = None,
+        trigger_channel: str | None = None,
     ) -> None:
         if seconds is not None and seconds <= 0:
             raise ValueError(f"--seconds must be > 0, got {seconds}")
@@ -86,6 +88,7 @@ class RecordingLoop:
         self.source, self.markers, self.out = source, markers, out
         self.seconds, self.trials, self.tail = seconds, trials, float(tail)
         self.is_trial = is_trial or (lambda _marker: True)
+        self.trigger_channel = trigger_channel
         self.recorder: Recorder | None = None
         self.n_trials = 0
         self.n_markers = 0
@@ -94,6 +97,7 @@ class RecordingLoop:
         self._last_ts: float | None = None
         self._end_after: float | None = None  # LSL time after which the loop is done
         self._last_status = 0.0
+        self._last_step = 0  # tenths of the goal printed (log output)
 
     def start(self) -> RecordingLoop:
         """Connect both sources and open the recorder on the source's channels and rate."""
@@ -101,7 +105,22 @@ class RecordingLoop:
             self.source.connect()
         if self.markers is not self.source and getattr(self.markers, "state", "disconnected") == "disconnected":
             self.markers.connect()
-        self.recorder = Recorder(self.out, list(self.source.ch_names), float(self.source.sfreq))
+        # the channel types and units of the stream's metadata (EOG stays EOG in the FIF)
+        from bci_app.acquisition.recorder import channel_metadata
+
+        names = list(self.source.ch_names)
+        types, units = channel_metadata(self.source)
+        if self.trigger_channel is not None:  # recorded as a stim channel, read offline
+            low = [n.lower() for n in names]
+            if self.trigger_channel.lower() not in low:
+                raise ValueError(
+                    f"--trigger-channel {self.trigger_channel!r} is not in the stream; its "
+                    f"channels are: {', '.join(names)}"
+                )
+            types = list(types or ["eeg"] * len(names))
+            types[low.index(self.trigger_channel.lower())] = "stim"
+        self.recorder = Recorder(self.out, names, float(self.source.sfreq), ch_types=types,
+                                 units=units)
         self.t_start = time.monotonic()
         return self
 
@@ -154,11 +173,32 @@ class RecordingLoop:
                 f"{float(self.source.sfreq):g} Hz) | {self.n_markers} markers, "
                 f"{self.n_trials}{goal} trials | {lost} lost")
 
-    def print_status(self, force: bool = False) -> None:
+    def progress(self) -> float | None:
+        """Fraction of the goal done (``trials`` or ``seconds``, whichever is further), or None."""
+        done = [self.n_trials / self.trials] if self.trials else []
+        if self.seconds:
+            done.append(self.elapsed / self.seconds)
+        return min(1.0, max(done)) if done else None
+
+    def print_status(self, force: bool = False, tty: bool | None = None) -> None:
+        """The status line: rewritten in place on a terminal; in a log (stdout not a terminal)
+        only a few lines: one per 10 % of the goal, or one a minute without a goal."""
+        tty = sys.stdout.isatty() if tty is None else tty
         now = time.monotonic()
-        if force or now - self._last_status >= STATUS_INTERVAL_S:
+        if tty or force:
+            due = force or now - self._last_status >= STATUS_INTERVAL_S
+        else:
+            frac = self.progress()
+            if frac is None:
+                due = now - self._last_status >= LOG_INTERVAL_S
+            else:
+                step = int(frac * 10)
+                due = step > self._last_step
+                if due:
+                    self._last_step = step
+        if due:
             self._last_status = now
-            end = "\r" if sys.stdout.isatty() and not force else "\n"
+            end = "\r" if tty and not force else "\n"
             print(self.status_line(), end=end, flush=True)
 
     def close(self) -> Path | None:
@@ -174,11 +214,16 @@ def _unique(prefix: str) -> str:
     return f"{prefix}-{uuid.uuid4().hex[:8]}"
 
 
-def _marker_counter(pattern: str | None) -> Callable[[str], bool]:
+def _marker_counter(pattern: str | None, event_map: str | None = None) -> Callable[[str], bool]:
+    """Which markers count as trials: those of ``--event-map`` (then ``--marker-pattern``),
+    or of ``--marker-pattern``, or (neither) every marker."""
+    from bci_app.stimuli import EventMap, MarkerMapper
+
+    if event_map is not None:
+        emap = EventMap.load(event_map).with_fallback(MarkerMapper(pattern) if pattern else None)
+        return lambda marker: emap(marker) is not None
     if pattern is None:
         return lambda _marker: True
-    from bci_app.stimuli import MarkerMapper
-
     mapper = MarkerMapper(pattern)
     return lambda marker: mapper(marker) is not None
 
@@ -218,6 +263,7 @@ def _virtual_subject(args: Any, markers_name: str):
 
 def run_record(args: Any) -> int:
     """Entry point of ``bci-app record`` (argparse namespace from :mod:`bci_app.cli`)."""
+    from bci_app.session.pipeline import stop_signals_as_interrupt
     from bci_app.session.realtime import realtime_settings
     from bci_app.session.sources import open_sources, source_options
 
@@ -266,11 +312,14 @@ def run_record(args: Any) -> int:
         outlet = make_marker_outlet(markers_name, markers_name)
     if virtual:
         subject = _virtual_subject(args, markers_name)
-        source, markers = open_sources(f"lsl:{subject.name}", markers_name)
+        source, markers = open_sources(f"lsl:{subject.name}", markers_name,
+                                       dejitter=not getattr(args, "no_dejitter", False))
     else:
         source, markers = open_sources(args.source, markers_name, **source_options(args))
     loop = RecordingLoop(source, markers, args.out, seconds=args.seconds, trials=args.trials,
-                         tail=args.tail, is_trial=_marker_counter(args.marker_pattern))
+                         tail=args.tail, is_trial=_marker_counter(args.marker_pattern,
+                                                  getattr(args, "event_map", None)),
+                         trigger_channel=getattr(args, "trigger_channel", None))
     interrupted = False
     # Ctrl-C sets a flag that the loop reads between steps: a KeyboardInterrupt raised in the
     # middle of a recorder write or a thread join could lose data or hang the shutdown
@@ -279,6 +328,8 @@ def run_record(args: Any) -> int:
         if not args.present and threading.current_thread() is threading.main_thread():
             old_handler = signal.signal(signal.SIGINT, lambda *_: stop_requested.set())
             stack.callback(signal.signal, signal.SIGINT, old_handler)
+        # SIGTERM/SIGHUP run the SIGINT handler in force: the recording is closed the same way
+        stack.enter_context(stop_signals_as_interrupt())
         if subject is not None:
             subject.start()
             stack.callback(subject.stop)
@@ -312,9 +363,24 @@ def run_record(args: Any) -> int:
     print(f"{'interrupted: ' if interrupted else ''}wrote {path}: {loop.recorder.n_samples} "
           f"samples, {loop.n_markers} markers ({loop.n_trials} trials), "
           f"{int(getattr(source, 'samples_lost', 0))} samples lost")
-    print(f"next: bci-app train --data session:{args.out} --config configs/calibration.toml "
-          "--out BUNDLE")
+    print(next_step_hint(args.out, loop.n_markers, loop.n_trials))
     return 0
+
+
+def next_step_hint(out: str | Path, n_markers: int, n_trials: int) -> str:
+    """What to run on the session just recorded: train on it, or evaluate a bundle trained
+    on another session on it; or, with no trials, why neither can run."""
+    if n_markers == 0:
+        return (f"no markers were recorded: {out} holds EEG without any stimulus marker, so it "
+                "can neither train nor evaluate a bundle; check that the presenter's marker stream "
+                "is running (--markers NAME, or --present) and record again")
+    if n_trials == 0:
+        return (f"none of the {n_markers} markers matched --marker-pattern, so {out} has no trials; "
+                "record again with a pattern that matches the presenter's markers")
+    return (f"next: to train a bundle on this session:\n"
+            f"  bci-app train --data session:{out} --config configs/calibration.toml --out runs/mybundle\n"
+            f"or, if it is a held-out session for a bundle trained on another one:\n"
+            f"  bci-app evaluate --bundle runs/mybundle --data session:{out} --out runs/eval")
 
 
 def _record_headless(loop: RecordingLoop, publisher: Any,

@@ -5,10 +5,16 @@ trial (thread-safe ``add``) and writes the three files of a headless session:
 
 - ``report.json``: counts, per-stage latency percentiles (p50/p95/max), and quality
   (top-1 of the bundle's image classifier on the reconstruction against the seen
-  image's class, ``ways`` = number of classes, mean SSIM reconstruction vs seen image)
-  where the seen image is known;
-- ``trials.jsonl``: one line per trial;
-- ``grid.png``: rows of seen image | saliency | reconstruction.
+  image's class, ``ways`` = number of classes, ``chance`` = 1/ways, mean SSIM
+  reconstruction vs seen image, and ``ssim_shuffled``: mean SSIM of shuffled pairs, each
+  reconstruction against the seen image of a random earlier trial of another stimulus)
+  where the seen image is known; and what the figures were measured with: ``bundle``,
+  ``montage``, ``n_channels``, ``sfreq``, ``date`` (session start, ISO, UTC), ``version``;
+- ``trials.jsonl``: one line per trial, with (when the model gives them) the encoder's
+  decoded class, the semantic head's most probable caption and the class the image
+  classifier judges the drawing to be;
+- ``grid.png``: rows of seen image | saliency | reconstruction, each under a label band
+  (trial, stimulus, seen class, decoded caption and judged class, green right / red wrong).
 
 Errors raised by the model are reported under ``rejected["error"]`` so that
 ``reconstructed + dropped + sum(rejected.values()) == trials`` always holds.
@@ -21,6 +27,7 @@ images (``keep_results=True`` keeps every :class:`InferenceResult`, for benchmar
 
 from __future__ import annotations
 
+import datetime
 import json
 import math
 import tempfile
@@ -36,6 +43,10 @@ from bci_app.session.inference import InferenceResult
 from bci_app.stimuli.lookup import seen_image_or_none
 
 LATENCY_KEYS = ("end_to_end", "epoch", "encoder", "saliency", "semantic", "refiner")
+#: seen stimulus ids kept (reservoir sample) to draw the shuffled SSIM pairs from
+SHUFFLE_POOL = 64
+#: how a class's caption reads (the label caption of the seed paper, as DemoStimulusSet.caption)
+CAPTION_TEMPLATE = "an image of a {}"
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
@@ -78,6 +89,12 @@ class SessionReport:
     keep_results : bool
         Also keep every :class:`InferenceResult` in ``results`` (EEG windows and images:
         about 225 KB a trial; for short benchmark runs only).
+    reconstructor : optional
+        The session's Reconstructor: its bundle (``bundle_dir``, ``spec.ch_names``,
+        ``spec.sfreq``) is named in ``report.json`` and its ``classes`` name the decoded
+        classes. Default: the object ``classify`` is a bound method of, if any.
+    class_names : list of str, optional
+        Class index -> name (default: the reconstructor's ``classes``).
     """
 
     def __init__(
@@ -89,7 +106,22 @@ class SessionReport:
         classify: Callable[[np.ndarray], np.ndarray | None] | None = None,
         grid_rows: int = 8,
         keep_results: bool = False,
+        reconstructor: Any = None,
+        class_names: list[str] | None = None,
     ) -> None:
+        if reconstructor is None:
+            reconstructor = getattr(classify, "__self__", None)
+        self.reconstructor = reconstructor
+        if class_names is None:
+            class_names = list(getattr(reconstructor, "classes", None) or [])
+        self.class_names = [str(c) for c in class_names]
+        self.date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
+        self._stream: tuple[int, float] | None = None  # (channels, sfreq) of the first trial
+        self._pool: list[str] = []  # reservoir of seen stim ids, for ssim_shuffled
+        self._pool_seen = 0
+        self._rng = np.random.default_rng(0)
+        self._n_shuffled = 0
+        self._shuffled_sum = 0.0
         self.seen_image = seen_image
         self.seen_label = seen_label
         self.n_classes = n_classes
@@ -98,7 +130,7 @@ class SessionReport:
         self._lock = threading.Lock()
         self.keep_results = bool(keep_results)
         self.results: list[InferenceResult] = []
-        self._grid: list[tuple[np.ndarray | None, np.ndarray, np.ndarray]] = []
+        self._grid: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, dict[str, Any]]] = []
         self._correct = 0
         self._n_quality = 0
         self._ssim_sum = 0.0
@@ -110,18 +142,33 @@ class SessionReport:
         self.samples_lost = 0
         self.extra_rejected: dict[str, int] = {}
         self.trials_seen: int | None = None
+        # --photodiode: the epocher's marker-to-light delays
+        # (bci_app.preprocessing.photodiode.photodiode_summary), set by whoever owns the epocher
+        self.photodiode: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ collecting
     def add(self, result: InferenceResult) -> None:
         """Record one outcome (thread-safe; quality is computed here, once per trial)."""
         quality = None
+        shuffled = None
         if result.outcome == "reconstructed" and result.reconstruction is not None:
             quality = self._quality(result)
+            if quality is not None:
+                shuffled = self._shuffled_ssim(result)
         record = self.trial_record(result)
+        record.update(self._readout(result))
         if quality is not None:  # per trial, so a reader can score any subset of trials
             record["top1_correct"], record["ssim"] = bool(quality[0]), round(float(quality[1]), 4)
         line = json.dumps(record)
         with self._lock:
+            if self._stream is None:
+                t = result.trial
+                n_ch = len(t.ch_names or []) or (np.shape(t.data)[0] if np.ndim(t.data) == 2 else 0)
+                if n_ch:
+                    self._stream = (int(n_ch), float(t.sfreq))
+            if shuffled is not None:
+                self._n_shuffled += 1
+                self._shuffled_sum += shuffled
             if self.keep_results:
                 self.results.append(result)
             self._n += 1
@@ -142,7 +189,7 @@ class SessionReport:
             if result.outcome == "reconstructed" and len(self._grid) < self.grid_rows:
                 rec = result.reconstruction
                 seen = self._seen(result.trial.stim_id)
-                self._grid.append((seen, np.asarray(rec.saliency), np.asarray(rec.image)))
+                self._grid.append((seen, np.asarray(rec.saliency), np.asarray(rec.image), record))
 
     __call__ = add
 
@@ -156,6 +203,66 @@ class SessionReport:
             return self.seen_label(stim_id)
         except (KeyError, ValueError):
             return None
+
+    def _name(self, k: int | None) -> str | None:
+        if k is None:
+            return None
+        return self.class_names[k] if 0 <= k < len(self.class_names) else f"class {k}"
+
+    @staticmethod
+    def _argmax(probs: Any) -> int | None:
+        if probs is None:
+            return None
+        p = np.asarray(probs, dtype=float).ravel()
+        return int(np.argmax(p)) if p.size and np.isfinite(p).any() else None
+
+    def _readout(self, result: InferenceResult) -> dict[str, Any]:
+        """The trial's ``trials.jsonl`` read-outs: seen class, the encoder's decoded class,
+        the semantic head's most probable caption (its mixture is over the class captions)
+        and the class the image classifier judges the drawing to be - each when known."""
+        out: dict[str, Any] = {}
+        label = self._label(result.trial.stim_id)
+        if label is not None:
+            out["seen_class"] = self._name(int(label))
+        rec = result.reconstruction
+        if rec is None:
+            return out
+        k = self._argmax(getattr(rec, "eeg_class_probs", None))
+        if k is not None:
+            out["decoded_class"] = self._name(k)
+        cap = getattr(rec, "caption_probs", None)
+        k = self._argmax(cap)
+        if k is not None:
+            # the prototypes start from the class captions: caption k is class k's
+            known = len(self.class_names) == np.asarray(cap).size and k < len(self.class_names)
+            out["caption"] = CAPTION_TEMPLATE.format(self.class_names[k]) if known else None
+            out["caption_index"] = k
+            if label is not None and known:
+                out["caption_correct"] = k == int(label)
+        k = self._argmax(getattr(rec, "class_probs", None))
+        if k is not None:
+            out["judged_class"] = self._name(k)
+        return out
+
+    def _shuffled_ssim(self, result: InferenceResult) -> float | None:
+        """SSIM of this reconstruction against the seen image of a random earlier trial
+        (another stimulus id, drawn from a reservoir of :data:`SHUFFLE_POOL` ids): the
+        ``ssim_shuffled`` reference, with memory flat over a session."""
+        sid = result.trial.stim_id
+        with self._lock:
+            others = [s for s in self._pool if s != sid]
+            other = others[int(self._rng.integers(len(others)))] if others else None
+            self._pool_seen += 1
+            if len(self._pool) < SHUFFLE_POOL:
+                self._pool.append(sid)
+            else:
+                j = int(self._rng.integers(self._pool_seen))
+                if j < SHUFFLE_POOL:
+                    self._pool[j] = sid
+        seen = self._seen(other) if other is not None else None
+        if seen is None:
+            return None
+        return float(ssim(seen, np.asarray(result.reconstruction.image)))
 
     def _quality(self, result: InferenceResult) -> tuple[bool, float] | None:
         rec = result.reconstruction
@@ -200,11 +307,53 @@ class SessionReport:
             n = self._n_quality
             top1 = self._correct / n if n else None
             s = self._ssim_sum / n if n else None
+            sh = self._shuffled_sum / self._n_shuffled if self._n_shuffled else None
         return {
             "n": n,
             "top1": None if top1 is None else round(top1, 4),
             "ways": self.n_classes,
+            "chance": round(1.0 / self.n_classes, 6) if self.n_classes else None,
             "ssim": None if s is None else round(s, 4),
+            "ssim_shuffled": None if sh is None else round(sh, 4),
+        }
+
+    def session_info(self) -> dict[str, Any]:
+        """``bundle``, ``montage``, ``n_channels``, ``sfreq``, ``date``, ``version``: what the
+        figures were measured with (the bundle's cap and rate; else the first trial's)."""
+        import bci_app
+
+        rec = self.reconstructor
+        bundle = getattr(rec, "bundle_dir", None)
+        if bundle is not None:
+            from bci_app.models.bundle import resolve_bundle_path
+
+            try:
+                demo = Path(resolve_bundle_path("demo")).resolve()
+            except Exception:  # noqa: BLE001 - naming the bundle must not fail the report
+                demo = None
+            bundle = "demo" if demo is not None and Path(bundle).resolve() == demo else str(bundle)
+        spec = getattr(rec, "spec", None)
+        ch_names = list(getattr(spec, "ch_names", None) or [])
+        n_ch = len(ch_names) or (self._stream[0] if self._stream else None)
+        sfreq = getattr(spec, "sfreq", None) or (self._stream[1] if self._stream else None)
+        montage = None
+        if ch_names:
+            try:
+                from bci_app.simulation.montage import montage_for_channels
+
+                cap = montage_for_channels(ch_names)
+                montage = cap if ":" not in cap else f"{cap.split(':')[0]} subset"
+            except Exception:  # noqa: BLE001 - channels of no standard cap
+                montage = None
+        if n_ch:
+            montage = f"{montage} ({n_ch} ch)" if montage else f"{n_ch} ch"
+        return {
+            "bundle": bundle,
+            "montage": montage,
+            "n_channels": n_ch,
+            "sfreq": None if sfreq is None else float(sfreq),
+            "date": self.date,
+            "version": getattr(bci_app, "__version__", None),
         }
 
     def summary(self) -> dict[str, Any]:
@@ -218,6 +367,8 @@ class SessionReport:
             "samples_lost": int(self.samples_lost),
             "latency_ms": self.latency(),
             "quality": self.quality(),
+            **({"photodiode": self.photodiode} if self.photodiode is not None else {}),
+            **self.session_info(),
         }
 
     # ------------------------------------------------------------------ files
@@ -254,30 +405,60 @@ class SessionReport:
         return summary
 
     def grid_image(self, cell: int = 128):
-        """A PIL image: one row per trial, columns seen | saliency | reconstruction."""
+        """A PIL image: a title line saying which trials it shows, then one row per trial,
+        columns seen | saliency | reconstruction, each row under a label band: trial number,
+        stimulus id and seen class; the decoded caption (green when its class is the seen
+        one, red when not); the class the drawing is judged to be (green/red: the top-1
+        figure of report.json)."""
         from PIL import Image, ImageDraw
 
         with self._lock:
             rows = list(self._grid)
-        pad = 4
-        head = 16
+            n_rec = self._outcomes["reconstructed"]
+        pad, line = 4, 13
+        title_h = 2 * line + 4
+        band = 3 * line + 2
         n = max(1, len(rows))
         w = 3 * cell + 4 * pad
-        h = head + n * (cell + pad) + pad
+        h = title_h + n * (band + cell + pad) + pad
         canvas = Image.new("RGB", (w, h), (24, 24, 24))
         draw = ImageDraw.Draw(canvas)
-        for j, title in enumerate(("seen", "saliency", "reconstruction")):
-            draw.text((pad + j * (cell + pad) + 2, 2), title, fill=(220, 220, 220))
+        grey, dim = (220, 220, 220), (160, 160, 160)
+        green, red = (90, 210, 90), (235, 85, 85)
+        shown = (f"{len(rows)} of {n_rec} reconstructed trials: the first {len(rows)}"
+                 if rows else "no trial reconstructed")
+        draw.text((pad, 2), shown, fill=grey)
+        cols = "   |   ".join(("seen", "saliency", "reconstruction"))
+        draw.text((pad, 2 + line), f"columns: {cols}", fill=dim)
+
+        def mark(ok: bool | None) -> tuple[str, tuple[int, int, int]]:
+            if ok is None:
+                return "", dim
+            return (" (right)", green) if ok else (" (wrong)", red)
+
         for i, row in enumerate(rows):
-            for j, img in enumerate(row):
+            *imgs, rec = row
+            y = title_h + i * (band + cell + pad)
+            head = f"trial {rec.get('index')}  {rec.get('stim_id')}"
+            if rec.get("seen_class"):
+                head += f"  seen: {rec['seen_class']}"
+            draw.text((pad, y), head, fill=grey)
+            cap = rec.get("caption") or (
+                f"#{rec['caption_index']}" if "caption_index" in rec else "n/a")
+            word, colour = mark(rec.get("caption_correct"))
+            draw.text((pad, y + line), f"decoded caption: {cap}{word}", fill=colour)
+            word, colour = mark(rec.get("top1_correct"))
+            judged = rec.get("judged_class") or "n/a"
+            draw.text((pad, y + 2 * line), f"drawing judged: {judged}{word}", fill=colour)
+            y0 = y + band
+            if rec.get("top1_correct") is not None:  # a coloured rule under the band
+                draw.line([(pad, y0 - 2), (w - pad, y0 - 2)], fill=colour, width=1)
+            for j, img in enumerate(imgs):
                 x0 = pad + j * (cell + pad)
-                y0 = head + i * (cell + pad)
                 if img is None:
                     draw.rectangle([x0, y0, x0 + cell - 1, y0 + cell - 1], outline=(90, 90, 90))
                     draw.text((x0 + 8, y0 + cell // 2 - 6), "unknown", fill=(150, 150, 150))
                     continue
                 tile = Image.fromarray(np.ascontiguousarray(img, dtype=np.uint8)).convert("RGB")
                 canvas.paste(tile.resize((cell, cell), Image.NEAREST), (x0, y0))
-        if not rows:
-            draw.text((pad, head + 8), "no trial reconstructed", fill=(200, 80, 80))
         return canvas

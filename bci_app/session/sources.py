@@ -65,6 +65,8 @@ def source_options(args: Any, spec: Any = None) -> dict[str, Any]:
         "sfreq": float(spec.sfreq) if spec is not None else None,
         "units": getattr(args, "units", None),
         "board_params": board or None,
+        "dejitter": not getattr(args, "no_dejitter", False),
+        "trigger_channel": getattr(args, "trigger_channel", None),
     }
 
 
@@ -76,6 +78,8 @@ def open_sources(
     sfreq: float | None = None,
     units: str | None = None,
     board_params: dict[str, Any] | None = None,
+    dejitter: bool = True,
+    trigger_channel: str | None = None,
 ) -> tuple[Any, Any]:
     """The EEG source and the marker source named by ``--source`` / ``--markers``.
 
@@ -94,6 +98,13 @@ def open_sources(
         Overrides the stream's channel units.
     board_params : dict, optional
         ``BrainFlowInputParams`` fields (config ``brainflow_params`` and ``--board-param``).
+    dejitter : bool
+        Re-fit the EEG timestamps against the sample count (default; ``--no-dejitter``
+        turns it off).
+    trigger_channel : str, optional
+        ``--trigger-channel``: the markers are the codes of this channel of the EEG stream
+        (:class:`~bci_app.acquisition.triggers.TriggerMarkers`, a second inlet on the same
+        stream reading that channel unscaled) instead of a marker stream.
 
     Nothing is connected yet: the pipeline (or the recorder) connects both.
     """
@@ -108,7 +119,20 @@ def open_sources(
                 f"board parameters {sorted(board_params)} were given but --source is {spec!r}; "
                 "they apply to brainflow:BOARD only"
             )
-        source = LSLSource(name=rest or None, ch_names=ch_names, sfreq=sfreq, units=units)
+        source = LSLSource(name=rest or None, ch_names=ch_names, sfreq=sfreq, units=units,
+                           dejitter=dejitter)
+        if trigger_channel is not None:
+            from bci_app.acquisition.triggers import TriggerMarkers
+
+            if markers_name:
+                raise ValueError(
+                    f"--markers {markers_name!r} and --trigger-channel {trigger_channel!r} both "
+                    "name where the markers come from; give one"
+                )
+            # the codes as they are: no unit scaling, no resampling
+            trig = LSLSource(name=rest or None, ch_names=[trigger_channel], units="V",
+                             dejitter=dejitter)
+            return source, TriggerMarkers(trig, trigger_channel)
         return source, LSLMarkerSource(name=markers_name)
     if kind == "brainflow":
         from bci_app.acquisition.brainflow_source import BrainFlowSource
@@ -117,10 +141,31 @@ def open_sources(
             raise ValueError(
                 "--source brainflow needs a board, e.g. brainflow:SYNTHETIC_BOARD or brainflow:-1"
             )
-        source = BrainFlowSource(rest, board_params, ch_names=ch_names, sfreq=sfreq, units=units)
+        if trigger_channel is not None:
+            raise ValueError(
+                f"--trigger-channel {trigger_channel!r} applies to LSL streams; a BrainFlow "
+                "board's markers come from its marker channel (or --markers NAME)"
+            )
+        source = BrainFlowSource(rest, board_params, ch_names=ch_names, sfreq=sfreq, units=units,
+                                 dejitter=dejitter)
         markers = LSLMarkerSource(name=markers_name) if markers_name else source
         return source, markers
     raise ValueError(f"--source must be 'lsl[:NAME]' or 'brainflow:BOARD', got {spec!r}")
+
+
+def marker_mapper_for(args: Any, stimuli: Any = None) -> Any:
+    """The marker -> stimulus id mapping of ``--event-map`` / ``--marker-pattern``.
+
+    With an event map, its stimulus ids are checked against ``stimuli`` (when given) and
+    markers it does not know go through ``--marker-pattern`` when that is given too.
+    """
+    from bci_app.stimuli import EventMap, MarkerMapper
+
+    pattern = getattr(args, "marker_pattern", None)
+    path = getattr(args, "event_map", None)
+    if path is None:
+        return MarkerMapper(pattern or r"^stim/(?P<id>.+)$")
+    return EventMap.load(path, stimuli).with_fallback(MarkerMapper(pattern) if pattern else None)
 
 
 def stimuli_for(args: Any) -> Any:

@@ -8,7 +8,7 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_app.simulation import simulate_raw
+from bci_app.simulation import resolve_model_name, simulate_raw
 from bci_app.stimuli import DemoStimulusSet
 
 
@@ -45,16 +45,23 @@ def run_simulate(args: argparse.Namespace) -> int:
     sfreq = float(getattr(args, "sfreq", None) or 1000.0)
     if sfreq <= 0:
         raise ValueError(f"--sfreq must be > 0 Hz, got {sfreq}")
+    model = resolve_model_name(getattr(args, "model", None) or "attributes")
+    classes = getattr(args, "classes", None)
+    if classes is not None and not 1 <= classes <= DemoStimulusSet.n_classes:
+        raise ValueError(
+            f"--classes must be in 1..{DemoStimulusSet.n_classes}, got {classes}"
+        )
     stimuli = DemoStimulusSet()
     raw = simulate_raw(
         args.trials, seed=args.seed, design=args.design, snr=args.snr, on=on, stimuli=stimuli,
-        sfreq=sfreq, montage=getattr(args, "montage", None),
+        sfreq=sfreq, montage=getattr(args, "montage", None), model=model, classes=classes,
     )
     raw.save(out, overwrite=True, verbose="error")
     labels = [stimuli.label(d.removeprefix("stim/")) for d in raw.annotations.description]
     print(
         f"wrote {out}: {len(raw.annotations)} trials ({args.design} design, "
         f"{len(np.unique(labels))} classes, SOA {on:g} s), {len(raw.ch_names)} channels "
-        f"({getattr(args, 'montage', None) or 'biosemi128'}) at {raw.info['sfreq']:g} Hz, {raw.times[-1]:.1f} s, seed {args.seed}, snr {args.snr:g}"
+        f"({getattr(args, 'montage', None) or 'biosemi128'}) at {raw.info['sfreq']:g} Hz, {raw.times[-1]:.1f} s, seed {args.seed}, snr {args.snr:g}, "
+        f"model {model}"
     )
     return 0

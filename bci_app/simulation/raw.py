@@ -3,9 +3,11 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Sequence
 
 import numpy as np
 
+from bci_app.simulation.components import ComponentsBackground, ComponentsModel, resolve_classes
 from bci_app.simulation.montage import (
     MONTAGE_NAME,
     channel_directions,
@@ -22,6 +24,20 @@ logger = logging.getLogger(__name__)
 
 _UV = 1e-6
 DESIGNS = ("rapid", "block")
+#: generative structures of the virtual subject (``simulate --model``); "subject" is an
+#: alias of "attributes"
+MODELS = ("attributes", "components")
+_MODEL_ALIASES = {"subject": "attributes"}
+
+
+def resolve_model_name(model: str) -> str:
+    """``"attributes"`` (alias ``"subject"``) or ``"components"``; ``ValueError`` otherwise."""
+    name = _MODEL_ALIASES.get(str(model).strip().lower(), str(model).strip().lower())
+    if name not in MODELS:
+        raise ValueError(
+            f"model must be one of {MODELS} (or 'subject', the attributes model), got {model!r}"
+        )
+    return name
 
 
 def trial_variability(rng: np.random.Generator, sfreq: float) -> tuple[int, float]:
@@ -87,6 +103,8 @@ def simulate_raw(
     tail: float = 1.0,
     noise_scale: float = 1.0,
     montage: str | None = None,
+    model: str = "attributes",
+    classes: int | Sequence[int] | None = None,
 ):
     """Simulate a session: EEG of the virtual subject watching ``n_trials`` demo images.
 
@@ -122,6 +140,16 @@ def simulate_raw(
         The cap: an MNE standard montage (``"biosemi64"``, ``"standard_1020"``...) or a
         subset of one (``"standard_1020:Fz,Cz,Pz,O1,Oz,O2"``); None is the default
         subject's ``biosemi128`` (with ``sfreq=1000`` the shipped demo's data).
+    model : {"attributes", "components"}
+        The generative structure. ``"attributes"`` (alias ``"subject"``, the default and the
+        shipped demo's data): :class:`SubjectModel`, responses built from the images'
+        shape, colour and layout. ``"components"``: :class:`ComponentsModel`, each class a
+        random mixture of shared ERP components with per-trial latency and amplitude
+        jitter, over :class:`ComponentsBackground` (drift and one bad channel).
+    classes : int | sequence of int | None
+        The classes the session shows: None for all 40, an int ``K`` for ``K`` classes
+        spread over shapes and colours (:func:`spread_classes`, the same ones for every
+        seed), or explicit class labels.
 
     Returns
     -------
@@ -139,14 +167,23 @@ def simulate_raw(
         raise ValueError(f"on must be > 0 and off >= 0 seconds, got on={on}, off={off}")
     if sfreq <= 0:
         raise ValueError(f"sfreq must be > 0 Hz, got {sfreq}")
+    kind = resolve_model_name(model)
     montage_name, montage_chs = resolve_montage(montage)
     stimuli = stimuli if stimuli is not None else DemoStimulusSet()
-    model = SubjectModel(stimuli, snr=snr, seed=subject_seed, sfreq=sfreq, ch_names=montage_chs,
-                         montage=montage_name)
+    if kind == "components":
+        model = ComponentsModel(stimuli, snr=snr, seed=subject_seed, sfreq=sfreq,
+                                ch_names=montage_chs, montage=montage_name)
+    else:
+        model = SubjectModel(stimuli, snr=snr, seed=subject_seed, sfreq=sfreq,
+                             ch_names=montage_chs, montage=montage_name)
     ch_names = model.ch_names
     C = len(ch_names)
 
     ids = stimuli.stim_ids
+    shown = resolve_classes(classes)
+    if shown is not None:
+        keep = set(shown)
+        ids = [s for s in ids if stimuli.label(s) in keep]
     schedule = make_schedule(
         ids,
         [stimuli.label(s) for s in ids],
@@ -162,16 +199,20 @@ def simulate_raw(
 
     # background, chunk by chunk into one float64 array (what RawArray keeps)
     data = np.empty((C, n_samples), dtype=np.float64)
-    noise = BackgroundNoise(
-        C,
-        sfreq,
-        seed=seed,
-        line_freq=line_freq,
-        drift=design == "block",
-        ch_names=ch_names,
-        scale=noise_scale,
-        montage=montage_name,
-    )
+    if kind == "components":
+        noise = ComponentsBackground(ch_names, sfreq, seed=seed, line_freq=line_freq,
+                                     scale=noise_scale, montage=montage_name)
+    else:
+        noise = BackgroundNoise(
+            C,
+            sfreq,
+            seed=seed,
+            line_freq=line_freq,
+            drift=design == "block",
+            ch_names=ch_names,
+            scale=noise_scale,
+            montage=montage_name,
+        )
     step = int(60 * sfreq)
     for a in range(0, n_samples, step):
         b = min(n_samples, a + step)
@@ -193,6 +234,9 @@ def simulate_raw(
     L = model.n_times
     cache: dict[str, np.ndarray] = {}
     for sid, k0 in zip(schedule.stim_ids, onset_samples, strict=True):
+        if kind == "components":  # jitter per component: a fresh response per trial
+            data[:, k0 : k0 + L] += model.trial(sid, rng)
+            continue
         ev = cache.get(sid)
         if ev is None:
             ev = cache[sid] = model.evoked(sid).astype(np.float32)
@@ -203,6 +247,11 @@ def simulate_raw(
 
     info = mne.create_info(ch_names, sfreq, ch_types="eeg")
     info["line_freq"] = line_freq
+    if kind == "components":
+        # not marked in info["bads"]: like a real recording, finding it is the user's job
+        info["description"] = (
+            f"bci-app virtual subject, model=components, bad channel(s) {', '.join(noise.bad_names)}"
+        )
     raw = mne.io.RawArray(data, info, copy="auto", verbose="error")
     raw.set_montage(make_montage(montage_name), verbose="error")
     raw.set_annotations(
@@ -213,6 +262,7 @@ def simulate_raw(
         )
     )
     logger.info(
-        "simulated %d trials (%s design), %.1f s of EEG", n_trials, design, n_samples / sfreq
+        "simulated %d trials (%s design, %s model), %.1f s of EEG",
+        n_trials, design, kind, n_samples / sfreq,
     )
     return raw

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from bci_app.stimuli.demo_set import COLOURS, SHAPES, DemoStimulusSet, StimulusParams
+from bci_app.stimuli.event_map import EventMap, load_event_map, trigger_code
 from bci_app.stimuli.markers import MarkerMapper, format_marker
 from bci_app.stimuli.schedule import Schedule, make_schedule
 
@@ -11,6 +12,9 @@ __all__ = [
     "SHAPES",
     "DemoStimulusSet",
     "StimulusParams",
+    "EventMap",
+    "load_event_map",
+    "trigger_code",
     "MarkerMapper",
     "format_marker",
     "Schedule",

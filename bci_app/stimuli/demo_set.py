@@ -176,26 +176,50 @@ class DemoStimulusSet:
     def _make_params(self) -> dict[str, StimulusParams]:
         out: dict[str, StimulusParams] = {}
         for label in range(self.n_classes):
-            shape = SHAPES[label // len(COLOURS)]
-            colour = _COLOUR_NAMES[label % len(COLOURS)]
             for index in range(self.n_per_class):
-                rng = np.random.default_rng([self.seed, label, index])
-                size = float(rng.uniform(0.16, 0.34))
-                x = float(rng.uniform(size + 0.02, 1 - size - 0.02))
-                y = float(rng.uniform(size + 0.02, 1 - size - 0.02))
-                rotation = float(rng.uniform(0, 360))
-                grey = int(rng.integers(20, 110))
-                tint = rng.integers(-15, 16, size=3)
-                bg = tuple(int(np.clip(grey + t, 0, 255)) for t in tint)
                 sid = self.make_id(label, index)
-                out[sid] = StimulusParams(sid, label, shape, colour, x, y, size, rotation, bg)
+                out[sid] = self.draw_params(np.random.default_rng([self.seed, label, index]), label, sid)
         return out
+
+    @staticmethod
+    def draw_params(rng: np.random.Generator, label: int, stim_id: str = "rendered") -> StimulusParams:
+        """Random parameters of one image of class ``label``, from the distribution the set's
+        own images are drawn from (position, size, rotation, background). Drawn from another
+        ``rng`` than the set's ``[seed, label, index]`` streams, they make new instances of a
+        class that are none of the set's images (the demo refiner trains on such)."""
+        if not 0 <= int(label) < DemoStimulusSet.n_classes:
+            raise ValueError(f"label must be in [0, {DemoStimulusSet.n_classes}), got {label}")
+        label = int(label)
+        shape = SHAPES[label // len(COLOURS)]
+        colour = _COLOUR_NAMES[label % len(COLOURS)]
+        size = float(rng.uniform(0.16, 0.34))
+        x = float(rng.uniform(size + 0.02, 1 - size - 0.02))
+        y = float(rng.uniform(size + 0.02, 1 - size - 0.02))
+        rotation = float(rng.uniform(0, 360))
+        grey = int(rng.integers(20, 110))
+        tint = rng.integers(-15, 16, size=3)
+        bg = tuple(int(np.clip(grey + t, 0, 255)) for t in tint)
+        return StimulusParams(stim_id, label, shape, colour, x, y, size, rotation, bg)
+
+    @staticmethod
+    def with_class(p: StimulusParams, label: int) -> StimulusParams:
+        """``p`` with the shape and colour of class ``label`` (same place, size, background)."""
+        label = int(label)
+        return dataclasses.replace(p, label=label, shape=SHAPES[label // len(COLOURS)],
+                                   colour=_COLOUR_NAMES[label % len(COLOURS)])
 
     def _render_uncached(self, stim_id: str, size: int, upright: bool = False,
                          layout: tuple[float, float, float] | None = None) -> np.ndarray:
         p = self.params(stim_id)
         if layout is not None:
             p = dataclasses.replace(p, x=layout[0], y=layout[1], size=layout[2])
+        return self.render(p, size, upright=upright)
+
+    @staticmethod
+    def render(p: StimulusParams, size: int = 64, upright: bool = False) -> np.ndarray:
+        """Draw the image that ``p`` describes: ``uint8 [size, size, 3]`` (read-only);
+        ``upright`` draws the object at rotation 0."""
+        size = int(size)
         ss = 4  # supersampling for smooth edges
         n = size * ss
         img = Image.new("RGB", (n, n), p.background)

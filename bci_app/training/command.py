@@ -7,6 +7,7 @@ from typing import Any
 
 from bci_app.models import bundle as bundle_io
 from bci_app.training.recipe import STAGES, train_bundle
+from bci_app.training.summary import summary_lines
 
 
 def parse_stages(text: str | None) -> list[str]:
@@ -23,7 +24,11 @@ def run_train(args: Any) -> int:
         seed=args.seed, resume=bool(args.resume), marker_pattern=getattr(args, "marker_pattern", None),
     )
     cfg = bundle_io.read_bundle_config(out)
-    print(json.dumps({"bundle": str(out), "metrics": cfg["training"]["metrics"],
-                      "times_s": cfg["training"]["times_s"],
-                      "component_images": cfg["training"].get("component_images")}, indent=2))
+    for line in summary_lines(out, cfg):
+        print(line)
+    if getattr(args, "json", False):
+        print(json.dumps({"bundle": str(out), "metrics": cfg["training"]["metrics"],
+                          "selection": cfg["training"].get("selection"),
+                          "times_s": cfg["training"]["times_s"],
+                          "component_images": cfg["training"].get("component_images")}, indent=2))
     return 0

@@ -19,6 +19,7 @@ from there, cosine learning-rate schedules):
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -56,6 +57,9 @@ class DemoRefinerConfig:
     unet_channels: tuple[int, ...] = (32, 64, 128)
     unet_layers_per_block: int = 1
     unet_heads: int = 4
+    # UNet levels with cross-attention to the caption, counted from the lowest resolution
+    # (None: all but the first, full-latent-resolution level)
+    cross_attention_levels: int | None = None
     unet_steps: int = 900
     batch_size: int = 32
     lr: float = 1e-3
@@ -98,6 +102,16 @@ class DemoRefinerConfig:
     # null caption at the end costs little of it.
     uncond_steps: int = 0
     uncond_lr: float = 3e-4
+    # Fresh instances: share of the (non-map) samples drawn as new renders of the training
+    # classes - new position, size, rotation and background at every step, never one of the
+    # data set's images - instead of the training split's images (which are few per class).
+    p_rendered: float = 0.0
+    render_seed: int = 0  # step s of phase k renders from numpy default_rng([render_seed, RENDER_STREAM + k, s])
+    # Share of the saliency-map samples whose caption (and target) is another training class:
+    # the target is that class drawn where the map puts the object, on the map's background.
+    # The map then tells where and on what, the caption what: the drawing follows the
+    # caption even when the map (a blend from an unsure posterior) shows another colour.
+    p_mismatch: float = 0.0
     p_focus: float = 0.3  # share of samples at the timesteps that sampling uses (steps, strength)
     emb_noise: float = 0.1  # Gaussian noise on the embeddings, x their std (robustness to M_s)
     beta_schedule: str = "squaredcos_cap_v2"
@@ -133,6 +147,9 @@ class DemoRefinerConfig:
                 f"uncond_steps must be >= 0 and needs p_uncond > 0 (the caption dropout it trains); "
                 f"got uncond_steps={cfg.uncond_steps}, p_uncond={cfg.p_uncond}"
             )
+        for name in ("p_rendered", "p_mismatch"):
+            if not 0.0 <= float(getattr(cfg, name)) <= 1.0:
+                raise ValueError(f"{name} must be in [0, 1], got {getattr(cfg, name)}")
         if check_guidance(cfg.guidance_scale) > 1 and float(cfg.p_uncond) <= 0:
             raise ValueError(
                 f"guidance_scale {cfg.guidance_scale} > 1 needs an unconditional model: train with "
@@ -168,8 +185,11 @@ def make_demo_components(cfg: DemoRefinerConfig, cross_attention_dim: int = 384)
     n = len(cfg.unet_channels)
     # Cross-attention only at the lowest resolutions (the cheap ones): at 16x16 latents
     # with 3 levels that is 8x8 and 4x4 (plus the mid block).
-    down = ["DownBlock2D"] + ["CrossAttnDownBlock2D"] * (n - 1)
-    up = ["CrossAttnUpBlock2D"] * (n - 1) + ["UpBlock2D"]
+    k = n - 1 if cfg.cross_attention_levels is None else int(cfg.cross_attention_levels)
+    if not 1 <= k <= n:
+        raise ValueError(f"cross_attention_levels must be in 1..{n} (the UNet's levels), got {k}")
+    down = ["DownBlock2D"] * (n - k) + ["CrossAttnDownBlock2D"] * k
+    up = ["CrossAttnUpBlock2D"] * k + ["UpBlock2D"] * (n - k)
     unet = UNet2DConditionModel(
         sample_size=cfg.resolution // factor,
         in_channels=cfg.latent_channels,
@@ -211,6 +231,81 @@ def degrade(x: torch.Tensor, generator: torch.Generator, blur_sigma=(0.5, 3.0),
     y = y * (1 + colour_cast * (u(b, 3, 1, 1) - 0.5)) + 0.5 * colour_cast * (u(b, 3, 1, 1) - 0.5)
     y = y + 0.08 * u(b, 1, 1, 1) * torch.randn(y.shape, generator=generator)
     return y.clamp(0, 1)
+
+
+#: numpy seed stream of the refiner's rendered instances (far from the demo set's class ids)
+RENDER_STREAM = 7_000_000
+
+
+class RenderedInstances:
+    """New instances of the training classes, drawn afresh at every training step.
+
+    Step ``s`` of phase ``phase`` renders from ``numpy.random.default_rng([render_seed,
+    RENDER_STREAM + phase, s])`` - a seed stream none of the stimulus set's own images
+    (``[seed, class, index]``) comes from - so the instances are reproducible, resume-safe
+    (no state), and never a split's image. ``stimuli`` must offer ``draw_params``,
+    ``with_class``, ``render`` and ``params`` (:class:`~bci_app.stimuli.DemoStimulusSet`).
+    """
+
+    def __init__(self, stimuli: Any, classes: np.ndarray | list[int], resolution: int, render_seed: int = 0,
+                 upright_targets: bool = True) -> None:
+        for name in ("draw_params", "with_class", "render", "params"):
+            if not hasattr(stimuli, name):
+                raise ValueError(
+                    f"rendered instances need a procedural stimulus set ({type(stimuli).__name__} has no "
+                    f"{name}()); set p_rendered = 0 and p_mismatch = 0"
+                )
+        self.stimuli, self.resolution = stimuli, int(resolution)
+        self.classes = np.asarray(sorted({int(c) for c in classes}), dtype=np.int64)
+        if len(self.classes) == 0:
+            raise ValueError("rendered instances need at least one training class")
+        self.render_seed, self.upright = int(render_seed), bool(upright_targets)
+
+    def rng(self, phase: int, step: int) -> np.random.Generator:
+        return np.random.default_rng([self.render_seed, RENDER_STREAM + int(phase), int(step)])
+
+    def _tensor(self, arrays: list[np.ndarray]) -> torch.Tensor:
+        return torch.from_numpy(np.stack(arrays)).permute(0, 3, 1, 2).float() / 255.0
+
+    def batch(self, n: int, phase: int, step: int) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor]:
+        """``(images, targets, labels)`` of ``n`` new instances of random training classes:
+        the images as seen (rotated), the targets upright when ``upright_targets``."""
+        rng = self.rng(phase, step)
+        labels = self.classes[rng.integers(0, len(self.classes), n)]
+        params = [self.stimuli.draw_params(rng, int(k)) for k in labels]
+        images = [self.stimuli.render(p, self.resolution) for p in params]
+        targets = [self.stimuli.render(p, self.resolution, upright=True) for p in params] if self.upright else images
+        return self._tensor(images), self._tensor(targets), torch.as_tensor(labels)
+
+    def other_class(self, labels: torch.Tensor, phase: int, step: int) -> torch.Tensor:
+        """For each label, another training class drawn at random (the label itself when the
+        training split holds one class)."""
+        rng = self.rng(phase, step)
+        rng.integers(0, 2, 1)  # a draw that decorrelates this stream from batch()'s
+        out = []
+        for k in labels.tolist():
+            others = self.classes[self.classes != k]
+            out.append(int(others[rng.integers(0, len(others))]) if len(others) else int(k))
+        return torch.as_tensor(out, dtype=torch.long)
+
+    def drawn_as(self, stim_ids: list[str], labels: torch.Tensor, layouts: np.ndarray | None) -> torch.Tensor:
+        """Targets: the object of class ``labels[i]`` drawn upright where ``layouts[i]`` (or the
+        stimulus's own layout) puts it, on ``stim_ids[i]``'s background."""
+        imgs = []
+        for i, sid in enumerate(stim_ids):
+            p = self.stimuli.with_class(self.stimuli.params(sid), int(labels[i]))
+            if layouts is not None:
+                x, y, r = (float(v) for v in layouts[i])
+                p = dataclasses.replace(p, x=x, y=y, size=r)
+            imgs.append(self.stimuli.render(p, self.resolution, upright=self.upright))
+        return self._tensor(imgs)
+
+    def record(self) -> dict[str, Any]:
+        """What the bundle records about these instances (``training.component_images``)."""
+        return {"render_seed": self.render_seed, "seed_stream": RENDER_STREAM,
+                "rule": "step s of UNet phase k renders from numpy default_rng([render_seed, seed_stream + k, s]); "
+                        "the stimulus set's images come from [set seed, class, index]",
+                "classes": self.classes.tolist()}
 
 
 # --------------------------------------------------------------------------- training
@@ -287,6 +382,9 @@ def train_unet(
     targets: torch.Tensor | None = None,
     saliency_pairs: tuple[torch.Tensor, torch.Tensor] | None = None,
     phase: str = "unet",
+    rendered: RenderedInstances | None = None,
+    stim_ids: list[str] | None = None,
+    saliency_layouts: np.ndarray | None = None,
 ) -> list[float]:
     """Train ``refiner.unet`` as an x0 denoiser (see the module docstring). Returns losses.
 
@@ -296,6 +394,9 @@ def train_unet(
     maps and the image each was decoded from (and what to output for each map; default
     that image's target), used as the input of a ``cfg.p_saliency`` share of the samples.
     ``phase`` names the progress bar and the checkpoint directory (``<checkpoint_dir>/<phase>``).
+    ``rendered``: new instances of the training classes for ``cfg.p_rendered`` of the samples
+    and the targets of ``cfg.p_mismatch`` of the map samples (which also need ``stim_ids``, the
+    stimulus of each image, and ``saliency_layouts``, each map's decoded layout, or None).
     Learning rate: linear warm-up over ``warmup_steps``, then a cosine from ``lr`` down to
     ``lr_floor * lr`` (:func:`floored_cosine`)."""
     targets = images if targets is None else targets
@@ -332,6 +433,12 @@ def train_unet(
     sal_maps, sal_idx, sal_lat = _saliency_inputs(refiner, saliency_pairs, images, targets, cfg, dev)
     sal_from = int(round(cfg.saliency_after * cfg.unet_steps))
     alphas = sched.alphas_cumprod.to(dev)
+    if (cfg.p_rendered > 0 or cfg.p_mismatch > 0) and rendered is None:
+        raise ValueError("p_rendered / p_mismatch > 0 need rendered instances (a procedural stimulus set)")
+    mismatch = cfg.p_mismatch > 0 and sal_maps is not None
+    if mismatch and (stim_ids is None or len(stim_ids) != len(images)):
+        raise ValueError("p_mismatch needs the stimulus id of every training image (stim_ids)")
+    phase_id = {"unet": 0, "unet_uncond": 1}.get(phase, 2)
 
     def train_step(step: int) -> dict[str, float]:
         b = cfg.batch_size
@@ -342,29 +449,52 @@ def train_unet(
             t = torch.where(pick, focus[torch.randint(0, len(focus), (b,), generator=g)], t)
         use_deg = torch.rand(b, generator=g) < cfg.p_degraded
         noise = torch.randn(clean_lat[:b].shape, generator=g)
-        deg = degrade(images[idx], g, cfg.blur_sigma, cfg.colour_cast)
+        seen = images[idx]
+        lab = labels[idx]
+        target = clean_lat[idx.to(dev)]
+        if cfg.p_rendered > 0:  # new instances of the training classes instead of the split's images
+            fresh = torch.rand(b, generator=g) < cfg.p_rendered
+            if bool(fresh.any()):
+                r_img, r_tgt, r_lab = rendered.batch(int(fresh.sum()), phase_id, step)
+                seen, lab = seen.clone(), lab.clone()
+                seen[fresh], lab[fresh] = r_img, r_lab
+                with torch.no_grad():
+                    target = target.clone()
+                    target[fresh.to(dev)] = refiner.encode(r_tgt.to(dev))
+        deg = degrade(seen, g, cfg.blur_sigma, cfg.colour_cast)
         use_sal = j = None
         if sal_maps is not None:
             use_sal = (torch.rand(b, generator=g) < cfg.p_saliency) & (step >= sal_from)
             j = torch.randint(0, len(sal_maps), (b,), generator=g)
-            idx = torch.where(use_sal, sal_idx[j], idx)
+            lab = torch.where(use_sal, labels[sal_idx[j]], lab)
+            sal_target = sal_lat[j.to(dev)] if sal_lat is not None else clean_lat[sal_idx[j].to(dev)]
+            target = torch.where(use_sal.to(dev)[:, None, None, None], sal_target, target)
             deg = torch.where(use_sal[:, None, None, None], sal_maps[j], deg)
             use_deg = use_deg | use_sal
+            if mismatch:  # another class's caption: drawn where the map puts the object
+                swap = use_sal & (torch.rand(b, generator=g) < cfg.p_mismatch)
+                if bool(swap.any()):
+                    rows = torch.nonzero(swap).flatten()
+                    new_lab = rendered.other_class(lab[rows], phase_id, step)
+                    lay = None if saliency_layouts is None else saliency_layouts[j[rows].numpy()]
+                    imgs = rendered.drawn_as([stim_ids[int(sal_idx[j[r]])] for r in rows], new_lab, lay)
+                    lab = lab.clone()
+                    lab[rows] = new_lab
+                    with torch.no_grad():
+                        target = target.clone()
+                        target[rows.to(dev)] = refiner.encode(imgs.to(dev))
         if cfg.p_blank > 0:
             blank = torch.rand(b, generator=g) < cfg.p_blank
             deg = torch.where(blank[:, None, None, None], torch.full_like(deg, 0.5), deg)
         emb_noise = torch.randn((b, *class_embeds.shape[1:]), generator=g)
         # drawn only when used: configs without caption dropout keep their batches
         keep_caption = (torch.rand(b, generator=g) >= cfg.p_uncond) if cfg.p_uncond > 0 else None
-        target = clean_lat[idx.to(dev)]
-        if sal_lat is not None:
-            target = torch.where(use_sal.to(dev)[:, None, None, None], sal_lat[j.to(dev)], target)
         with torch.no_grad():
             base = torch.where(use_deg.to(dev)[:, None, None, None], refiner.encode(deg.to(dev)), target)
         t = t.to(dev)
         a = alphas[t][:, None, None, None]
         zt = a.sqrt() * base + (1 - a).sqrt() * noise.to(dev)
-        emb = class_embeds[labels[idx].to(dev)]
+        emb = class_embeds[lab.to(dev)]
         emb = emb + cfg.emb_noise * emb_std * emb_noise.to(dev) * (emb != 0)
         if keep_caption is not None:  # the null embedding: exactly zero
             emb = emb * keep_caption.to(dev, emb.dtype)[:, None, None]
@@ -492,10 +622,18 @@ def train_demo_refiner(
                              for s, lay in zip(sids, layouts, strict=True)])
             map_targets = torch.from_numpy(imgs).permute(0, 3, 1, 2).float() / 255.0
         pairs = (maps, torch.tensor([where[s] for s in sids], dtype=torch.long), map_targets)
+    rendered = None
+    if cfg.p_rendered > 0 or cfg.p_mismatch > 0:
+        rendered = RenderedInstances(stimuli, np.unique(labels.numpy()), cfg.resolution, cfg.render_seed,
+                                     upright_targets=cfg.upright_targets)
+    sal_layouts = None
+    if saliency_maps is not None and len(saliency_maps) > 2 and saliency_maps[2] is not None:
+        sal_layouts = np.asarray(saliency_maps[2], dtype=np.float64)
+    extra_args = {"rendered": rendered, "stim_ids": list(stimuli.stim_ids), "saliency_layouts": sal_layouts}
     main_cfg = replace(cfg, p_uncond=0.0) if cfg.uncond_steps > 0 else cfg
     losses = train_unet(
         refiner, images, labels, class_embeds, main_cfg, progress=progress, device=device,
-        targets=targets, saliency_pairs=pairs,
+        targets=targets, saliency_pairs=pairs, **extra_args,
     )
     uncond_losses: list[float] = []
     if cfg.uncond_steps > 0:
@@ -503,7 +641,7 @@ def train_demo_refiner(
                          saliency_after=0.0, seed=cfg.seed + 7)
         uncond_losses = train_unet(
             refiner, images, labels, class_embeds, ft_cfg, progress=progress, device=device,
-            targets=targets, saliency_pairs=pairs, phase="unet_uncond",
+            targets=targets, saliency_pairs=pairs, phase="unet_uncond", **extra_args,
         )
     refiner.unet.requires_grad_(False)
     refiner.extra = {
@@ -517,5 +655,6 @@ def train_demo_refiner(
             "total": round(time.perf_counter() - t0, 1),
         },
         "n_images": len(images),
+        "rendered_instances": rendered.record() if rendered is not None else None,
     }
     return refiner

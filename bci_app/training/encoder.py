@@ -21,6 +21,9 @@ from bci_app.training.loop import FitLoop
 
 log = logging.getLogger(__name__)
 
+#: the layout ridges are kept when their mean validation R^2 reaches this
+LAYOUT_MIN_R2 = 0.1
+
 
 @torch.no_grad()
 def encode(encoder: torch.nn.Module, X: np.ndarray | torch.Tensor, batch_size: int = 256,
@@ -38,6 +41,122 @@ def centroid_accuracy(train_f: torch.Tensor, train_y: torch.Tensor, f: torch.Ten
     cent = torch.stack([F.normalize(train_f[train_y == c], dim=1).mean(0) for c in classes])
     pred = classes[(F.normalize(f, dim=1) @ F.normalize(cent, dim=1).t()).argmax(1)]
     return float((pred == y).float().mean())
+
+
+#: an extra term is kept only when its gain over the plain read-out is this unlikely by chance
+#: (one-sided exact McNemar test on the trials where the two decide differently): with a few
+#: dozen validation trials, "higher" alone is a coin flip that can leave a decoder below its
+#: linear baseline on new data
+SELECT_P = 0.1
+
+
+def gain_p(right_with: np.ndarray, right_without: np.ndarray) -> float:
+    """One-sided exact McNemar p-value that ``with`` is right more often than ``without`` on the
+    same trials (binomial test on the discordant pairs; 1.0 when it is not ahead)."""
+    from scipy.stats import binomtest
+
+    a, b = np.asarray(right_with, bool), np.asarray(right_without, bool)
+    wins, losses = int((a & ~b).sum()), int((~a & b).sum())
+    if wins <= losses:
+        return 1.0
+    return float(binomtest(wins, wins + losses, 0.5, alternative="greater").pvalue)
+
+
+@torch.no_grad()
+def head_right(encoder: torch.nn.Module, head: torch.nn.Module, X: np.ndarray | torch.Tensor,
+               y: np.ndarray | torch.Tensor) -> np.ndarray:
+    """Per trial, whether ``head(encoder(X))`` decides ``y``."""
+    head.eval()
+    return (head(encode(encoder, X)).argmax(1) == torch.as_tensor(np.asarray(y))).numpy()
+
+
+def _pooled_right(enc: BinnedLinearEncoder, head: ClassifierHead, X_tr: np.ndarray, y_tr: np.ndarray,
+                  X_va: np.ndarray, y_va: np.ndarray, attributes: dict[str, list[int]] | None,
+                  folds: int = 5, seed: int = 0) -> np.ndarray:
+    """Right/wrong of the LDA start (with ``attributes`` or not) on every validation trial and,
+    out of fold, on every training trial (``folds``-fold cross-fitting): the decision data."""
+    import copy
+
+    out = []
+    order = np.random.default_rng(seed).permutation(len(y_tr))
+    for k in range(folds):
+        held = order[k::folds]
+        fit = np.setdiff1d(order, held)
+        e, h = copy.deepcopy(enc), copy.deepcopy(head)
+        e.fit_lda(X_tr[fit], y_tr[fit], h, attributes=attributes)
+        out.append(head_right(e, h, X_tr[held], y_tr[held]))
+    enc.fit_lda(X_tr, y_tr, head, attributes=attributes)
+    out.append(head_right(enc, head, X_va, y_va))
+    return np.concatenate(out)
+
+
+@torch.no_grad()
+def head_accuracy(encoder: torch.nn.Module, head: torch.nn.Module, X: np.ndarray | torch.Tensor,
+                  y: np.ndarray | torch.Tensor) -> float:
+    """Top-1 accuracy of ``head(encoder(X))`` against ``y`` (the decoder's class read-out)."""
+    head.eval()
+    pred = head(encode(encoder, X)).argmax(1)
+    return float((pred == torch.as_tensor(np.asarray(y))).float().mean())
+
+
+def select_lda_start(enc: BinnedLinearEncoder, head: ClassifierHead, X_tr: np.ndarray, y_tr: np.ndarray,
+                     X_va: np.ndarray, y_va: np.ndarray, cfg: EncoderSettings,
+                     attributes: dict[str, list[int]] | None = None,
+                     layout: tuple[np.ndarray, np.ndarray, tuple[str, ...]] | None = None
+                     ) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The closed-form start of the binned-linear encoder, each extra term chosen on validation.
+
+    The plain shrinkage-LDA read-out (the linear baseline's decoder) is fitted first; the
+    attribute LDAs (``cfg.attributes``) are kept only when they raise validation accuracy over
+    it, the layout ridges (``cfg.layout``) only when they decode the layout on validation
+    trials (mean R^2 >= :data:`LAYOUT_MIN_R2`; they do not change the class scores). Returns
+    ``(lda_info, selection)``: the kept start's :meth:`~BinnedLinearEncoder.fit_lda` record and,
+    per term, whether it was kept and the validation figures that decided it.
+    """
+    selection: dict[str, Any] = {}
+    enc.fit_lda(X_tr, y_tr, head)
+    plain = head_accuracy(enc, head, X_va, y_va)
+    selection["lda"] = {"val_acc": plain, "rule": "plain shrinkage LDA: the floor every extra term must beat"}
+    log.info("encoder: plain LDA start val acc %.3f", plain)
+    use_attr = None
+    if cfg.attributes and attributes:
+        # decided on the validation trials plus 5-fold out-of-fold predictions of the training
+        # trials (a few dozen validation trials alone make "higher" a coin flip)
+        r_plain = _pooled_right(enc, head, X_tr, y_tr, X_va, y_va, None)
+        r_attr = _pooled_right(enc, head, X_tr, y_tr, X_va, y_va, attributes)
+        with_attr = float(r_attr[-len(y_va):].mean())
+        p = gain_p(r_attr, r_plain)
+        kept = p < SELECT_P
+        selection["attributes"] = {
+            "kept": bool(kept), "val_acc": with_attr, "lda_val_acc": plain,
+            "pooled_acc": float(r_attr.mean()), "pooled_lda_acc": float(r_plain.mean()), "n_pooled": int(len(r_attr)),
+            "p": round(p, 4), "names": sorted(attributes),
+            "rule": f"kept when better than the plain LDA on validation + 5-fold out-of-fold training trials, "
+                    f"one-sided exact McNemar p < {SELECT_P}"}
+        log.info("encoder: attribute LDAs pooled acc %.3f vs plain %.3f (p %.3g): %s", r_attr.mean(),
+                 r_plain.mean(), p, "kept" if kept else "dropped")
+        use_attr = attributes if kept else None
+    elif cfg.attributes:
+        selection["attributes"] = {"kept": False, "reason": "the data set defines no class attributes"}
+    lay_tr = lay_names = None
+    if cfg.layout and layout is not None:
+        info = enc.fit_lda(X_tr, y_tr, head, attributes=use_attr, layout=layout[0],
+                           layout_names=tuple(layout[2]))
+        lay = info["layout"]
+        pred = encode(enc, X_va)[:, lay["outputs"]].double().numpy()
+        t_va = (np.asarray(layout[1], dtype=np.float64) - np.asarray(lay["mean"])) / np.asarray(lay["std"])
+        r2 = 1 - ((pred - t_va) ** 2).mean(0) / np.clip(t_va.var(0), 1e-12, None)
+        kept = float(r2.mean()) >= LAYOUT_MIN_R2
+        selection["layout"] = {"kept": bool(kept), "val_r2": [round(float(v), 4) for v in r2],
+                               "min_mean_r2": LAYOUT_MIN_R2, "names": list(lay["names"])}
+        log.info("encoder: layout ridges val R^2 %s: %s", np.round(r2, 3).tolist(), "kept" if kept else "dropped")
+        if kept:
+            lay_tr, lay_names = layout[0], tuple(layout[2])
+    elif cfg.layout:
+        selection["layout"] = {"kept": False, "reason": "the data set has no per-trial object layouts"}
+    info = enc.fit_lda(X_tr, y_tr, head, attributes=use_attr, layout=lay_tr, layout_names=lay_names)
+    log.info("encoder: LDA start, train acc %.3f", info["train_acc"])
+    return info, selection
 
 
 def train_encoder(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np.ndarray, n_classes: int,
@@ -58,11 +177,10 @@ def train_encoder(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np
     ``checkpoint_dir``: checkpoints of this stage (resumed from when present).
     """
     cfg = settings(EncoderSettings, cfg, "encoder.")
-    if cfg.layout and (layout is None or cfg.name != "binned_linear" or not cfg.lda_init):
+    if cfg.layout and (cfg.name != "binned_linear" or not cfg.lda_init):
         raise ValueError(
-            "encoder.layout needs per-trial object layouts (the demo stimulus set has them; "
-            f"this data set {'has none' if layout is None else 'has them'}) and the binned_linear "
-            "encoder with lda_init = true; set encoder.layout = false"
+            "encoder.layout needs the binned_linear encoder with lda_init = true (its ridge "
+            "outputs start from the closed form); set encoder.layout = false"
         )
     loop = FitLoop("encoder", cfg.epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir,
                    monitor="val_acc", mode="max", patience=cfg.patience, progress=progress)
@@ -70,14 +188,13 @@ def train_encoder(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np
     enc = build_encoder(cfg.name, n_chans, cfg.n_outputs, n_times, spec.sfreq, **cfg.kwargs)
     head = ClassifierHead(cfg.n_outputs, n_classes)
     lda_info = None
+    selection: dict[str, Any] = {}
     if isinstance(enc, BinnedLinearEncoder):
         if cfg.lda_init:
             if cfg.attributes and not attributes:
                 log.warning("encoder: attributes requested but the data set defines none; class LDA only")
-            lay_tr, lay_names = (layout[0], tuple(layout[2])) if cfg.layout else (None, None)
-            lda_info = enc.fit_lda(X_tr, y_tr, head, attributes=attributes if cfg.attributes else None,
-                                   layout=lay_tr, layout_names=lay_names)
-            log.info("encoder: shrinkage-LDA start, train acc %.3f", lda_info["train_acc"])
+            lda_info, selection = select_lda_start(enc, head, X_tr, y_tr, X_va, y_va, cfg,
+                                                   attributes=attributes, layout=layout)
         else:
             enc.fit_whitening(X_tr, y_tr)
     lay = lda_info.get("layout") if lda_info else None
@@ -93,6 +210,12 @@ def train_encoder(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np
                             weight_decay=cfg.weight_decay)
     sampler = PKBatchSampler(y_tr, cfg.batch_classes, cfg.per_class, seed)
     dl = DataLoader(TensorDataset(torch.as_tensor(X_tr), torch.as_tensor(y_tr), lay_t), batch_sampler=sampler)
+    start_state = None
+    if lda_info is not None:  # the LDA start, restored when fine-tuning does not clearly beat it
+        import copy
+
+        start_state = (copy.deepcopy(enc.state_dict()), copy.deepcopy(head.state_dict()),
+                       head_right(enc, head, X_va, y_va))
     enc, head, opt, dl = loop.prepare(enc, head, opt, dl)
     loop.select_best(encoder=enc, head=head)
     Xva_t, yva_t = torch.as_tensor(X_va), torch.as_tensor(y_va)
@@ -131,6 +254,20 @@ def train_encoder(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np
         lda_info["val_acc"] = res.start_value
         log.info("encoder: LDA start val acc %s", res.start_value)
     enc, head = loop.unwrap(enc).cpu().eval(), loop.unwrap(head).cpu().eval()
+    if lda_info is not None:
+        r_tuned = head_right(enc, head, X_va, y_va)
+        p = gain_p(r_tuned, start_state[2])
+        kept = p < SELECT_P
+        if not kept:
+            enc.load_state_dict(start_state[0])
+            head.load_state_dict(start_state[1])
+        selection["triplet"] = {
+            "kept": bool(kept), "start_val_acc": float(start_state[2].mean()), "tuned_val_acc": float(r_tuned.mean()),
+            "p": round(p, 4), "epochs_run": len(res.history),
+            "rule": f"the fine-tuned encoder (its best validation epoch) kept over the LDA start when it is right "
+                    f"more often on validation, one-sided exact McNemar p < {SELECT_P}; else the LDA start",
+        }
+        res.best = float(r_tuned.mean()) if kept else float(start_state[2].mean())
     if lay is not None:  # how well the kept encoder decodes the layout on validation trials
         pred = encode(enc, Xva_t)[:, lay_idx].double()
         t_va = (torch.as_tensor(layout[1]).double() - lay_mu.double()) / lay_sd.double()
@@ -139,5 +276,6 @@ def train_encoder(X_tr: np.ndarray, y_tr: np.ndarray, X_va: np.ndarray, y_va: np
         log.info("encoder: layout val R^2 %s", dict(zip(lay["names"], lay["val_r2"], strict=True)))
     hist = res.history
     return enc, head, {"val_acc": res.best, "epochs_run": len(hist), "lda_init": lda_info, "layout": lay,
+                       "selection": selection,
                        "loss_first": hist[0]["loss"] if hist else None,
                        "loss_last": hist[-1]["loss"] if hist else None}

@@ -19,19 +19,28 @@ def referenced_bundle(ref: str) -> tuple[Path, dict[str, Any]]:
     return path.resolve(), bundle_io.read_bundle_config(path)
 
 
-def _absolute(entry: dict[str, Any], base: Path, keys: tuple[str, ...] = ("path", "model")) -> dict[str, Any]:
-    """``entry`` with its relative paths that exist under ``base`` made absolute (an HF id stays)."""
-    out = dict(entry)
-    for k in keys:
-        v = out.get(k)
-        if isinstance(v, str) and not Path(v).is_absolute() and (base / v).exists():
-            out[k] = str(base / v)
-    return out
+def _referenced(entry: dict[str, Any], ref: str, path: Path, out: Path | None) -> dict[str, Any]:
+    """``entry`` of the bundle at ``path`` as the new bundle ``out`` stores it: with
+    ``"bundle"`` naming that bundle - ``"demo"``, or its path relative to ``out`` - and its
+    own relative paths kept, never an absolute path into an install (a bundle must load
+    when copied elsewhere). An entry that already references another bundle is followed."""
+    import os
+
+    out_entry = dict(entry)
+    inner = out_entry.pop("bundle", None)
+    if inner:  # the referenced bundle itself references another one: point at that one
+        base = bundle_io.component_base(path, entry, "component")
+        ref, path = ("demo", base) if inner == "demo" else (str(base), base)
+    if str(ref) == "demo":
+        out_entry["bundle"] = "demo"
+    else:
+        out_entry["bundle"] = os.path.relpath(path.resolve(), (out or Path.cwd()).resolve())
+    return out_entry
 
 
 def bundle_reference(ref: str) -> str:
-    """How the new bundle names a referenced one: ``"demo"``, else its absolute path."""
-    return "demo" if str(ref) == "demo" else str(referenced_bundle(ref)[0])
+    """How the new bundle's record names a referenced one: ``"demo"``, else its path as given."""
+    return "demo" if str(ref) == "demo" else str(ref)
 
 
 def recorded_images(config: dict[str, Any], component: str) -> list[str] | str:
@@ -40,8 +49,10 @@ def recorded_images(config: dict[str, Any], component: str) -> list[str] | str:
     return rec.get(component, EXTERNAL)
 
 
-def reference_refiner(ref: str, text_encoder: dict[str, Any] | None) -> tuple[dict[str, Any], list[str] | str]:
-    """The refiner entry of bundle ``ref`` (paths made absolute) and its training images.
+def reference_refiner(ref: str, text_encoder: dict[str, Any] | None, out: Path | None = None
+                      ) -> tuple[dict[str, Any], list[str] | str]:
+    """The refiner entry of bundle ``ref`` as bundle ``out`` stores it (see :func:`_referenced`)
+    and its training images.
 
     ``text_encoder``: the new bundle's semantic text encoder; the referenced refiner
     must have been trained against the same embeddings."""
@@ -55,18 +66,18 @@ def reference_refiner(ref: str, text_encoder: dict[str, Any] | None) -> tuple[di
             f"the referenced refiner of {path} was trained on {theirs} embeddings, but this bundle's "
             f"semantic head regresses {text_encoder}; set [semantic] text_encoder to the referenced one"
         )
-    return _absolute(entry, path), recorded_images(cfg, "refiner")
+    return _referenced(entry, ref, path, out), recorded_images(cfg, "refiner")
 
 
-def reference_classifier(ref: str) -> tuple[dict[str, Any], list[str] | str]:
-    """The classifier entry of bundle ``ref`` (path made absolute) and its training images."""
+def reference_classifier(ref: str, out: Path | None = None) -> tuple[dict[str, Any], list[str] | str]:
+    """The classifier entry of bundle ``ref`` as bundle ``out`` stores it and its training images."""
     path, cfg = referenced_bundle(ref)
     entry = cfg.get("classifier")
     if not entry:
         raise ValueError(
             f"bundle {path} has no image classifier to reference; expected a 'classifier' entry in its config.json"
         )
-    return _absolute(entry, path, ("path",)), recorded_images(cfg, "classifier")
+    return _referenced(entry, ref, path, out), recorded_images(cfg, "classifier")
 
 
 def _te_key(te: dict[str, Any]) -> tuple:

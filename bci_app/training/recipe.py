@@ -99,8 +99,13 @@ def train_bundle(
             getattr(run, f"stage_{stage}")()
             run.times[stage] = round(time.perf_counter() - t0, 1)
             run.save(stage)
+    if {"semantic", "refiner"} & set(stages):
+        t0 = time.perf_counter()
+        if run.select_sharpening():
+            run.times["selection"] = round(time.perf_counter() - t0, 1)
+            run.save()
     # the refiner stage's time includes the classifier's (also given on its own)
-    run.times["total"] = round(sum(v for k, v in run.times.items() if k in STAGES or k == "data"), 1)
+    run.times["total"] = round(sum(v for k, v in run.times.items() if k in STAGES or k in ("data", "selection")), 1)
     run.save()
     if not cfg.train.keep_checkpoints and all(s in run.done for s in STAGES):
         shutil.rmtree(out / "checkpoints", ignore_errors=True)
@@ -157,6 +162,7 @@ class _Run:
             raise ValueError(f"{ds.source}: the validation split is empty; use more trials or a larger val_frac")
         split_images = {name: sorted({str(ds.stim_ids[i]) for i in idx}) for name, idx in ds.splits.items()}
         _check_same_split(existing, split_images, stages, out)
+        class_counts = _check_class_counts(ds, self.tr, self.va, int(d.min_trials_per_class))
         spec = ds.spec
         if existing.get("spec", {}).get("norm_mean") is not None and "encoder" not in stages:
             spec = PreprocessingSpec.from_dict(existing["spec"])  # the trained encoder's normalisation
@@ -167,6 +173,7 @@ class _Run:
         self.X, self.y = normalise(ds.X, spec), ds.labels
         self.components: dict[str, Any] = {}
         self.feats: torch.Tensor | None = None
+        self._base_va: float | None = None
         self.config: dict[str, Any] = {
             **{k: v for k, v in existing.items() if k not in ("format", "version")},
             "spec": spec.to_dict(),
@@ -182,6 +189,9 @@ class _Run:
                 "split_images": split_images,
                 "component_images": dict(rec.get("component_images") or {}),
                 "pretrained": dict(rec.get("pretrained") or {}),
+                # each optional modelling term kept or dropped on validation, against the baseline
+                "selection": {**{k: v for k, v in (rec.get("selection") or {}).items() if k not in stages},
+                              "data": class_counts},
             },
         }
 
@@ -203,6 +213,22 @@ class _Run:
 
     def trained_on(self, component: str, images: list[str] | str) -> None:
         self.config["training"]["component_images"][component] = images
+
+    def select(self, stage: str, decisions: dict[str, Any]) -> None:
+        """Record ``training.selection[stage]``: each optional term kept or dropped, with the
+        validation figures that decided it."""
+        sel = self.config["training"].setdefault("selection", {})
+        sel[stage] = {**sel.get(stage, {}), **decisions}
+
+    def _baseline_val_acc(self) -> float:
+        """Validation accuracy of the linear baseline (the bundle's recipe) on this run's split."""
+        if self._base_va is None:
+            from bci_app.models.baseline import LinearBaseline
+
+            base = LinearBaseline(bin_ms=self.cfg.baseline.bin_ms, sfreq=self.spec.sfreq).fit(
+                self.X[self.tr], self.y[self.tr])
+            self._base_va = base.score(self.X[self.va], self.y[self.va])
+        return self._base_va
 
     def need(self, name: str) -> Any:
         if name in self.components:
@@ -239,11 +265,24 @@ class _Run:
         enc, head, m = train_encoder(self.X[tr], self.y[tr], self.X[va], self.y[va], ds.n_classes, ecfg,
                                      self.spec, self.checkpoint_dir("encoder"), self.seed, self.device,
                                      attributes=ds.class_attributes, layout=layout, progress=self.progress)
+        selection = m.pop("selection", {}) or {}
         self.metrics["encoder"] = m
         self.components.update(encoder=enc, encoder_head=head)
         self.feats = None
         self.config["encoder"] = {"layout": m.get("layout")}
         self.trained_on("encoder", ["train"])
+        # the floor: the plain linear read-out of the same windows, on the same validation trials
+        from bci_app.training.encoder import head_accuracy
+
+        base_va = self._baseline_val_acc()
+        dec_va = head_accuracy(enc, head, self.X[va], self.y[va])
+        below = dec_va < base_va - 0.5 / max(1, len(va))  # fewer right trials (not float rounding)
+        selection["decoder"] = {"val_acc": round(dec_va, 6), "baseline_val_acc": round(base_va, 6),
+                                "minus_baseline": round(dec_va - base_va, 4), "below_baseline": bool(below)}
+        self.select("encoder", selection)
+        if below:
+            log.warning("encoder: the decoder's validation accuracy %.3f is BELOW the linear baseline's %.3f "
+                        "on the same trials: this encoder knows less than a shrinkage LDA", dec_va, base_va)
 
     def stage_gan(self) -> None:
         from bci_app.training.gan import train_gan
@@ -253,11 +292,16 @@ class _Run:
         layout = None
         if g.layout:
             layout = (self.config.get("encoder") or {}).get("layout")
-            if layout is None:
+            enc_sel = self.config["training"].get("selection", {}).get("encoder", {})
+            dropped = enc_sel.get("layout", {}).get("kept") is False
+            if layout is None and not dropped:
                 raise ValueError(
                     "gan.layout = true needs an encoder trained with encoder.layout = true "
                     "(its layout outputs); retrain the encoder stage or set gan.layout = false"
                 )
+            if layout is None:  # the encoder's selection dropped the layout ridges
+                self.select("gan", {"layout": {"kept": False,
+                                               "reason": "the encoder's layout ridges were dropped on validation"}})
         gan_settings = {"condition": cond, "temperature": temp, "layout": layout}
         f = self.generator_condition(gan_settings)
         tr, va = self.tr, self.va
@@ -313,7 +357,7 @@ class _Run:
         r, c = self.cfg.refiner, self.cfg.classifier
         te_cfg = (self.config.get("semantic") or {}).get("text_encoder")
         if r.pretrained is not None:
-            entry, images = reference_refiner(r.pretrained, te_cfg)
+            entry, images = reference_refiner(r.pretrained, te_cfg, self.out)
             self.config["refiner"] = entry
             self.config["training"]["pretrained"]["refiner"] = bundle_reference(r.pretrained)
             self.trained_on("refiner", images)
@@ -322,10 +366,11 @@ class _Run:
             self.config["refiner"] = {k: getattr(r, k) for k in keys if getattr(r, k) is not None}
             self.trained_on("refiner", EXTERNAL)
         else:
-            self.config["refiner"] = self._train_demo_refiner()
-            self.trained_on("refiner", ["train"])
+            self.config["refiner"], rendered = self._train_demo_refiner()
+            self.trained_on("refiner", ["train", "rendered"] if rendered else ["train"])
+            self.config["training"].setdefault("rendered_instances", {})["refiner"] = rendered
         if c.pretrained is not None:
-            entry, images = reference_classifier(c.pretrained)
+            entry, images = reference_classifier(c.pretrained, self.out)
             self.config["classifier"] = entry
             self.config["training"]["pretrained"]["classifier"] = bundle_reference(c.pretrained)
             self.trained_on("classifier", images)
@@ -348,6 +393,50 @@ class _Run:
         self.trained_on("baseline", ["train"])
         log.info("baseline: val acc %.3f", self.metrics["baseline"]["val_acc"])
 
+    def select_sharpening(self) -> bool:
+        """Keep the semantic head's prototype sharpening (``[semantic] sample_temperature``)
+        only when the drawings of the validation trials are right more often with it than
+        without (temperature 1), judged by the bundle's image classifier. Needs a refiner and
+        a classifier (else nothing to judge: returns False). Rewrites the semantic component
+        with the chosen temperature."""
+        from bci_app.models.reconstructor import Reconstructor, trial_seed
+
+        s = self.cfg.semantic
+        cfg = self.config
+        if s.sample_temperature is None or not cfg.get("refiner") or not cfg.get("classifier"):
+            return False
+        rec = Reconstructor.from_bundle(self.out, device=self.device, seed=self.seed)
+        if rec.classifier is None or rec.refiner is None:
+            return False
+        va = self.va
+        X, y = self.X[va], self.y[va]
+        seeds = [trial_seed(str(self.ds.stim_ids[i]), int(i), self.seed) for i in va]
+        from bci_app.training.encoder import SELECT_P, gain_p
+
+        right = {}
+        for temp in (float(s.sample_temperature), 1.0):
+            rec.semantic.set_temperature(temp)
+            r_t = []
+            for a in range(0, len(X), 32):
+                out = rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32])
+                r_t += [int(np.argmax(r.class_probs)) == int(t) for r, t in zip(out, y[a:a + 32], strict=True)]
+            right[temp] = np.asarray(r_t)
+        sharp, flat = float(right[float(s.sample_temperature)].mean()), float(right[1.0].mean())
+        p = gain_p(right[float(s.sample_temperature)], right[1.0])
+        kept = p < SELECT_P
+        head = self.need("semantic")
+        head.set_temperature(float(s.sample_temperature) if kept else 1.0)
+        self.components["semantic"] = head
+        self.select("semantic", {"sharpening": {
+            "kept": bool(kept), "temperature": float(s.sample_temperature), "val_drawing_acc": sharp,
+            "val_drawing_acc_without": flat, "n_val": int(len(va)), "p": round(p, 4),
+            "rule": "prototype sharpening kept when the drawings of validation trials are right more often "
+                    f"(the bundle's classifier, all-class top-1; one-sided exact McNemar p < {SELECT_P})"}})
+        self.metrics.setdefault("semantic", {})["sample_temperature"] = head.temperature
+        log.info("semantic: sharpening %s (validation drawings %.3f with, %.3f without)",
+                 "kept" if kept else "dropped", sharp, flat)
+        return True
+
     # ------------------------------------------------------------------ image side
     def _demo_images(self, split: str, what: str) -> Any:
         """The demo set's images of ``split`` (a :class:`~bci_app.training.data.StimulusSubset`)."""
@@ -367,6 +456,12 @@ class _Run:
                                 or {"type": "minilm", "seq_len": 16})
         tcfg = _demo_refiner_train_settings(r.train, r.sample_guidance)
         tcfg.setdefault("checkpoint_dir", str(self.checkpoint_dir("refiner")))
+        if tcfg.get("saliency_targets") == "decoded" and not (self.config.get("gan") or {}).get("layout"):
+            # the GAN draws no decoded layout (its selection dropped it): map targets are the seen images
+            tcfg["saliency_targets"] = "seen"
+            self.select("refiner", {"decoded_targets": {
+                "kept": False, "reason": "the GAN has no decoded layout (dropped on validation); "
+                                         "saliency_targets = 'seen'"}})
         sal_pairs = None
         if float(tcfg.get("p_saliency", 0) or 0) > 0:
             sal_pairs = _training_saliency_maps(self.need("generator"),
@@ -382,7 +477,7 @@ class _Run:
             refiner.steps, refiner.strength = steps, strength
         dtype = torch.float16 if r.save_dtype == "float16" else None
         refiner.save(self.out / "refiner", weights_dtype=dtype)  # fp16 on disk halves the bundle size
-        return {"path": "refiner", "type": "demo"}
+        return {"path": "refiner", "type": "demo"}, (refiner.extra or {}).get("rendered_instances")
 
     def _train_classifier(self) -> dict[str, Any]:
         """The demo image classifier (judges reconstructions): training-split images, measured
@@ -398,6 +493,38 @@ class _Run:
                                               checkpoint_dir=self.checkpoint_dir("classifier"))
         clf.save(self.out / "classifier", extra=metrics)
         return {"path": "classifier", "metrics": metrics}
+
+
+def _check_class_counts(ds: Any, tr: np.ndarray, va: np.ndarray, min_trials: int) -> dict[str, Any]:
+    """Refuse a split whose training trials cannot teach every class the decoder is checked on:
+    a class with fewer than ``min_trials`` training trials, or one that has validation trials but
+    none in training (``min_trials = 0``: go on, with a warning). Returns the record."""
+    names = list(ds.class_names)
+    n_tr = np.bincount(ds.labels[tr], minlength=len(names))
+    n_va = np.bincount(ds.labels[va], minlength=len(names))
+    only_val = [names[k] for k in np.flatnonzero((n_tr == 0) & (n_va > 0))]
+    few = [f"{names[k]} ({n_tr[k]})" for k in np.flatnonzero((n_tr > 0) & (n_tr < max(min_trials, 5)))]
+    record = {"classes_trained": int((n_tr > 0).sum()), "min_training_trials": int(n_tr[n_tr > 0].min()),
+              "min_trials_per_class": int(min_trials), "classes_with_few_trials": few,
+              "classes_only_in_validation": only_val}
+    if only_val or few:
+        parts = []
+        if few:
+            parts.append(f"{len(few)} class(es) with fewer than {max(min_trials, 5)} training trials: "
+                         + ", ".join(few[:8]) + (" ..." if len(few) > 8 else ""))
+        if only_val:
+            parts.append(f"{len(only_val)} class(es) only in the validation split (never decodable): "
+                         + ", ".join(only_val[:8]) + (" ..." if len(only_val) > 8 else ""))
+        msg = f"{ds.source}: " + "; ".join(parts)
+        if min_trials > 0:
+            raise ValueError(
+                msg + f". Every class needs >= {min_trials} training trials: record more trials of it, "
+                "leave its stimuli out of the session, or set [data] min_trials_per_class = 0 to train "
+                "anyway (recorded in the bundle)"
+            )
+        record["decision"] = "trained anyway ([data] min_trials_per_class = 0)"
+        log.warning("%s; training anyway ([data] min_trials_per_class = 0)", msg)
+    return record
 
 
 def _check_same_split(existing: dict[str, Any], split_images: dict[str, list[str]], stages: list[str],

@@ -302,13 +302,29 @@ def run_present(args: Any) -> int:
     win = PresenterWindow(stimuli, schedule, stream_name=args.stream_name,
                           photodiode=args.photodiode, **display_options(args))
     win.show_on_screen(args.screen, fullscreen=not args.windowed)
+    try:  # before the first stimulus: are the flips locked to the refresh?
+        check = win.check_flip_lock(allow_unlocked=bool(getattr(args, "allow_unlocked", False)))
+    except RuntimeError:
+        win.close()
+        raise
     # a local event loop, not app.exec()/app.quit(): quitting the application leaves Qt's
     # "quit now" flag set, which ends every later event loop of the process at once
     loop = QEventLoop()
     win.finished.connect(loop.quit)
+    if win.clock_timed:
+        print(f"flips are NOT locked to the refresh (every {check['measured_period_ms']:.2f} ms, "
+              f"expected {check['expected_period_ms']:.2f} ms): --allow-unlocked, stimuli timed by the "
+              "clock; onsets are exact to the timer, not to the screen's refresh")
+        win.markerPushed.connect(lambda sid, t: print(
+            f"marker {format_marker(sid)} at {t:.6f} (timing: clock - flips not locked to the refresh)"))
+    else:
+        print(f"flips locked to the refresh: every {check['measured_period_ms']:.2f} ms")
+    if args.photodiode and win.frames.n_off == 0:
+        print("note: --photodiode-patch with --off 0 keeps the patch white from one stimulus to the "
+              "next, so only the first makes a light edge; pass --off > 0 for a sensor to time each")
     win.start()
     print(f"presenting {n} stimuli on stream {args.stream_name!r} at {win.refresh_hz:g} Hz: "
-          f"{win.frames.n_on} frames on, {win.frames.n_off} off (Esc to stop)")
+          f"{win.frames.n_on} frames on, {win.frames.n_off} off, timed by {win.timing} (Esc to stop)")
     loop.exec()
     print(f"pushed {win.pushed} markers; frames: {win.frame_report()}")
     return 0

@@ -11,6 +11,15 @@ Timing follows PsychoPy: onsets and durations are whole frames of the display
   repainted synchronously by a precise timer at the frame period, stamped right after the
   repaint flushed it.
 
+Frame timing holds only where flips are locked to the refresh (vsync). Under Xvfb, a
+remote session or any display without it, a swap returns at once and frame-counted stimuli
+are shown for a fraction of ``--on``. So before the first stimulus the presenter measures
+its flip period (:meth:`PresenterWindow.check_flip_lock`, 60 unpaced flips): when it is
+not within 10 % of ``1 / refresh_hz`` it refuses with the measured figure, or, with
+``allow_unlocked`` (``--allow-unlocked``), paces the frames by the clock (a precise timer at
+the frame period, as the raster canvas does) and says so in its output and in every
+marker's log line. The raster canvas is never locked to a refresh.
+
 A flip later than 1.5 frame periods after the previous one counts the frames in between
 as dropped (:meth:`PresenterWindow.frame_report`). The image is centred at ``size_px``
 pixels, or ``size_deg`` degrees of visual angle (``distance_cm`` and the screen's width in
@@ -30,6 +39,8 @@ the markers), its spread the jitter (a frame or less on a vsync'd display), and 
 from __future__ import annotations
 
 import logging
+import math
+import time
 from typing import Any
 
 from PySide6.QtCore import QRect, Qt, QTimer, Signal
@@ -43,6 +54,9 @@ from bci_app.ui.qt import to_qimage
 log = logging.getLogger(__name__)
 
 DEFAULT_REFRESH_HZ = 60.0
+#: flips measured before the first stimulus, and the tolerance on their period
+LOCK_FLIPS = 60
+LOCK_TOLERANCE = 0.10
 
 
 def opengl_available() -> bool:
@@ -160,6 +174,13 @@ class PresenterWindow(QWidget):
         self._timer.setTimerType(Qt.TimerType.PreciseTimer)
         self._timer.timeout.connect(self._raster_frame)
         self._t_start: float | None = None
+        # False: frames follow the display's flips (vsync); True: paced by the clock
+        self.clock_timed = not self.use_opengl
+        self.flip_check: dict[str, Any] | None = None
+        self._awaiting_swap = False
+        self._anchor: tuple[int, float] | None = None  # (frame, time) of the last onset
+        self._requested_at: float | None = None  # when the clock-timed frame was issued
+        self.offsets: dict[int, float] = {}  # trial -> flip time of the first frame without it
         self.resize(640, 480)
 
     # ------------------------------------------------------------------ control
@@ -181,11 +202,81 @@ class PresenterWindow(QWidget):
 
         self._running = True
         self._frame = 0
+        self._anchor = None
         self.counter = FrameCounter(self.refresh_hz)
         self._prepare(0)
         self._show = self.frames.content(0)
         self._t_start = pylsl.local_clock()
         self._request_frame()
+
+    def measure_flip_period(self, n: int = LOCK_FLIPS, timeout: float = 5.0) -> float:
+        """Median seconds between ``n`` flips requested back to back (none paced by a timer).
+
+        With vsync each one waits for the next refresh; without it they return at once.
+        """
+        QApplication.processEvents()
+        flips: list[float] = []
+        if not self.use_opengl:
+            for _ in range(n + 1):
+                self.canvas.repaint()
+                flips.append(time.perf_counter())
+        else:
+            from PySide6.QtCore import QEventLoop
+
+            loop = QEventLoop()
+
+            def swapped() -> None:
+                flips.append(time.perf_counter())
+                if len(flips) > n:
+                    loop.quit()
+                else:
+                    self.canvas.update()
+
+            self.canvas.frameSwapped.connect(swapped)
+            QTimer.singleShot(int(timeout * 1000), loop.quit)
+            self.canvas.update()
+            loop.exec()
+            self.canvas.frameSwapped.disconnect(swapped)
+        if len(flips) < 3:
+            raise RuntimeError(
+                f"the presenter window flipped {len(flips)} times in {timeout:g} s while its flip "
+                "period was measured; expected a window on screen (is it shown and not minimised?)"
+            )
+        return float(sorted(b - a for a, b in zip(flips, flips[1:], strict=False))[(len(flips) - 1) // 2])
+
+    def check_flip_lock(self, allow_unlocked: bool = False, n: int = LOCK_FLIPS) -> dict[str, Any]:
+        """Measure the flip period; refuse (``RuntimeError``) when flips are not locked to
+        the refresh, unless ``allow_unlocked``: then the stimuli are timed by the clock.
+
+        Returns ``{"measured_period_ms", "expected_period_ms", "locked", "timing"}`` (also
+        kept in :attr:`flip_check` and :meth:`frame_report`).
+        """
+        period = self.measure_flip_period(n)
+        expected = 1.0 / self.refresh_hz
+        locked = self.use_opengl and math.isfinite(period) and abs(period - expected) <= LOCK_TOLERANCE * expected
+        self.flip_check = {"measured_period_ms": round(1000 * period, 3),
+                           "expected_period_ms": round(1000 * expected, 3), "locked": bool(locked),
+                           "flips": int(n)}
+        if not locked and not allow_unlocked:
+            raise RuntimeError(
+                f"the display's flips are not locked to its refresh: {n} flips came every "
+                f"{1000 * period:.2f} ms, expected {1000 * expected:.2f} ms ({self.refresh_hz:g} Hz) "
+                f"within {LOCK_TOLERANCE:.0%} ({'OpenGL' if self.use_opengl else 'raster canvas, no vsync'}); "
+                "stimuli counted in frames would be shown for the wrong time. Run on a display with "
+                "vsync (or pass --refresh HZ if the rate is wrong), or pass --allow-unlocked to time "
+                "the stimuli by the clock"
+            )
+        self.clock_timed = not locked
+        self.flip_check["timing"] = self.timing
+        if self.clock_timed:
+            log.warning("presenter: flips not locked to the refresh (every %.2f ms, expected %.2f ms): "
+                        "stimuli timed by the clock", 1000 * period, 1000 * expected)
+        return dict(self.flip_check)
+
+    @property
+    def timing(self) -> str:
+        """``"frames"`` (locked to the refresh) or ``"clock"`` (paced by a timer)."""
+        return "clock" if self.clock_timed else "frames"
 
     def stop(self) -> None:
         self._running = False
@@ -201,6 +292,7 @@ class PresenterWindow(QWidget):
         """Refresh rate, on/off frames, frames flipped, dropped frames, measured period."""
         return {"refresh_hz": self.refresh_hz, "on_frames": self.frames.n_on,
                 "off_frames": self.frames.n_off, "opengl": self.use_opengl,
+                "timing": self.timing, "flip_check": self.flip_check,
                 **self.counter.report()}
 
     # ------------------------------------------------------------------ frames
@@ -218,18 +310,31 @@ class PresenterWindow(QWidget):
             self.errored.emit(f"presenting {sid} failed: {exc}")
 
     def _request_frame(self) -> None:
-        if self.use_opengl:
+        if self.use_opengl and not self.clock_timed:
+            self._awaiting_swap = True
             self.canvas.update()  # painted and swapped at the next vsync: frameSwapped
             return
         import pylsl
 
-        due = self._t_start + self._frame / self.refresh_hz
+        # clock-timed: the frame is due at its time from the last stimulus onset actually
+        # flipped (so a late onset flip does not shorten that stimulus), whatever the display does
+        due = self._due(self._frame)
         self._timer.start(max(0, int(round((due - pylsl.local_clock()) * 1000))))
+
+    def _due(self, frame: int) -> float:
+        """Clock time at which ``frame`` is due (clock-timed frames)."""
+        f0, t0 = self._anchor if self._anchor is not None else (0, self._t_start)
+        return t0 + (frame - f0) / self.refresh_hz
 
     def _raster_frame(self) -> None:
         import pylsl
 
         if not self._running:
+            return
+        self._requested_at = pylsl.local_clock()
+        if self.use_opengl:  # clock-timed OpenGL: draw now, stamp at its swap
+            self._awaiting_swap = True
+            self.canvas.update()
             return
         self.canvas.repaint()  # synchronous paint + flush: this window's buffer swap
         self._on_flip(pylsl.local_clock())
@@ -237,24 +342,43 @@ class PresenterWindow(QWidget):
     def _on_swapped(self) -> None:
         import pylsl
 
-        if self._running:
+        if self._running and self._awaiting_swap:  # not a swap of an expose or a resize
+            self._awaiting_swap = False
             self._on_flip(pylsl.local_clock())
 
     def _on_flip(self, t: float) -> None:
         frame = self._frame
         self.counter.flip(t)
+        if frame > 0:
+            before = self.frames.content(frame - 1)
+            if before is not None and before != self.frames.content(frame):
+                self.offsets[before] = t
         trial = self.frames.onset_trial(frame)
+        if trial is not None and self.clock_timed:
+            # an onset frame issued more than half a frame late (a stalled GUI thread)
+            # re-anchors the clock at its issue time, so that the stimulus is still on for its
+            # whole duration; timer jitter does not. Issue, not swap, time: the swap latency
+            # is then the same at the onset and at the offset
+            due = self._due(frame)
+            issued = self._requested_at if self._requested_at is not None else t
+            self._anchor = (frame, issued if issued - due > 0.5 / self.refresh_hz else due)
         if trial is not None and self._images.get(trial) is not None:
             sid = self.frames.stim_ids[trial]
-            self.outlet.push_sample([format_marker(sid)], t)
+            marker = format_marker(sid)
+            self.outlet.push_sample([marker], t)
             self.pushed += 1
             self.timestamps.append(t)
+            log.info("marker %s at %.6f (frame %d, timing: %s)", marker, t, frame,
+                     "clock - flips not locked to the refresh" if self.clock_timed else "frames")
             self.markerPushed.emit(sid, t)
         if trial is not None:
             self._images.pop(trial - 1, None)
             self._prepare(trial + 1)
         self._frame += 1
         if self._frame >= self.frames.n_frames:
+            last = self.frames.content(frame)
+            if last is not None:
+                self.offsets.setdefault(last, t + 1.0 / self.refresh_hz)  # until the next refresh
             self._running = False
             self._show = None
             self.canvas.update()

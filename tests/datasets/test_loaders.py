@@ -156,3 +156,15 @@ def test_session_of_own_images_gets_folder_classes(tmp_path):
     # without --images the trials are not demo stimuli: a clear error, nothing to train on
     with pytest.raises(ValueError, match=r"no usable trial .*not_demo_stimulus.*--images DIR"):
         load_spec(f"session:{tmp_path / 'own_raw.fif'}")
+
+
+def test_synthetic_spec_names_the_generative_model():
+    from bci_app.datasets.spec import SPEC_HELP
+
+    assert parse_spec("synthetic:120,model=components,classes=20") == (
+        "synthetic", ["120"], {"model": "components", "classes": "20"})
+    assert "model=attributes|components" in SPEC_HELP and "classes=K" in SPEC_HELP
+    ds = load_spec("synthetic:24,seed=1,model=components,montage=biosemi16,sfreq=128")
+    assert ds.X.shape[:2] == (24, 16) and ds.spec.sfreq == 128.0
+    with pytest.raises(ValueError, match="model must be one of"):
+        load_spec("synthetic:5,model=gabor")

@@ -172,8 +172,11 @@ def test_xdf_trains_a_bundle_for_its_montage(recording, tmp_path):
     renamed = [m.replace("stim/", "img:") for m in recording["markers"]]
     path = write_xdf(tmp_path / "calib.xdf", xdf_streams(recording, marker_strings=renamed))
     bundle = tmp_path / "bundle"
+    cfg = tmp_path / "few.toml"  # 30 trials of 40 classes: train anyway (recorded in the bundle)
+    cfg.write_text("[data]\nmin_trials_per_class = 0\n")
     rc = main(["train", "--data", f"session:{path}", "--out", str(bundle), "--stages", "encoder",
-               "--epochs", "1", "--device", "cpu", "--marker-pattern", r"^img:(?P<id>.+)$"])
+               "--epochs", "1", "--device", "cpu", "--marker-pattern", r"^img:(?P<id>.+)$",
+               "--config", str(cfg)])
     assert rc == 0
     cfg = json.loads((bundle / "config.json").read_text())
     assert sorted(cfg["spec"]["ch_names"]) == sorted(recording["ch_names"])  # no HEOG

@@ -42,6 +42,9 @@ def test_component_exposure_is_derived_from_the_record():
 
     clean = {k: ["train"] for k in ("encoder", "generator", "semantic", "refiner", "classifier")}
     assert component_exposure(_bundle_config(clean), {"d", "e"})["test_images_unseen"] is True
+    # new rendered instances (none a split's image) keep the test images unseen
+    rendered = component_exposure(_bundle_config({**clean, "refiner": ["train", "rendered"]}), {"d", "e"})
+    assert rendered["test_images_unseen"] is True and rendered["unknown"] == []
     seen = component_exposure(_bundle_config({**clean, "refiner": ["train", "test"]}), {"d", "e"})
     assert seen["test_images_unseen"] is False and seen["seen_test"] == {"refiner": 2}
     assert "TEST IMAGES SEEN" in seen["notes"][0] and "refiner" in seen["notes"][0]

@@ -43,3 +43,25 @@ def test_missing_read_out_is_said_not_guessed():
     st = stage_diagnostics({"decoder": np.ones((3, 2)), "caption": None, "drawing": None}, truth,
                            ways=2, topk=1, draws=5, seed=0)
     assert "2 scores per trial" in st["rows"]["decoder"]["unavailable"] and st["lost_most_at"] is None
+
+
+def test_evaluate_leads_with_the_model_against_its_linear_readout():
+    """The summary line and report.html open with the paired model-minus-baseline figure and
+    the stage where the most is lost; a model below its baseline is said so."""
+    from bci_app.evaluation.command import lead_line
+    from bci_app.evaluation.report_html import render_report
+
+    m = {"acc": 0.30, "n": 400, "baseline": {"acc": 0.35, "model_minus_baseline":
+                                             {"diff": -0.05, "ci": [-0.09, -0.01], "p": 0.99}},
+         "stages": {"lost_most_at": "drawing", "top1_lost": {"caption": 0.01, "drawing": 0.14}}}
+    line = lead_line(m)
+    assert line.startswith("model vs its own linear readout: 0.300 vs 0.350, paired difference -0.050")
+    assert "BELOW the baseline" in line and "most lost at drawing (+0.140)" in line
+    up = {**m, "acc": 0.40, "baseline": {"acc": 0.35, "model_minus_baseline": {"diff": 0.05, "ci": [0.01, 0.09],
+                                                                                 "p": 0.01}}}
+    assert "ABOVE the baseline" in lead_line(up)
+    page = render_report(m)
+    lead = page.index('id="lead"')
+    assert lead < page.index("<h2>Overall")
+    assert 'class="leak" id="lead"' in page and "loses the most at the drawing step" in page
+    assert 'class="ok" id="lead"' in render_report(up)

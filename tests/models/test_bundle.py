@@ -76,3 +76,25 @@ def test_weights_of_another_shape_are_rejected(tmp_path):
     (tmp_path / "config.json").write_text(json.dumps(cfg))
     with pytest.raises(ValueError, match="semantic.safetensors"):
         b.load_component(tmp_path, "semantic")
+
+
+def test_a_component_referenced_from_another_bundle_is_found_relative_or_by_name(tmp_path):
+    """``"bundle"`` in a component entry: "demo" resolves to the shipped bundle wherever it is
+    installed, a relative path to a bundle beside this one; a missing one says where it looked
+    and what to do."""
+    import json
+
+    import pytest
+
+    from bci_app.models.bundle import CONFIG_NAME, component_base, demo_bundle_path
+
+    me = tmp_path / "mine"
+    other = tmp_path / "shared" / "lab_refiner"
+    me.mkdir()
+    other.mkdir(parents=True)
+    (other / CONFIG_NAME).write_text(json.dumps({"format": "x"}))
+    assert component_base(me, {"path": "refiner"}, "refiner") == me
+    assert component_base(me, {"path": "refiner", "bundle": "demo"}, "refiner") == demo_bundle_path()
+    assert component_base(me, {"bundle": "../shared/lab_refiner"}, "refiner").resolve() == other.resolve()
+    with pytest.raises(FileNotFoundError, match=r"bundle '\.\./gone'.*copy that bundle"):
+        component_base(me, {"bundle": "../gone"}, "classifier")

@@ -88,6 +88,38 @@ def test_lda_start_reproduces_the_linear_baseline():
         BinnedLinearEncoder(C, 3, T, sfreq=1000.0, bin_ms=40.0).fit_lda(X, y)
 
 
+def test_lda_start_on_a_subset_of_classes_in_any_order():
+    """A session that holds some of the classes (ids 7, 2, 11 of 12, in that order of first
+    appearance): the head's outputs are indexed by class id, so its rows for the present
+    classes carry the LDA and the absent classes are never chosen; validation through the
+    head equals the baseline's decisions (the bug: rows written in the order of the classes
+    present, so the head read class 2's scores as class 0's)."""
+    from bci_app.models.baseline import LinearBaseline
+    from bci_app.models.encoders import ABSENT_CLASS_LOGIT, BinnedLinearEncoder, ClassifierHead
+
+    rng = np.random.default_rng(5)
+    C, T, n_head = 8, 120, 12
+    present = np.array([7, 2, 11])
+    templates = {k: rng.standard_normal((C, T)).astype(np.float32) for k in present}
+    y = rng.permutation(np.repeat(present, 40))
+    X = np.stack([templates[k] for k in y]) * 0.5 + rng.standard_normal((len(y), C, T)).astype(np.float32)
+    test = np.arange(len(y)) % 4 == 0
+    enc = BinnedLinearEncoder(C, 16, T, sfreq=1000.0, bin_ms=40.0, dropout=0.0).eval()
+    head = ClassifierHead(16, n_head).eval()
+    enc.fit_lda(X[~test], y[~test], head)
+    with torch.no_grad():
+        logits = head(enc(torch.as_tensor(X[test])))
+    pred = logits.argmax(1).numpy()
+    base = LinearBaseline(bin_ms=40.0).fit(X[~test], y[~test])
+    np.testing.assert_array_equal(pred, base.predict(X[test]))
+    assert set(pred) <= set(present.tolist())
+    assert (pred == y[test]).mean() > 0.8
+    absent = np.setdiff1d(np.arange(n_head), present)
+    assert torch.all(logits[:, absent] < ABSENT_CLASS_LOGIT / 2)
+    with pytest.raises(ValueError, match=r"ids in \[0, 5\)"):
+        enc.fit_lda(X, y, ClassifierHead(16, 5))
+
+
 def test_lda_start_with_attributes_adds_attribute_scores():
     """Attribute LDAs (e.g. shape, colour) take the next outputs; the head adds each class's
     attribute scores, and with shared attributes this decides better than a flat LDA."""

@@ -123,7 +123,7 @@ def test_train_and_replay_live_through_sd_turbo(sd_dir, tmp_path, monkeypatch):
     from bci_app.training.recipe import train_bundle
 
     cfg = {
-        "data": {"val_frac": 0.2},
+        "data": {"val_frac": 0.2, "min_trials_per_class": 0},
         "encoder": {"name": "binned_linear", "n_outputs": 16, "kwargs": {"bin_ms": 40.0},
                     "epochs": 2, "batch_classes": 8, "per_class": 2},
         "gan": {"resolution": 16, "z_dim": 8, "base_channels": 8, "epochs": 1, "batch_size": 16},

@@ -40,3 +40,25 @@ def test_bench_window_mode_json(tmp_path, monkeypatch):
     d = json.loads(out.read_text())
     assert d["mode"] == "window" and d["traces"] == 128 and d["visible_rows"] == 32
     assert d["fps"] > 5 and d["cpu_ms_per_frame"] > 0 and d["display_dropped"] == 0
+
+
+def test_bench_acquisition_fault_profiles(tmp_path):
+    """`bench --mode acquisition`: per fault profile, the windows' alignment error against the
+    true onsets and the false gaps, with dejitter (the goal: within a sample, none) and
+    without (the stamps as they come: false gaps)."""
+    out = tmp_path / "acq.json"
+    assert main(["bench", "--mode", "acquisition", "--profiles", "clean,gap", "--trials", "20",
+                 "--speed", "2", "--out", str(out)]) == 0
+    d = json.loads(out.read_text())
+    assert d["mode"] == "acquisition" and set(d["profiles"]) == {"clean", "gap"}
+    for name, p in d["profiles"].items():
+        dj = p["dejitter"]
+        assert dj["trials"] == 20 and dj["false_gaps"] == 0 and dj["missed_gaps"] == 0, name
+        assert dj["align_error_max_samples"] <= 1 and dj["align_error_ms"]["p99"] <= 1.0, name
+        assert dj["samples_lost"] == dj["samples_dropped"] == p["samples_dropped"], name
+        assert dj["meets_goal"], name
+    assert d["profiles"]["gap"]["samples_dropped"] == 50
+    raw = d["profiles"]["gap"]["raw"]
+    assert raw["false_gaps"] > 0 and raw["samples_lost"] > 1000 and not raw["meets_goal"]
+    # the clean profile's figures stay where they were
+    assert d["trials"] == 20 and d["samples_lost"] == 0 and d["push_to_trial_ms"]["p50"] > 0

@@ -4,6 +4,7 @@ board and the virtual subject, stopped by --trials, --seconds, the presentation 
 from __future__ import annotations
 
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -170,7 +171,9 @@ def test_record_stops_on_ctrl_c_and_keeps_the_session(tmp_path):
         while time.monotonic() < deadline:
             line = proc.stdout.readline()
             lines.append(line)
-            if " 5 markers" in line or " 6 markers" in line or " 7 markers" in line:
+            # stdout is a pipe: a status line per 10 % of the 1000 trials (the first at 100)
+            m = re.search(r" (\d+) markers", line)
+            if m and int(m.group(1)) >= 5:
                 break
         else:
             pytest.fail(f"no markers recorded within 60 s: {lines}")
@@ -233,3 +236,122 @@ def test_record_present_needs_a_display(tmp_path, monkeypatch, capsys):
     assert main(["record", "--source", "virtual", "--present", "--trials", "2",
                  "--out", str(tmp_path / "p")]) == 2
     assert "--present needs a display" in capsys.readouterr().err
+
+
+def test_record_keeps_channel_types_and_units_of_the_metadata(tmp_path, stream_id):
+    """Issue 21 (6c): EOG typed EOG in the stream's metadata is EOG in the FIF (not EEG); a
+    channel whose unit is not a voltage ("none": a counter) has no unit there."""
+    from mne.io.constants import FIFF
+
+    name, _ = stream_id
+    amp = MicrovoltAmplifier(name)
+    amp.start(every=60, first=100, markers=["stim/c00_i00", "stim/c01_i01"])
+    try:
+        rc = main(["record", "--source", f"lsl:{name}", "--markers", f"{name}-markers",
+                   "--trials", "2", "--seconds", "60", "--tail", "0.3",
+                   "--out", str(tmp_path / "typed")])
+    finally:
+        amp.stop()
+    assert rc == 0
+    raw = _raw(tmp_path / "typed")
+    assert raw.get_channel_types() == ["eeg"] * 4 + ["eog", "misc"]
+    units = [ch["unit"] for ch in raw.info["chs"]]
+    assert units == [FIFF.FIFF_UNIT_V] * 5 + [FIFF.FIFF_UNIT_NONE]
+    meta = __import__("json").loads((tmp_path / "typed" / "session.json").read_text())
+    assert meta["ch_types"] == ["eeg"] * 4 + ["eog", "misc"]
+    assert meta["units"] == ["microvolts"] * 5 + ["none"]
+    # a session: spec picks the EEG channels only (EOG and the counter are left out)
+    ds = load_spec(f"session:{tmp_path / 'typed'}")
+    assert list(ds.spec.ch_names) == ["Fz", "Cz", "Pz", "Oz"]
+
+
+def test_record_trigger_channel_missing_names_the_channels(tmp_path, stream_id, capsys):
+    name, _ = stream_id
+    amp = MicrovoltAmplifier(name)
+    amp.start(every=60, first=100, markers=["stim/c00_i00"])
+    try:
+        rc = main(["record", "--source", f"lsl:{name}",
+                   "--seconds", "1", "--trigger-channel", "STI 014",
+                   "--out", str(tmp_path / "t")])
+    finally:
+        amp.stop()
+    assert rc == 2
+    err = capsys.readouterr().err
+    assert "trigger channel 'STI 014' is not in the stream" in err and "HEOG, counter" in err
+
+
+@pytest.mark.parametrize("sig", ["SIGTERM", "SIGHUP"])
+def test_record_ends_on_sigterm_and_keeps_the_session(tmp_path, sig):
+    """Issue 21 (6b): SIGTERM (a service manager, a closed ssh session) stops a recording as
+    Ctrl-C does: every sample flushed, session_raw.fif written with its markers."""
+    out = tmp_path / "terminated"
+    proc = subprocess.Popen(
+        [sys.executable, "-m", "bci_app.cli", "record", "--source", "virtual", "--montage",
+         "standard_1020:Fz,Cz,Pz,O1,Oz,O2", "--sfreq", "250", "--trials", "1000", "--on", "0.2",
+         "--out", str(out)],
+        stdout=subprocess.PIPE, stderr=subprocess.DEVNULL, text=True,
+        env={**os.environ, "PYTHONUNBUFFERED": "1"},
+    )
+    try:
+        deadline = time.monotonic() + 90
+        marks = out / "markers.tsv"
+        while time.monotonic() < deadline:  # wait for a few markers on disk
+            if marks.exists() and len(marks.read_text().splitlines()) >= 5:
+                break
+            assert proc.poll() is None, proc.communicate()[0]
+            time.sleep(0.1)
+        else:
+            pytest.fail("no 5 markers recorded within 90 s")
+        proc.send_signal(getattr(signal, sig))
+        rest, _ = proc.communicate(timeout=60)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+    assert proc.returncode == 0, rest
+    assert "interrupted: wrote" in rest
+    raw = _raw(out)
+    assert len(raw.annotations) >= 5
+    assert not (out / "chunks").exists()  # finalized
+
+
+def test_record_with_trigger_channel_counts_codes_and_reads_back_once(tmp_path, stream_id):
+    """``record --trigger-channel STI --event-map MAP --trials N``: the codes of the stream's
+    stim channel are the trials (no marker stream); the FIF keeps the channel as STIM and
+    its codes as markers, and reading it back with the trigger channel gives each trial once."""
+    from bci_app.acquisition.player import SessionPlayer
+    from bci_app.simulation import simulate_raw
+
+    raw = simulate_raw(5, seed=2, on=0.5, start=3.0, montage="standard_1020:Fz,Cz,Pz,O1,Oz,O2",
+                       sfreq=250.0)
+    sf = raw.info["sfreq"]
+    desc = [d.split("/", 1)[1] for d in raw.annotations.description]
+    trig = np.zeros((1, raw.n_times))
+    codes = {s: 30 + i for i, s in enumerate(dict.fromkeys(desc))}
+    for t, s in zip(raw.annotations.onset, desc, strict=True):
+        k = int(round(t * sf))
+        trig[0, k:k + 5] = codes[s]
+    raw.add_channels([mne.io.RawArray(trig, mne.create_info(["STI"], sf, "stim"), verbose="error")],
+                     force_update_info=True)
+    raw.set_annotations(None)
+    emap = tmp_path / "map.tsv"
+    emap.write_text("marker\tstimulus\n" + "".join(f"{c}\t{s}\n" for s, c in codes.items()))
+    name, sid = stream_id
+    player = SessionPlayer(raw, name=name, source_id=sid)
+
+    def start() -> None:
+        player.open()
+        player._eeg.wait_for_consumers(30.0)
+        player.start(wait_for_consumers=None)
+    threading.Thread(target=start, daemon=True).start()
+    out = tmp_path / "trig"
+    try:
+        rc = main(["record", "--source", f"lsl:{name}", "--trigger-channel", "STI", "--event-map",
+                   str(emap), "--trials", "5", "--tail", "0.8", "--seconds", "60", "--out", str(out)])
+    finally:
+        player.stop()
+    assert rc == 0
+    got = _raw(out)
+    assert got.get_channel_types()[-1] == "stim"
+    assert list(got.annotations.description) == [str(codes[s]) for s in desc]
+    ds = load_spec(f"session:{out},trigger=STI", event_map=emap)
+    assert ds.stim_ids == desc

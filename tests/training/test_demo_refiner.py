@@ -401,3 +401,68 @@ def test_floored_cosine_warms_up_and_ends_at_the_floor():
     assert floored_cosine(0, 100, 0.0)(100) == pytest.approx(0.0)
     with pytest.raises(ValueError, match="lr_floor"):
         floored_cosine(10, 100, 1.5)
+
+
+def test_rendered_instances_are_new_and_reproducible():
+    """The refiner's fresh instances: reproducible from (render seed, phase, step), of the
+    training classes only, and none of them equals any image of the 2,000-image demo set
+    (so no validation or test image)."""
+    import numpy as np
+
+    from bci_app.training.demo_refiner import RenderedInstances
+
+    full = DemoStimulusSet()
+    train_classes = [3, 17, 22]
+    r = RenderedInstances(full, train_classes, resolution=64, render_seed=0)
+    known = {full.image(s).tobytes() for s in full.stim_ids}
+    known |= {full.image_upright(s).tobytes() for s in full.stim_ids}
+    labels_seen = set()
+    for step in range(12):
+        imgs, tgts, labels = r.batch(16, phase=0, step=step)
+        labels_seen |= set(labels.tolist())
+        for x in (imgs, tgts):
+            u8 = (x.permute(0, 2, 3, 1) * 255).round().to(torch.uint8).numpy()
+            assert not any(a.tobytes() in known for a in u8)
+    assert labels_seen == set(train_classes)
+    a, _, la = r.batch(8, phase=1, step=5)
+    b, _, lb = RenderedInstances(full, train_classes, 64, render_seed=0).batch(8, phase=1, step=5)
+    assert torch.equal(a, b) and torch.equal(la, lb)
+    c, _, _ = r.batch(8, phase=1, step=6)
+    assert not torch.equal(a, c)  # fresh parameters every step
+    other = r.other_class(torch.tensor([3, 17, 22, 3]), 0, 0)
+    assert all(o != k and o in train_classes for o, k in zip(other.tolist(), [3, 17, 22, 3], strict=True))
+    # a mismatched target: class 17's object on c03_i00's background, where the layout says
+    sid = full.make_id(3, 0)
+    [t] = r.drawn_as([sid], torch.tensor([17]), np.array([[0.3, 0.6, 0.2]]))
+    want = full.render(full.with_class(full.params(sid), 17).__class__(
+        **{**full.with_class(full.params(sid), 17).__dict__, "x": 0.3, "y": 0.6, "size": 0.2}), 64, upright=True)
+    assert torch.equal(t, torch.from_numpy(want).permute(2, 0, 1).float() / 255.0)
+    assert r.record()["classes"] == train_classes
+    with pytest.raises(ValueError, match="procedural stimulus set"):
+        RenderedInstances(object(), [0], 16)
+
+
+def test_rendered_and_mismatched_samples_train(stimuli):
+    """p_rendered (fresh instances) and p_mismatch (another class's caption on a map) train,
+    are recorded, and are refused where they cannot work."""
+    ids = list(stimuli.stim_ids)[:6]
+    maps = torch.rand(6, 3, 8, 8)
+    layouts = [(0.3, 0.7, 0.2)] * 6
+    cfg = tiny_cfg(upright_targets=True, p_saliency=0.8, saliency_targets="decoded", p_rendered=1.0,
+                   p_mismatch=0.5, unet_steps=30)
+    ref = train_demo_refiner(stimuli, ToyTextEncoder(), cfg, progress=False, saliency_maps=(maps, ids, layouts))
+    assert ref.extra["unet_loss_last"] < ref.extra["unet_loss_first"]
+    assert ref.extra["rendered_instances"]["render_seed"] == 0
+    with pytest.raises(ValueError, match="p_rendered must be in"):
+        DemoRefinerConfig.from_dict({"p_rendered": 1.5})
+
+
+def test_cross_attention_levels_are_configurable():
+    """cross_attention_levels: how many UNet levels (from the lowest) attend to the caption."""
+    unet, _, _ = make_demo_components(tiny_cfg(unet_channels=(32, 32, 32), cross_attention_levels=3), 32)
+    assert list(unet.config.down_block_types) == ["CrossAttnDownBlock2D"] * 3
+    unet, _, _ = make_demo_components(tiny_cfg(unet_channels=(32, 32, 32)), 32)  # default: all but the first
+    assert list(unet.config.down_block_types) == ["DownBlock2D", "CrossAttnDownBlock2D", "CrossAttnDownBlock2D"]
+    assert list(unet.config.up_block_types) == ["CrossAttnUpBlock2D", "CrossAttnUpBlock2D", "UpBlock2D"]
+    with pytest.raises(ValueError, match="cross_attention_levels must be in 1..2"):
+        make_demo_components(tiny_cfg(cross_attention_levels=0), 32)

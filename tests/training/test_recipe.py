@@ -19,6 +19,7 @@ keep_checkpoints = true
 split_seed = 0
 test_frac = 0.2
 val_frac = 0.2
+min_trials_per_class = 0   # a few trials per class: train anyway (recorded)
 
 [encoder]
 name = "binned_linear"
@@ -260,13 +261,16 @@ def test_layout_recipe_end_to_end(tmp_path):
     cfg_path = tmp_path / "layout.toml"
     cfg_path.write_text(toml)
     cfg = load_train_config(cfg_path)
-    out = train_bundle("synthetic:160,seed=3", tmp_path / "b", cfg, device="cpu", seed=0)
+    # a clean subject (snr 4): with 160 trials the layout must decode on validation to be kept
+    out = train_bundle("synthetic:160,seed=3,snr=4", tmp_path / "b", cfg, device="cpu", seed=0)
     conf = bundle_io.read_bundle_config(out)
+    assert conf["training"]["selection"]["encoder"]["layout"]["kept"] is True
     lay = conf["encoder"]["layout"]
     assert lay["names"] == ["x", "y", "size"] and len(lay["outputs"]) == 3 and len(lay["val_r2"]) == 3
     assert conf["gan"]["layout"] == lay and conf["gan"]["condition"] == "posterior"
     rec = Reconstructor.from_bundle(out, device="cpu")
-    assert rec.generator.layout_dims == 3 and rec.semantic.temperature == 0.25
+    sharp = conf["training"]["selection"]["semantic"]["sharpening"]  # judged on validation drawings
+    assert rec.generator.layout_dims == 3 and rec.semantic.temperature == (0.25 if sharp["kept"] else 1.0)
     assert rec.refiner.guidance_scale == 1.5  # classifier-free guidance, stored with the refiner
     x = np.zeros((2, rec.encoder.n_chans, rec.n_times), np.float32)
     [a, b] = rec.reconstruct(x)
@@ -283,23 +287,33 @@ def test_layout_recipe_end_to_end(tmp_path):
     cfg2 = load_train_config(cfg_path)
     cfg2.encoder.layout = False
     with pytest.raises(ValueError, match="gan.layout = true needs an encoder"):
-        train_bundle("synthetic:160,seed=3", tmp_path / "b2", cfg2, stages=["encoder", "gan"], device="cpu", seed=0)
+        train_bundle("synthetic:160,seed=3,snr=4", tmp_path / "b2", cfg2, stages=["encoder", "gan"], device="cpu",
+                     seed=0)
     # guidance without caption dropout: refused before the refiner trains
     cfg3 = load_train_config(cfg_path)
     cfg3.refiner.train["p_uncond"] = 0.0
     with pytest.raises(ValueError, match="caption dropout"):
-        train_bundle("synthetic:160,seed=3", out, cfg3, stages=["refiner"], device="cpu", seed=0)
+        train_bundle("synthetic:160,seed=3,snr=4", out, cfg3, stages=["refiner"], device="cpu", seed=0)
 
 
-def test_layout_needs_a_data_set_with_layouts():
+def test_layout_without_layouts_is_a_recorded_decision():
+    """encoder.layout on a data set without per-trial layouts: the ridges are dropped and the
+    selection says why (never silently); on an encoder that cannot hold them, a clear error."""
     from bci_app.config import EncoderSettings
+    from bci_app.preprocessing import PreprocessingSpec
     from bci_app.training.encoder import train_encoder
 
-    X = np.zeros((8, 4, 40), np.float32)
-    y = np.arange(8) % 2
-    cfg = EncoderSettings(layout=True, lda_init=True, n_outputs=8)
-    with pytest.raises(ValueError, match="per-trial object layouts"):
-        train_encoder(X, y, X, y, 2, cfg, None, layout=None)
+    rng = np.random.default_rng(0)
+    y = np.arange(40) % 2
+    X = (rng.standard_normal((40, 4, 40)) + y[:, None, None]).astype(np.float32)
+    spec = PreprocessingSpec(sfreq=1000.0)
+    cfg = EncoderSettings(layout=True, lda_init=True, n_outputs=8, epochs=1, batch_classes=2, per_class=2,
+                          kwargs={"bin_ms": 10.0})
+    _, _, m = train_encoder(X, y, X, y, 2, cfg, spec, layout=None, progress=False)
+    assert m["selection"]["layout"] == {"kept": False, "reason": "the data set has no per-trial object layouts"}
+    assert m["layout"] is None and m["selection"]["lda"]["val_acc"] == 1.0
+    with pytest.raises(ValueError, match="binned_linear encoder with lda_init"):
+        train_encoder(X, y, X, y, 2, EncoderSettings(layout=True, lda_init=False, n_outputs=8), spec)
 
 
 def test_shipped_bundle_matches_its_recipe():
@@ -349,13 +363,16 @@ def test_calibration_recipe_on_another_montage(tmp_path):
     from bci_app.training.recipe import train_bundle
 
     cfg = load_train_config(Path(__file__).parents[2] / "configs" / "calibration.toml",
-                            overrides={"semantic": {"batch_size": 32}})
+                            overrides={"semantic": {"batch_size": 32}, "data": {"min_trials_per_class": 0}})
     out = train_bundle("synthetic:160,seed=3,montage=biosemi64,sfreq=512", tmp_path / "b", cfg, epochs=1,
                        device="cpu", progress=False)
     conf = read_bundle_config(out)
     demo = resolve_bundle_path("demo").resolve()
     assert conf["spec"]["sfreq"] == 512.0 and len(conf["spec"]["ch_names"]) == 64
-    assert conf["refiner"]["path"] == str(demo / "refiner") and conf["classifier"]["path"] == str(demo / "classifier")
+    # referenced by name, never by an absolute path into this install
+    assert conf["refiner"] == {"path": "refiner", "type": "demo", "bundle": "demo"}
+    assert conf["classifier"]["bundle"] == "demo" and conf["classifier"]["path"] == "classifier"
+    assert str(demo) not in json.dumps(conf)
     assert conf["training"]["pretrained"] == {"refiner": "demo", "classifier": "demo"}
     demo_record = read_bundle_config("demo")["training"].get("component_images", {})
     comp = conf["training"]["component_images"]
@@ -364,10 +381,23 @@ def test_calibration_recipe_on_another_montage(tmp_path):
     assert {k: comp[k] for k in ("encoder", "generator", "semantic", "baseline")} == dict.fromkeys(
         ("encoder", "generator", "semantic", "baseline"), ["train"])
     assert not (out / "refiner").exists() and (out / "baseline.safetensors").is_file()
+    # the prototype sharpening was judged on the validation trials' drawings, and recorded
+    sharp = conf["training"]["selection"]["semantic"]["sharpening"]
+    assert sharp["temperature"] == 0.25 and {"val_drawing_acc", "val_drawing_acc_without"} <= set(sharp)
+    from bci_app.models.bundle import load_component
+
+    assert load_component(out, "semantic").temperature == (0.25 if sharp["kept"] else 1.0)
     rec = Reconstructor.from_bundle(out, device="cpu")
     x = np.random.default_rng(0).standard_normal((2, 64, rec.n_times)).astype(np.float32)
     [a, _] = rec.reconstruct(x)
     assert a.image.shape == (64, 64, 3) and a.class_probs is not None and a.class_probs.shape == (40,)
+    # the bundle travels: copied elsewhere it loads and reconstructs the same
+    import shutil
+
+    moved = shutil.copytree(out, tmp_path / "elsewhere" / "copied", ignore=shutil.ignore_patterns("checkpoints"))
+    shutil.rmtree(out)
+    [b, _] = Reconstructor.from_bundle(moved, device="cpu").reconstruct(x)
+    np.testing.assert_array_equal(a.image, b.image)
     # a semantic head on other embeddings than the referenced refiner's: refused
     cfg.semantic.text_encoder = {"type": "minilm", "seq_len": 8}
     with pytest.raises(ValueError, match="referenced refiner"):

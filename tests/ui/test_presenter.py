@@ -219,3 +219,136 @@ def test_display_flags():
                                       "--distance-cm", "60"]))
     with pytest.raises(ValueError, match="--refresh must be > 0"):
         display_options(p.parse_args(["present", "--refresh", "0"]))
+
+
+# ---------------------------------------------------------------- flips not locked to the refresh
+@pytest.mark.gui
+def test_presenter_refuses_unlocked_flips_with_the_measured_period(qtbot, stream_id):
+    """Offscreen (raster canvas, no vsync) flips come back at once, not every 1/60 s."""
+    from bci_app.ui.presenter_window import PresenterWindow
+
+    name, sid = stream_id
+    stimuli = DemoStimulusSet()
+    schedule = schedule_for(stimuli, 3, on=0.1, off=0.0, order="random", seed=0, start=0.1)
+    win = PresenterWindow(stimuli, schedule, outlet=make_marker_outlet(name, sid), refresh_hz=60.0,
+                          use_opengl=False)
+    qtbot.addWidget(win)
+    win.show_on_screen(None, fullscreen=False)
+    with pytest.raises(RuntimeError, match=r"not locked to its refresh: 60 flips came every "
+                                           r"\d+\.\d\d ms, expected 16\.67 ms \(60 Hz\).*--allow-unlocked"):
+        win.check_flip_lock()
+    assert win.flip_check["locked"] is False and win.flip_check["measured_period_ms"] < 15.0
+
+
+@pytest.mark.gui
+def test_presenter_allow_unlocked_times_stimuli_by_the_clock(qtbot, stream_id, caplog):
+    import logging
+
+    from bci_app.ui.presenter_window import PresenterWindow
+
+    name, sid = stream_id
+    stimuli = DemoStimulusSet()
+    on = 0.2
+    schedule = schedule_for(stimuli, 6, on=on, off=0.0, order="random", seed=0, start=0.1)
+    win = PresenterWindow(stimuli, schedule, outlet=make_marker_outlet(name, sid), refresh_hz=60.0,
+                          use_opengl=False)
+    qtbot.addWidget(win)
+    win.show_on_screen(None, fullscreen=False)
+    check = win.check_flip_lock(allow_unlocked=True)
+    assert check["locked"] is False and check["timing"] == "clock" and win.timing == "clock"
+    shown = []
+    win.markerPushed.connect(lambda s, t: shown.append(t))
+    with caplog.at_level(logging.INFO, logger="bci_app.ui.presenter_window"), \
+            qtbot.waitSignal(win.finished, timeout=15000):
+        win.start()
+    frame = 1 / 60
+    # each image on for --on seconds within one frame: from its marker to the next marker ...
+    assert len(shown) == 6 and np.all(np.abs(np.diff(shown) - on) < frame), np.diff(shown)
+    # ... and from its marker to the flip that took it off
+    dur = np.array([win.offsets[i] - shown[i] for i in range(6)])
+    assert np.all(np.abs(dur - on) < frame), dur
+    lines = [r.getMessage() for r in caplog.records if r.getMessage().startswith("marker ")]
+    assert len(lines) == 6 and all("timing: clock - flips not locked to the refresh" in ln for ln in lines)
+    assert win.frame_report()["timing"] == "clock"
+
+
+@pytest.mark.gui
+def test_present_command_refuses_or_says_it_times_by_the_clock(qtbot, monkeypatch, capsys, stream_id):
+    from bci_app.cli import build_parser
+    from bci_app.ui import presenter, qt
+
+    monkeypatch.setattr(qt, "has_display", lambda: True)
+    base = ["present", "--demo-set", "--trials", "3", "--on", "0.1", "--windowed", "--refresh", "60",
+            "--stream-name", stream_id[0], "--photodiode-patch"]
+    args = build_parser().parse_args(base)
+    assert args.photodiode and not args.allow_unlocked
+    with pytest.raises(RuntimeError, match=r"flips came every \d+\.\d\d ms, expected 16\.67 ms"):
+        presenter.run_present(args)
+    assert presenter.run_present(build_parser().parse_args([*base, "--allow-unlocked"])) == 0
+    out = capsys.readouterr().out
+    assert "flips are NOT locked to the refresh" in out and "timed by clock" in out
+    assert out.count("(timing: clock - flips not locked to the refresh)") == 3
+
+
+_GL_UNLOCKED_SCRIPT = r"""
+import json, sys
+from PySide6.QtCore import QEventLoop
+from bci_app.stimuli import DemoStimulusSet
+from bci_app.ui.presenter import make_marker_outlet, schedule_for
+from bci_app.ui.qt import ensure_app
+from bci_app.ui.presenter_window import PresenterWindow
+
+app = ensure_app()
+stimuli = DemoStimulusSet()
+schedule = schedule_for(stimuli, 6, on=0.25, off=0.0, order="random", seed=1, start=0.1)
+win = PresenterWindow(stimuli, schedule, outlet=make_marker_outlet(sys.argv[1], sys.argv[1]),
+                      refresh_hz=60.0)
+win.show_on_screen(None, fullscreen=False)
+try:
+    win.check_flip_lock()
+    refused = None
+except RuntimeError as err:
+    refused = str(err)
+check = win.check_flip_lock(allow_unlocked=True)
+shown = []
+win.markerPushed.connect(lambda s, t: shown.append(t))
+loop = QEventLoop()
+win.finished.connect(loop.quit)
+win.start()
+loop.exec()
+print(json.dumps({"opengl": win.use_opengl, "refused": refused, "check": check, "shown": shown,
+                  "offsets": [win.offsets.get(i) for i in range(len(shown))]}))
+"""
+
+
+@pytest.mark.gui
+def test_opengl_under_xvfb_refuses_unlocked_flips_or_times_by_the_clock(stream_id, tmp_path):
+    """The issue's case: Xvfb + Mesa swaps every ~2 ms instead of 16.7 ms."""
+    import json
+    import os
+    import shutil
+    import subprocess
+    import sys
+
+    if shutil.which("xvfb-run") is None:
+        pytest.skip("xvfb-run is not installed (no X server to get an OpenGL context from)")
+    script = tmp_path / "gl_unlocked.py"
+    script.write_text(_GL_UNLOCKED_SCRIPT)
+    env = {**os.environ, "QT_QPA_PLATFORM": "xcb"}
+    proc = subprocess.run(["xvfb-run", "-a", "-s", "-screen 0 640x480x24", sys.executable, str(script),
+                           stream_id[0]], capture_output=True, text=True, env=env, timeout=120,
+                          cwd=os.getcwd())
+    lines = [ln for ln in proc.stdout.splitlines() if ln.startswith("{")]
+    assert proc.returncode == 0 and lines, proc.stderr[-2000:]
+    out = json.loads(lines[-1])
+    if not out["opengl"]:
+        pytest.skip("no OpenGL context under Xvfb on this machine")
+    if out["check"]["locked"]:
+        pytest.skip(f"this Xvfb's flips are locked to 60 Hz ({out['check']})")
+    assert out["refused"] and "not locked to its refresh: 60 flips came every" in out["refused"]
+    assert out["check"]["timing"] == "clock"
+    shown, offsets = np.array(out["shown"]), np.array(out["offsets"])
+    assert len(shown) == 6
+    # software OpenGL (llvmpipe) on a busy CPU: a swap can come a frame late; typically within one
+    err = np.abs(offsets - shown - 0.25)
+    assert np.median(err) < 1 / 60 and np.all(err < 2 / 60), offsets - shown

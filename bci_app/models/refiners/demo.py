@@ -177,6 +177,7 @@ class DemoRefiner(Refiner):
             unet, vae = copy.deepcopy(unet).to(weights_dtype), copy.deepcopy(vae).to(weights_dtype)
         pipe = DiffusersImg2ImgRefiner._make_pipe(unet, vae, self.scheduler)
         pipe.save_pretrained(directory)
+        _drop_derived_vae_key(directory / "vae" / "config.json")
         self._write_config(directory)
         return directory
 
@@ -204,9 +205,10 @@ class DemoRefiner(Refiner):
         unet = load_component(
             UNet2DConditionModel, str(directory), "demo UNet", dtype, subfolder="unet"
         )
-        vae = load_component(
-            AutoencoderTiny, str(directory), "demo autoencoder", dtype, subfolder="vae"
-        )
+        with _ignore_derived_vae_key():  # files saved before save() dropped it
+            vae = load_component(
+                AutoencoderTiny, str(directory), "demo autoencoder", dtype, subfolder="vae"
+            )
         scheduler = DDIMScheduler.from_pretrained(str(directory), subfolder="scheduler")
         ref = cls(
             unet,
@@ -222,3 +224,43 @@ class DemoRefiner(Refiner):
             trace=trace,
         )
         return ref.to(device)
+
+
+# AutoencoderTiny registers ``block_out_channels`` (a copy of ``decoder_block_out_channels``,
+# for pipelines' scale factor) in its config, so ``save_pretrained`` writes a key that its own
+# ``__init__`` does not take, and every load warns "The config attributes {'block_out_channels':
+# ...} were passed to AutoencoderTiny, but are not expected and will be ignored". The key is
+# derived (``__init__`` registers it again), so it is not written, and ignored when read.
+_DERIVED_VAE_KEY = "block_out_channels"
+
+
+def _drop_derived_vae_key(config_json: Path) -> None:
+    """Rewrite the autoencoder's ``config.json`` without the derived key."""
+    if not config_json.is_file():
+        return
+    cfg = json.loads(config_json.read_text())
+    if cfg.pop(_DERIVED_VAE_KEY, None) is not None:
+        config_json.write_text(json.dumps(cfg, indent=2, sort_keys=True) + "\n")
+
+
+class _DerivedKeyFilter:
+    """Drops diffusers' "not expected" warning when the derived key is all it names."""
+
+    @staticmethod
+    def filter(record: Any) -> bool:
+        msg = record.getMessage()
+        return not (msg.startswith("The config attributes {'" + _DERIVED_VAE_KEY + "': ")
+                    and "} were passed to AutoencoderTiny" in msg and msg.count("':") == 1)
+
+
+class _ignore_derived_vae_key:  # noqa: N801 - used as a context manager
+    """While loading an autoencoder saved with the derived key: no warning about it."""
+
+    def __enter__(self) -> None:
+        import logging
+
+        self._logger = logging.getLogger("diffusers.configuration_utils")
+        self._logger.addFilter(_DerivedKeyFilter)
+
+    def __exit__(self, *exc: Any) -> None:
+        self._logger.removeFilter(_DerivedKeyFilter)

@@ -41,7 +41,7 @@ def missing_weights_message(model_id: str, what: str = "model") -> str:
         f"{what} weights for {model_id!r} were not found. Looked for a local directory "
         f"{str(local.resolve())!r} (exists: {local.exists()}) and in the Hugging Face cache "
         f"{hf_cache_dir()!r} (local_files_only=True, no download is attempted). To get them, "
-        f"on a machine with internet run `huggingface-cli download {model_id}` (or "
+        f"on a machine with internet run `hf download {model_id}` (or "
         f'`python -c "from diffusers import DiffusionPipeline; '
         f'DiffusionPipeline.download({model_id!r})"`) and copy the cache directory here or '
         f"set HF_HOME / HF_HUB_CACHE to it, or pass the path of a local copy instead of the id."

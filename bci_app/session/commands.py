@@ -48,7 +48,7 @@ def _report_for(stimuli: Any, reconstructor: Any) -> SessionReport:
 
     n_classes = len(getattr(reconstructor, "classes", []) or []) or getattr(stimuli, "n_classes", None)
     return SessionReport(seen_image=seen, seen_label=label, n_classes=n_classes,
-                         classify=getattr(reconstructor, "classify_images", None))
+                         classify=getattr(reconstructor, "classify_images", None), reconstructor=reconstructor)
 
 
 def _headless_requested(args: Any) -> bool:

@@ -143,7 +143,8 @@ class GuiSession:
                 while (d / "session.json").exists():  # two toggles within one second
                     d, n = base / (time.strftime("session-%Y%m%d-%H%M%S") + f"-{n}"), n + 1
                 src = self.pipeline.raw_source
-                self.pipeline.set_recorder(Recorder(d, list(src.ch_names), float(src.sfreq)), on_closed=closed)
+                # the stream's channel types and units (EOG, MISC...), as `--record` writes them
+                self.pipeline.set_recorder(Recorder.for_source(d, src), on_closed=closed)
                 self.win.statusBar().showMessage(f"recording to {d}", 5000)
             else:
                 self.pipeline.set_recorder(None, on_closed=closed)

@@ -173,7 +173,7 @@ def test_absent_weights_error_names_model_id_and_location(tmp_path, monkeypatch)
         build_refiner({"type": "sd-turbo", "model": "no-such-org/no-such-turbo"})
     msg = str(e.value)
     assert "no-such-org/no-such-turbo" in msg
-    assert hf_cache_dir() in msg and "huggingface-cli download no-such-org/no-such-turbo" in msg
+    assert hf_cache_dir() in msg and "hf download no-such-org/no-such-turbo" in msg
     with pytest.raises(FileNotFoundError, match="no-such-dir"):
         build_refiner({"type": "lcm", "model": str(tmp_path / "no-such-dir")})
 

@@ -1,7 +1,7 @@
 """The real diffusion path end to end, on CPU, without downloads: a tiny SD-Turbo-layout
 pipeline directory (``save_pretrained`` of random weights: unet, vae, text_encoder,
 tokenizer, scheduler, model_index.json) is what a lab gets from
-``huggingface-cli download stabilityai/sd-turbo``. A bundle is trained whose semantic head
+``hf download stabilityai/sd-turbo``. A bundle is trained whose semantic head
 regresses that directory's CLIP text embeddings and whose refiner references that
 directory as an ``sd-turbo`` refiner (``local_files_only``); a simulated session is then
 replayed through it live and every trial is reconstructed by diffusers' img2img pipeline."""

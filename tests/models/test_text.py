@@ -98,7 +98,7 @@ def test_clip_text_encoder_absent_weights_error(monkeypatch):
     assert (
         "no-such-org/no-such-sd" in msg
         and hf_cache_dir() in msg
-        and "huggingface-cli download" in msg
+        and "hf download" in msg
     )
 
 

@@ -27,7 +27,7 @@ import json
 import threading
 import time
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from pathlib import Path
 
 import numpy as np
@@ -50,6 +50,17 @@ class FaultProfile:
     gap_every_s: float = 0.0  # a real loss every so many seconds (whole packets)
     gap_samples: int = 50
 
+
+#: the issue's wireless amplifier (also the base of the "gap" profile)
+_WIRELESS = FaultProfile(
+    "wireless",
+    "bursts of 9 stamped on arrival, clock 150 ppm fast, jitter 1 ms, 1 % of bursts 30 ms late",
+    chunk=(9, 9),
+    same_stamp=True,
+    ppm=150.0,
+    jitter_ms=1.0,
+    late_fraction=0.01,
+)
 
 PROFILES: dict[str, FaultProfile] = {
     p.name: p
@@ -85,27 +96,9 @@ PROFILES: dict[str, FaultProfile] = {
             chunk=(1, 256),
             jitter_ms=1.0,
         ),
-        FaultProfile(
-            "wireless",
-            "bursts of 9 stamped on arrival, clock 150 ppm fast, jitter "
-            "1 ms, 1 % of bursts 30 ms late",
-            chunk=(9, 9),
-            same_stamp=True,
-            ppm=150.0,
-            jitter_ms=1.0,
-            late_fraction=0.01,
-        ),
-        FaultProfile(
-            "gap",
-            "wireless, and 50 samples (whole packets) really lost every 4 s",
-            chunk=(9, 9),
-            same_stamp=True,
-            ppm=150.0,
-            jitter_ms=1.0,
-            late_fraction=0.01,
-            gap_every_s=4.0,
-            gap_samples=50,
-        ),
+        _WIRELESS,
+        replace(_WIRELESS, name="gap", description="wireless, and 50 samples (whole packets) really lost every 4 s",
+                gap_every_s=4.0, gap_samples=50),
     )
 }
 

@@ -175,6 +175,9 @@ class RefinerSettings:
     sample_steps: int | None = None  # sampling defaults stored with a trained demo refiner
     sample_strength: float | None = None
     sample_guidance: float | None = None
+    # "steps:strength:guidance" settings tried on the validation trials after training; the best
+    # (all-class top-1 of the drawings, ties: SSIM to the seen images) becomes the default
+    sample_grid: list[str] = field(default_factory=list)
     model: str | None = None  # diffusers reference
     tiny_vae: str | None = None
     resolution: int | None = None

@@ -30,7 +30,12 @@ def main() -> None:
     ap.add_argument("--split", choices=("val", "train"), default="val",
                     help="images to run on: validation (for choosing), or training (to see over-fitting)")
     ap.add_argument("--out", default=None, metavar="FILE.json")
+    ap.add_argument("--write", action="store_true",
+                    help="store the best setting (top-1; ties: SSIM) as the bundle's sampling defaults and the "
+                         "table in its config.json (training.selection.sampling); needs --split val")
     args = ap.parse_args()
+    if args.write and args.split != "val":
+        ap.error("--write chooses on validation images only (--split val)")
 
     from bci_app.datasets import load_spec
     from bci_app.evaluation import metrics as M
@@ -75,6 +80,31 @@ def main() -> None:
         with open(args.out, "w") as f:
             json.dump({"bundle": args.bundle, "split": args.split, "sessions": args.sessions, "n": len(X),
                        "rows": rows}, f, indent=1)
+    if args.write:
+        write_choice(args.bundle, rows, args.sessions, len(X))
+
+
+def write_choice(bundle: str, rows: list[dict], sessions: list[int], n: int) -> None:
+    """Make the best row the bundle's sampling defaults (refiner_config.json, and the recipe as
+    recorded in config.json) and record the whole table under ``training.selection.sampling``."""
+    from bci_app.models.bundle import read_bundle_config, resolve_bundle_path
+
+    best = max(rows, key=lambda r: (round(r["acc"], 6), r["ssim"]))
+    steps, strength, guidance = best["setting"].split(":")
+    path = resolve_bundle_path(bundle)
+    conf = read_bundle_config(path)
+    ref_file = path / conf["refiner"]["path"] / "refiner_config.json"
+    ref = json.loads(ref_file.read_text())
+    ref.update(steps=int(steps), strength=float(strength), guidance_scale=float(guidance))
+    ref_file.write_text(json.dumps(ref, indent=2) + "\n")
+    recipe = conf["training"]["config"]["refiner"]
+    recipe.update(sample_steps=int(steps), sample_strength=float(strength), sample_guidance=float(guidance))
+    conf["training"].setdefault("selection", {})["sampling"] = {
+        "chosen": best["setting"], "rows": rows, "n_val": n, "sessions": [f"synthetic:N,seed={s}" for s in sessions],
+        "rule": "steps:strength:guidance with the best 40-way top-1 on validation-split images (ties: SSIM), "
+                "benchmarks/sampler_on_validation.py --write; the refiner's weights are unchanged"}
+    (path / "config.json").write_text(json.dumps(conf, indent=2) + "\n")
+    print(f"wrote sampling defaults {best['setting']} to {path}")
 
 
 if __name__ == "__main__":

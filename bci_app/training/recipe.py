@@ -24,6 +24,7 @@ reused, and a different split is an error).
 from __future__ import annotations
 
 import copy
+import json
 import logging
 import shutil
 import time
@@ -101,7 +102,8 @@ def train_bundle(
             run.save(stage)
     if {"semantic", "refiner"} & set(stages):
         t0 = time.perf_counter()
-        if run.select_sharpening():
+        chose_sampling = run.select_sampling()
+        if run.select_sharpening() or chose_sampling:
             run.times["selection"] = round(time.perf_counter() - t0, 1)
             run.save()
     # the refiner stage's time includes the classifier's (also given on its own)
@@ -114,9 +116,13 @@ def train_bundle(
 
 def _check_component_settings(cfg: TrainConfig, stages: list[str]) -> None:
     """Refuse bad refiner/classifier settings before hours of earlier stages run."""
+    r = cfg.refiner
+    if r.sample_grid and r.pretrained is not None:
+        raise ValueError(f"refiner.sample_grid chooses the sampling defaults of a refiner the recipe trains; "
+                         f"this one references {r.pretrained!r}'s refiner (remove sample_grid, or pass "
+                         "--steps/--strength/--guidance at run time)")
     if "refiner" not in stages:
         return
-    r = cfg.refiner
     if r.type == "demo" and r.pretrained is None:
         from bci_app.training.demo_refiner import DemoRefinerConfig
 
@@ -329,6 +335,8 @@ class _Run:
         f = self.features()
         head, m = train_semantic(f[tr], t_tr, f[va], t_va, s, protos, self.checkpoint_dir("semantic"),
                                  self.seed + 2, self.device, readout=readout, progress=self.progress)
+        if readout is not None and head.n_prototypes == readout.out_features:
+            self.select_mixture_logits(head, readout, f[va])
         if s.sample_temperature is not None:
             if head.n_prototypes == 0:
                 raise ValueError("semantic.sample_temperature needs the prototype head (prototypes = true)")
@@ -393,25 +401,108 @@ class _Run:
         self.trained_on("baseline", ["train"])
         log.info("baseline: val acc %.3f", self.metrics["baseline"]["val_acc"])
 
+    def select_mixture_logits(self, head: Any, readout: torch.nn.Linear, f_va: torch.Tensor) -> None:
+        """The caption mixture's weights start as the encoder's class read-out (prototype ``k``
+        = class ``k``'s caption); their fine-tuning is kept only when the caption it picks is
+        right more often on the validation trials (one-sided exact McNemar p < SELECT_P), else
+        the read-out's weights are restored: the caption never knows less than the decoder."""
+        from bci_app.training.encoder import SELECT_P, gain_p
+
+        y = torch.as_tensor(self.y[self.va])
+        head.eval()
+        with torch.no_grad():
+            tuned = (head.mixture_weights(f_va).argmax(1) == y).numpy()
+            start = (readout(f_va).argmax(1) == y).numpy()
+        p = gain_p(tuned, start)
+        kept = p < SELECT_P
+        if not kept:
+            with torch.no_grad():
+                head.logits.weight.copy_(readout.weight)
+                head.logits.bias.copy_(readout.bias)
+        self.select("semantic", {"mixture_logits": {
+            "kept": bool(kept), "val_acc": float(tuned.mean()), "val_acc_readout": float(start.mean()),
+            "n_val": int(len(y)), "p": round(p, 4),
+            "rule": "fine-tuned caption mixture weights kept when their caption is right more often than the "
+                    f"encoder read-out's on validation (one-sided exact McNemar p < {SELECT_P}); else the "
+                    "read-out's weights"}})
+        log.info("semantic: mixture fine-tuning %s (validation caption %.3f tuned, %.3f read-out)",
+                 "kept" if kept else "dropped", tuned.mean(), start.mean())
+
+    def _validation_drawings(self, rec: Any) -> tuple[np.ndarray, np.ndarray, list[int]]:
+        """The validation trials' windows, labels and per-trial seeds for judging drawings."""
+        from bci_app.models.reconstructor import trial_seed
+
+        va = self.va
+        seeds = [trial_seed(str(self.ds.stim_ids[i]), int(i), self.seed) for i in va]
+        return self.X[va], self.y[va], seeds
+
+    def _bundle_judge(self) -> Any:
+        """The bundle as saved so far, loaded to judge its drawings (None: no refiner or classifier)."""
+        from bci_app.models.reconstructor import Reconstructor
+
+        if not self.config.get("refiner") or not self.config.get("classifier"):
+            return None
+        rec = Reconstructor.from_bundle(self.out, device=self.device, seed=self.seed)
+        return rec if rec.classifier is not None and rec.refiner is not None else None
+
+    def select_sampling(self) -> bool:
+        """Choose the refiner's sampling defaults among ``[refiner] sample_grid`` on the
+        validation trials (all-class top-1 of the drawings by the bundle's classifier; ties:
+        SSIM to the seen images at 64 px), write them to the saved refiner and record the table
+        in ``training.selection.sampling``. Returns False when there is nothing to choose."""
+        from bci_app.models.refiners import check_guidance, check_steps_strength
+        from bci_app.models.ssim import ssim_batch
+
+        grid = list(self.cfg.refiner.sample_grid or [])
+        rec = self._bundle_judge() if grid and not (self.config.get("refiner") or {}).get("bundle") else None
+        if rec is None:
+            return False
+        X, y, seeds = self._validation_drawings(rec)
+        seen = self.ds.images(self.va, 64)
+        rows = []
+        for setting in grid:
+            try:
+                steps, strength, guidance = (float(v) for v in str(setting).split(":"))
+            except ValueError:
+                raise ValueError(f"refiner.sample_grid entry {setting!r}: expected 'steps:strength:guidance', "
+                                 "e.g. '4:0.5:1.25'") from None
+            check_steps_strength(int(steps), strength)
+            check_guidance(guidance)
+            rec.steps, rec.strength, rec.guidance = int(steps), strength, guidance
+            right, imgs = [], []
+            for a in range(0, len(X), 32):
+                out = rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32])
+                right += [int(np.argmax(r.class_probs)) == int(t) for r, t in zip(out, y[a:a + 32], strict=True)]
+                imgs += [r.image for r in out]
+            rows.append({"setting": str(setting), "val_drawing_acc": float(np.mean(right)),
+                         "val_ssim": float(ssim_batch(seen, np.stack(imgs), 64).mean())})
+            log.info("sampling %s: validation drawings %.3f, SSIM %.3f", setting, rows[-1]["val_drawing_acc"],
+                     rows[-1]["val_ssim"])
+        best = max(rows, key=lambda r: (round(r["val_drawing_acc"], 6), r["val_ssim"]))
+        steps, strength, guidance = best["setting"].split(":")
+        ref_file = self.out / self.config["refiner"]["path"] / "refiner_config.json"
+        ref = json.loads(ref_file.read_text())
+        ref.update(steps=int(float(steps)), strength=float(strength), guidance_scale=float(guidance))
+        ref_file.write_text(json.dumps(ref, indent=2))
+        self.select("sampling", {"chosen": best["setting"], "rows": rows, "n_val": int(len(y)),
+                                 "rule": "refiner.sample_grid setting with the best all-class top-1 of the "
+                                         "validation drawings (the bundle's classifier; ties: SSIM at 64 px)"})
+        return True
+
     def select_sharpening(self) -> bool:
         """Keep the semantic head's prototype sharpening (``[semantic] sample_temperature``)
         only when the drawings of the validation trials are right more often with it than
         without (temperature 1), judged by the bundle's image classifier. Needs a refiner and
         a classifier (else nothing to judge: returns False). Rewrites the semantic component
         with the chosen temperature."""
-        from bci_app.models.reconstructor import Reconstructor, trial_seed
+        from bci_app.training.encoder import SELECT_P, gain_p
 
         s = self.cfg.semantic
-        cfg = self.config
-        if s.sample_temperature is None or not cfg.get("refiner") or not cfg.get("classifier"):
-            return False
-        rec = Reconstructor.from_bundle(self.out, device=self.device, seed=self.seed)
-        if rec.classifier is None or rec.refiner is None:
+        rec = self._bundle_judge() if s.sample_temperature is not None else None
+        if rec is None:
             return False
         va = self.va
-        X, y = self.X[va], self.y[va]
-        seeds = [trial_seed(str(self.ds.stim_ids[i]), int(i), self.seed) for i in va]
-        from bci_app.training.encoder import SELECT_P, gain_p
+        X, y, seeds = self._validation_drawings(rec)
 
         right = {}
         for temp in (float(s.sample_temperature), 1.0):

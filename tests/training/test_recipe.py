@@ -253,10 +253,11 @@ def test_layout_recipe_end_to_end(tmp_path):
             .replace("patience = 5\n", "patience = 5\nlda_init = true\nattributes = true\nlayout = true\nn_outputs_note = 0\n")
             .replace("n_outputs = 16", "n_outputs = 64")
             .replace("batch_size = 16\n", "batch_size = 16\ncondition = \"posterior\"\nlayout = true\n")
-            .replace("batch_size = 32\n", "batch_size = 32\nsample_temperature = 0.25\n")
+            .replace("batch_size = 32\n", "batch_size = 32\nsample_temperature = 0.25\nprototypes = true\n"
+                                           "logits_from = \"features\"\n")
             .replace("steps = 2, strength = 0.5 }",
                      "steps = 2, strength = 0.5, p_saliency = 0.5, saliency_targets = \"decoded\", "
-                     "p_uncond = 0.2 }\nsample_guidance = 1.5")
+                     "p_uncond = 0.2 }\nsample_guidance = 1.5\nsample_grid = [\"2:0.5:1.5\", \"2:1.0:1.5\"]")
             .replace("n_outputs_note = 0\n", ""))
     cfg_path = tmp_path / "layout.toml"
     cfg_path.write_text(toml)
@@ -272,6 +273,16 @@ def test_layout_recipe_end_to_end(tmp_path):
     sharp = conf["training"]["selection"]["semantic"]["sharpening"]  # judged on validation drawings
     assert rec.generator.layout_dims == 3 and rec.semantic.temperature == (0.25 if sharp["kept"] else 1.0)
     assert rec.refiner.guidance_scale == 1.5  # classifier-free guidance, stored with the refiner
+    # the sampling defaults were chosen on the validation drawings among the grid, and recorded
+    samp = conf["training"]["selection"]["sampling"]
+    assert [r["setting"] for r in samp["rows"]] == ["2:0.5:1.5", "2:1.0:1.5"] and samp["n_val"] > 0
+    best = max(samp["rows"], key=lambda r: (round(r["val_drawing_acc"], 6), r["val_ssim"]))
+    assert samp["chosen"] == best["setting"] and rec.refiner.strength == float(best["setting"].split(":")[1])
+    # the caption mixture keeps its fine-tuned weights only when they beat the encoder read-out
+    mix = conf["training"]["selection"]["semantic"]["mixture_logits"]
+    head_w = rec.encoder_head.fc.weight.detach()
+    assert mix["kept"] == (mix["p"] < 0.1)
+    assert torch.equal(rec.semantic.logits.weight.detach(), head_w) == (not mix["kept"])
     x = np.zeros((2, rec.encoder.n_chans, rec.n_times), np.float32)
     [a, b] = rec.reconstruct(x)
     assert a.saliency.shape == (16, 16, 3) and a.image.shape == (16, 16, 3)
@@ -341,8 +352,14 @@ def test_shipped_bundle_matches_its_recipe():
         within(recipe[section], recorded[section], section)
     r = recipe["refiner"]
     saved = json.loads((bundle / "refiner" / "refiner_config.json").read_text())
-    assert (saved["steps"], saved["strength"], saved["guidance_scale"]) == (
-        r["sample_steps"], r["sample_strength"], r["sample_guidance"])
+    # the sampling defaults: the grid's choice on the validation trials (else the file's own)
+    chosen = read_bundle_config(bundle)["training"].get("selection", {}).get("sampling")
+    if r.get("sample_grid"):
+        assert [row["setting"] for row in chosen["rows"]] == r["sample_grid"]
+        expect = tuple(float(v) for v in chosen["chosen"].split(":"))
+    else:
+        expect = (r["sample_steps"], r["sample_strength"], r["sample_guidance"])
+    assert (saved["steps"], saved["strength"], saved["guidance_scale"]) == expect
     assert saved["training"]["config"]["guidance_scale"] == r["sample_guidance"]
     # every component of the shipped bundle saw training-split images only
     comp = read_bundle_config(bundle)["training"]["component_images"]
@@ -403,3 +420,16 @@ def test_calibration_recipe_on_another_montage(tmp_path):
     with pytest.raises(ValueError, match="referenced refiner"):
         train_bundle("synthetic:160,seed=3,montage=biosemi64,sfreq=512", tmp_path / "c", cfg, epochs=1,
                      stages=["encoder", "semantic", "refiner"], device="cpu", progress=False)
+
+
+def test_sample_grid_needs_a_refiner_the_recipe_trains():
+    """A sampling grid on a recipe that references another bundle's refiner is refused before
+    any stage runs (its choice would have to be written into the other bundle)."""
+    from bci_app.config import TrainConfig
+    from bci_app.training.recipe import _check_component_settings
+
+    cfg = TrainConfig()
+    cfg.refiner.pretrained = "demo"
+    cfg.refiner.sample_grid = ["4:0.5:1.25"]
+    with pytest.raises(ValueError, match="references 'demo'"):
+        _check_component_settings(cfg, ["encoder"])

@@ -32,7 +32,8 @@ def test_demo_recipe_values_land_in_the_dataclasses():
     assert cfg.encoder.kwargs == {"bin_ms": 40.0, "dropout": 0.2} and cfg.encoder.lda_init is True
     assert cfg.gan.condition == "posterior" and cfg.gan.betas == [0.0, 0.99]  # default kept
     assert cfg.semantic.text_encoder == {"type": "minilm", "seq_len": 16}
-    assert cfg.refiner.save_dtype == "float16" and cfg.refiner.train["unet_steps"] == 2900
+    assert cfg.refiner.save_dtype == "float16" and cfg.refiner.train["unet_steps"] == 3500
+    assert cfg.refiner.train["cross_attention_levels"] == 3 and "4:0.75:1.25" in cfg.refiner.sample_grid
     assert cfg.train.keep_checkpoints is False and cfg.baseline.bin_ms == 40.0
 
 

@@ -18,7 +18,7 @@ _COMMANDS: dict[str, tuple[str, str]] = {
     "live": ("bci_app.session.commands", "run_live"),
     "replay": ("bci_app.session.commands", "run_replay"),
     "record": ("bci_app.session.record", "run_record"),
-    "present": ("bci_app.ui.presenter", "run_present"),
+    "present": ("bci_app.ui.presenter_window", "run_present"),
     "simulate": ("bci_app.simulation.command", "run_simulate"),
     "train": ("bci_app.training.command", "run_train"),
     "evaluate": ("bci_app.evaluation.command", "run_evaluate"),
@@ -41,9 +41,16 @@ def _marker_pattern(value: str) -> str:
     if "id" not in compiled.groupindex:
         raise argparse.ArgumentTypeError(
             f"{value!r} has no named group 'id'; expected a regex whose group (?P<id>...) "
-            "captures the stimulus id, e.g. '^stim/(?P<id>.+)$'"
+            f"captures the stimulus id, e.g. '{_default_pattern()}'"
         )
     return value
+
+
+def _default_pattern() -> str:
+    """The app's own marker pattern (``stim/<stimulus id>``), owned by bci_app.stimuli."""
+    from bci_app.stimuli.markers import DEFAULT_PATTERN
+
+    return DEFAULT_PATTERN
 
 
 def _config_help(read: Sequence[str]) -> str:
@@ -55,6 +62,13 @@ def _config_help(read: Sequence[str]) -> str:
     return (f"TOML settings file; tables read: {tables}"
             + (f" (also accepted and ignored: {others})" if others else "")
             + "; unknown tables or keys are errors (default: none, built-in settings)")
+
+
+def _run_folder(command: str) -> str:
+    """``runs/COMMAND-YYYYmmdd-HHMMSS``: where a command writes without ``--out``."""
+    from bci_app.session.runs import run_folder
+
+    return str(run_folder(command))
 
 
 def _app_tables() -> tuple[str, ...]:
@@ -78,13 +92,14 @@ def _add_live_options(p: argparse.ArgumentParser) -> None:
                         "run until the window is closed or Ctrl-C; headless demo: 60; replay: every "
                         "marker of the session)")
     p.add_argument("--out", default=None, metavar="DIR",
-                   help="write report.json, trials.jsonl, grid.png here (headless default: ./out)")
+                   help="write report.json, trials.jsonl, grid.png here (default: headless, a new "
+                        "runs/COMMAND-YYYYmmdd-HHMMSS; with the window, no files)")
     p.add_argument("--close-when-done", action="store_true",
                    help="with --trials: close the window when the session ends (scripted runs)")
     p.add_argument("--markers", default=None, metavar="NAME",
                    help="LSL marker stream name (default: the first stream of type Markers)")
     p.add_argument("--marker-pattern", default=None, type=_marker_pattern, metavar="REGEX",
-                   help="regex whose named group 'id' is the stimulus id (default '^stim/(?P<id>.+)$')")
+                   help=f"regex whose named group 'id' is the stimulus id (default '{_default_pattern()}')")
     _add_event_options(p)
     p.add_argument("--device", default=None,
                    help="inference device: auto, cpu, cuda, cuda:N (default: [inference] device, else auto)")
@@ -97,7 +112,8 @@ def _add_live_options(p: argparse.ArgumentParser) -> None:
 
 
 def _add_event_options(p: argparse.ArgumentParser) -> None:
-    """``--event-map`` and ``--trigger-channel``: how a lab's events become stimulus ids."""
+    """``--event-map`` and ``--trigger-channel``: how a lab's events become stimulus ids;
+    ``--photodiode``: when the image really appeared."""
     p.add_argument("--event-map", default=None, metavar="FILE.tsv",
                    help="tab-separated 'marker<TAB>stimulus' lines: a marker string or an integer "
                         "trigger code -> a stimulus id (unmapped markers are counted, not fatal; "
@@ -105,21 +121,30 @@ def _add_event_options(p: argparse.ArgumentParser) -> None:
     p.add_argument("--trigger-channel", default=None, metavar="NAME",
                    help="events from this stim channel's codes (default: the stim-typed channel "
                         "of a recording without marker annotations)")
+    p.add_argument("--photodiode", default=None, metavar="CHANNEL",
+                   help="light-sensor channel over the presenter's --photodiode-patch (never an EEG "
+                        "channel): each trial is re-timed to its light edge 0-150 ms after its marker "
+                        "(no edge: rejected as photodiode_missing) and the marker-to-light delays are "
+                        "reported (default: none, the markers' own times)")
+
+
+_FOLDED = (("event_map", "event_map", "--event-map"), ("trigger_channel", "trigger", "--trigger-channel"),
+           ("photodiode", "photodiode", "--photodiode"))
 
 
 def _fold_event_options(args: argparse.Namespace) -> None:
-    """``train``/``evaluate``: ``--event-map``/``--trigger-channel`` become options of the
-    session data spec (``session:FILE,event_map=...,trigger=...``), read by ``load_spec``."""
-    extra = [f"{k}={v}" for k, v in (("event_map", getattr(args, "event_map", None)),
-                                     ("trigger", getattr(args, "trigger_channel", None))) if v]
-    if not extra:
+    """``train``/``evaluate``: ``--event-map``/``--trigger-channel``/``--photodiode`` become
+    options of the session data spec (``session:FILE,event_map=...,trigger=...,photodiode=...``),
+    read by ``load_spec``."""
+    given = [(key, flag, getattr(args, dest)) for dest, key, flag in _FOLDED if getattr(args, dest, None)]
+    if not given:
         return
     if not str(args.data).startswith("session:"):
         raise ValueError(
-            f"--event-map/--trigger-channel apply to recorded sessions (--data session:FILE), "
-            f"not to {args.data!r}; drop them or use a session spec"
+            f"option(s) {', '.join(flag for _, flag, _ in given)} apply to recorded sessions "
+            f"(--data session:FILE), not to {args.data!r}; drop them or use a session spec"
         )
-    args.data = ",".join([str(args.data), *extra])
+    args.data = ",".join([str(args.data), *(f"{key}={v}" for key, _, v in given)])
 
 
 def _add_dejitter_option(p: argparse.ArgumentParser) -> None:
@@ -183,7 +208,8 @@ def build_parser() -> argparse.ArgumentParser:
     p = sub.add_parser("record", help="record a calibration session (EEG + markers to FIF; no bundle)")
     p.add_argument("--source", required=True,
                    help="lsl[:NAME] | brainflow:BOARD | virtual[:MONTAGE] (the virtual subject) (required)")
-    p.add_argument("--out", required=True, metavar="DIR", help="new session directory (required)")
+    p.add_argument("--out", default=_run_folder("record"), metavar="DIR",
+                   help="new session directory (default: a new runs/record-YYYYmmdd-HHMMSS)")
     p.add_argument("--markers", default=None, metavar="NAME",
                    help="LSL marker stream name (default: the first of type Markers; BrainFlow: "
                         "the board's marker channel)")
@@ -212,7 +238,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen", type=int, default=None,
                    help="screen index for --present (default: the primary screen)")
     p.add_argument("--windowed", action="store_true", help="--present in a window, not full screen")
-    p.add_argument("--photodiode", action="store_true", help="--present with the photodiode patch")
+    p.add_argument("--photodiode-patch", action="store_true",
+                   help="--present with the photodiode patch (white in the bottom-left corner while a "
+                        "stimulus is shown), for the light sensor that --photodiode CHANNEL reads")
     _add_display_options(p)
     p.add_argument("--montage", default=None, metavar="MONTAGE",
                    help="virtual subject's cap: MNE standard montage or 'NAME:CH1,CH2,...' "
@@ -242,7 +270,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--screen", type=int, default=None,
                    help="screen index for full screen (default: the primary screen)")
     p.add_argument("--windowed", action="store_true", help="not full screen")
-    p.add_argument("--photodiode-patch", "--photodiode", dest="photodiode", action="store_true",
+    p.add_argument("--photodiode-patch", dest="photodiode", action="store_true",
                    help="a white patch in the bottom-left corner while a stimulus is shown (black "
                         "otherwise), for a light sensor (--photodiode CHANNEL on the EEG side)")
     p.add_argument("--allow-unlocked", action="store_true",
@@ -289,9 +317,13 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto: CUDA when available)")
     p.add_argument("--seed", type=int, default=None, help="training seed (default: [train] seed, 0)")
     p.add_argument("--resume", action="store_true", help="resume from checkpoints in BUNDLE")
+    p.add_argument("--holdout-classes", default=None, metavar="A,B,...",
+                   help="classes (names or indices) no model component trains on: their trials are test "
+                        "trials, scored as zero-shot by evaluate; 'none' holds out nothing (default: "
+                        "[data] holdout_classes, else the data set's own: THINGS-EEG2's test concepts)")
     p.add_argument("--marker-pattern", default=None, metavar="REGEX", type=_marker_pattern,
                    help="regex whose named group 'id' maps the session's marker strings to "
-                        "stimulus ids (as on live; default '^stim/(?P<id>.+)$')")
+                        f"stimulus ids (as on live; default '{_default_pattern()}')")
     _add_event_options(p)
     p.add_argument("--json", action="store_true",
                    help="print the training record (metrics, selection, times) as JSON after the summary "
@@ -311,19 +343,18 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--topk", type=int, default=1, help="k of top-k accuracy (default 1)")
     p.add_argument("--draws", type=int, default=100, help="random N-way draws per trial (default 100)")
     p.add_argument("--device", default="auto", help="auto, cpu, cuda, cuda:N (default auto: CUDA when available)")
-    p.add_argument("--ablation", action="store_true", help="also run the Table 3 ablation rows")
+    p.add_argument("--ablation", action="store_true",
+                   help="also run the Table 3 ablation rows: three more passes over the test trials, each "
+                        "row scored and its images dropped, so memory stays that of the run without it "
+                        "(the recording plus its windows: about 2 GB for synthetic:2000)")
     p.add_argument("--save-images", action="store_true", help="write DIR/images/NNNN_seen.png, NNNN_recon.png at the SSIM resolution")
     p.add_argument("--weights-dir", default=None, metavar="DIR",
                    help="folder holding torchvision's inception_v3_google-*.pth / alexnet-owt-*.pth "
                         "(Inception Score, AlexNet(2)/(5); default: $TORCH_HOME/hub/checkpoints only)")
     p.add_argument("--marker-pattern", default=None, metavar="REGEX", type=_marker_pattern,
                    help="regex whose named group 'id' maps the session's marker strings to "
-                        "stimulus ids (as on live; default '^stim/(?P<id>.+)$')")
+                        f"stimulus ids (as on live; default '{_default_pattern()}')")
     _add_event_options(p)
-    p.add_argument("--photodiode", default=None, metavar="CHANNEL",
-                   help="re-time each trial to the light edge of this light-sensor channel within "
-                        "150 ms after its marker (session data; trials without one are rejected; "
-                        "default: none, the markers' own times)")
     p.add_argument("--seed", type=int, default=0, help="seed of the N-way draws and the refiner noise (default 0)")
     p.add_argument("--steps", type=int, default=None, help="refiner steps (default: the bundle's)")
     p.add_argument("--strength", type=float, default=None, help="refiner strength (default: the bundle's)")

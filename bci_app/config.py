@@ -7,7 +7,8 @@ tables of ``bci-app train`` (``[train]``, ``[data]``, ``[encoder]``, ``[gan]``,
 :class:`TrainConfig`). :func:`load_config` reads both kinds into one :class:`AppConfig`
 (the training tables under ``.training``); :func:`load_train_config` reads only the
 training tables. An unknown table or key anywhere is a ``ValueError`` that names it and
-the allowed ones.
+the allowed ones; the few keys of :data:`RETIRED` (accepted once, never read) are skipped
+with a warning.
 
 A few sub-tables are free-form because the class they configure validates them itself:
 ``encoder.kwargs`` (the encoder's constructor), ``semantic.text_encoder``
@@ -18,12 +19,16 @@ A few sub-tables are free-form because the class they configure validates them i
 
 from __future__ import annotations
 
+import logging
 import tomllib
 from dataclasses import asdict, dataclass, field, fields, is_dataclass, replace
 from pathlib import Path
 from typing import Any, TypeVar
 
+from bci_app.file_errors import reading
+
 T = TypeVar("T")
+log = logging.getLogger(__name__)
 
 
 # ----------------------------------------------------------------------------- the app
@@ -39,7 +44,6 @@ class EpochConfig:
     h_freq: float | None = 40.0
     filter_order: int = 4
     notch: float | None = 50.0  # line frequency; None to skip
-    buffer_seconds: float = 10.0  # ring buffer length
 
     @property
     def n_times(self) -> int:
@@ -48,14 +52,22 @@ class EpochConfig:
 
 @dataclass
 class AcquisitionConfig:
-    """Where the EEG and the markers come from."""
+    """How the EEG source is opened (the source and marker streams themselves are named on
+    the command line: ``--source``, ``--markers``, ``--marker-pattern``)."""
 
-    source: str = "lsl"  # "lsl[:NAME]" | "brainflow:BOARD"
-    markers: str | None = None  # marker stream name (None: first stream of type Markers)
-    marker_pattern: str = r"^stim/(?P<id>.+)$"
-    connect_timeout: float = 10.0
-    reconnect: bool = True
     brainflow_params: dict[str, Any] = field(default_factory=dict)
+
+
+# settings that earlier versions accepted but nothing ever read: a file that sets them still
+# loads, with a warning that says what to use instead
+RETIRED = {
+    "acquisition.source": "pass --source",
+    "acquisition.markers": "pass --markers",
+    "acquisition.marker_pattern": "pass --marker-pattern",
+    "acquisition.connect_timeout": "a source waits 10 s for its stream",
+    "acquisition.reconnect": "LSL sources always reconnect",
+    "epoch.buffer_seconds": "the ring buffer is sized from the bundle's window",
+}
 
 
 @dataclass
@@ -93,6 +105,10 @@ class DataSettings:
     # fewest training trials a class needs; a class below it, or one with validation trials but
     # none in training, stops `train` with the list (0: train anyway, recorded in the bundle)
     min_trials_per_class: int = 5
+    # classes (names, or int indices) no model component trains or validates on: all their
+    # trials go to the test split (the zero-shot protocol); None: the data set's own
+    # (THINGS-EEG2: its 200 test concepts; none otherwise), [] none
+    holdout_classes: list[str] | None = None
 
 
 @dataclass
@@ -157,6 +173,9 @@ class SemanticSettings:
     # read-out (needs label captions and prototypes); "hidden": from the MLP
     logits_from: str = "hidden"
     sample_temperature: float | None = None  # mixture temperature at sampling
+    # open set: the prototypes are caption embeddings scored by their cosine with a read-out of
+    # the EEG, so any caption can be added (the bundle holds every class's, held-out ones too)
+    open_set: bool = False
 
 
 @dataclass
@@ -299,11 +318,14 @@ def _read_toml(path: str | Path) -> dict[str, Any]:
     path = Path(path)
     if not path.is_file():
         raise FileNotFoundError(f"config file {path} does not exist; expected a TOML file")
-    with path.open("rb") as fh:
-        try:
-            return tomllib.load(fh)
-        except tomllib.TOMLDecodeError as e:
-            raise ValueError(f"{path} is not valid TOML ({e})") from None
+    with reading(path, "a TOML settings file"), path.open("rb") as fh:
+        data = tomllib.load(fh)
+    for key, instead in RETIRED.items():
+        table, name = key.split(".")
+        if isinstance(data.get(table), dict) and name in data[table]:
+            del data[table][name]
+            log.warning("%s: setting '%s' is ignored (bci-app never read it): %s", path, key, instead)
+    return data
 
 
 def _check_tables(data: dict[str, Any], allowed: tuple[str, ...], where: str) -> None:

@@ -94,8 +94,6 @@ HF_WEIGHTS: tuple[tuple[str, tuple[str, ...], str], ...] = (
      "bench --arch sd-turbo"),
     ("madebyollin/taesd", ("config.json", "diffusion_pytorch_model.safetensors"),
      "tiny autoencoder, the optional [refiner] tiny_vae"),
-    ("openai/clip-vit-base-patch32", ("config.json", "model.safetensors"),
-     "CLIP two-way identification in evaluate"),
 )
 
 
@@ -104,10 +102,6 @@ def _hf_cached(repo: str, files: tuple[str, ...]) -> tuple[list[str], list[str]]
     from huggingface_hub import try_to_load_from_cache
 
     found = [f for f in files if isinstance(try_to_load_from_cache(repo, f), str)]
-    if "model.safetensors" in files and "model.safetensors" not in found:
-        # transformers also loads the older pytorch_model.bin
-        if isinstance(try_to_load_from_cache(repo, "pytorch_model.bin"), str):
-            found.append("model.safetensors")
     return found, [f for f in files if f not in found]
 
 
@@ -136,22 +130,40 @@ def check_hf_weights() -> list[tuple[bool, str]]:
 
 
 def check_eval_networks(weights_dir: str | None = None) -> list[tuple[bool, str]]:
-    """torchvision's Inception-v3 / AlexNet checkpoints, looked for where ``evaluate`` looks
-    (``--weights-dir``, then ``$TORCH_HOME/hub/checkpoints``)."""
+    """The weights of evaluate's pretrained metrics, looked for by evaluate's own lookup
+    (:mod:`bci_app.evaluation.pretrained`): torchvision's Inception-v3 / AlexNet checkpoints in
+    ``--weights-dir``, then ``$TORCH_HOME/hub/checkpoints``; CLIP in the Hugging Face cache."""
     try:
-        from bci_app.evaluation.pretrained import _NETWORKS, _find_checkpoint, _search_dirs
+        from bci_app.evaluation.pretrained import (
+            CLIP_MODEL,
+            NETWORKS,
+            find_checkpoint,
+            missing_clip_files,
+            search_dirs,
+        )
     except Exception as err:  # noqa: BLE001
         return [(False, f"evaluate's networks not checkable: {err}")]
     used_by = {"inception_v3": "Inception Score in evaluate", "alexnet": "AlexNet(2)/(5) in evaluate"}
     rows = []
-    for name, (patterns, url) in _NETWORKS.items():
-        ckpt = _find_checkpoint(patterns, weights_dir)
+    for name, (patterns, url) in NETWORKS.items():
+        ckpt = find_checkpoint(patterns, weights_dir)
         if ckpt is not None:
             rows.append((True, f"{name}: {ckpt} ({used_by[name]})"))
         else:
-            where = ", ".join(str(d) for d in _search_dirs(weights_dir))
+            where = ", ".join(str(d) for d in search_dirs(weights_dir))
             rows.append((False, f"{name}: no {patterns[0]} in {where} ({used_by[name]}; not needed for "
                                 f"the demo); download {url} into one of them or pass --weights-dir"))
+    try:
+        where, missing = missing_clip_files(CLIP_MODEL)
+    except Exception as err:  # noqa: BLE001
+        return [*rows, (False, f"{CLIP_MODEL}: Hugging Face cache not readable: {err}")]
+    used = "CLIP two-way in evaluate"
+    if not missing:
+        rows.append((True, f"{CLIP_MODEL} in {where} ({used})"))
+    else:
+        rows.append((False, f"{CLIP_MODEL}: missing {', '.join(missing)} in {where} ({used}; not needed "
+                            f"for the demo); `hf download {CLIP_MODEL}` on a machine with internet, "
+                            "then copy the cache"))
     return rows
 
 

@@ -8,6 +8,7 @@ import pytest
 
 from bci_app.cli import build_parser
 from bci_app.config import load_config
+from bci_app.evaluation.pretrained import CLIP_FILES, CLIP_MODEL
 
 
 def test_every_contract_command_parses():
@@ -101,7 +102,7 @@ def test_doctor_checks_weights_where_the_commands_look(tmp_path):
     (torch_home / "hub" / "checkpoints" / "alexnet-owt-7be5be79.pth").write_bytes(b"x")
     wdir.mkdir()
     (wdir / "inception_v3_google-0cc3c7bd.pth").write_bytes(b"x")
-    _fake_hf_repo(hub, "openai/clip-vit-base-patch32", ["config.json", "model.safetensors"])
+    _fake_hf_repo(hub, CLIP_MODEL, CLIP_FILES)
     _fake_hf_repo(hub, "stabilityai/sd-turbo", ["model_index.json", "unet/config.json"])  # incomplete
     env = {**os.environ, "HF_HUB_CACHE": str(hub), "TORCH_HOME": str(torch_home), "HF_HUB_OFFLINE": "1"}
 
@@ -123,3 +124,21 @@ def test_doctor_checks_weights_where_the_commands_look(tmp_path):
     # without --weights-dir, Inception is looked for (and missed) where evaluate would look
     inception = row(rows(), "inception_v3")
     assert inception.startswith("[--]") and str(torch_home / "hub" / "checkpoints") in inception
+
+
+def test_doctor_and_evaluate_agree_on_an_incomplete_clip(tmp_path):
+    """CLIP with its weights (in the older pytorch_model.bin) but without the processor's files:
+    doctor's row and evaluate's CLIP two-way name the same missing files in the same cache."""
+    hub = tmp_path / "hub"
+    _fake_hf_repo(hub, CLIP_MODEL, ["config.json", "pytorch_model.bin", "vocab.json"])
+    env = {**os.environ, "HF_HUB_CACHE": str(hub), "HF_HUB_OFFLINE": "1"}
+    out = subprocess.run([sys.executable, "-m", "bci_app.cli", "doctor"], capture_output=True, text=True,
+                         timeout=120, env=env)
+    row = next(line for line in out.stdout.splitlines() if CLIP_MODEL in line)
+    assert row.startswith("[--]") and "missing preprocessor_config.json, merges.txt in" in row, row
+    assert str(hub) in row and f"hf download {CLIP_MODEL}" in row
+    probe = ("import numpy as np; from bci_app.evaluation.pretrained import clip_two_way; "
+             "print(clip_two_way(np.zeros((2, 8, 8, 3), np.uint8), np.zeros((2, 8, 8, 3), np.uint8)).reason)")
+    reason = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True, timeout=120,
+                            env=env).stdout
+    assert "missing preprocessor_config.json, merges.txt" in reason and str(hub) in reason, reason

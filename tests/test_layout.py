@@ -27,6 +27,8 @@ NEVER: dict[str, set[str]] = {
     "evaluation": {"training", "acquisition", "session", "ui", "cli"},
     "ui": {"models", "datasets", "training", "evaluation", "session", "cli"},
     "session": {"training", "evaluation", "cli"},
+    # below every layer (each one's loaders name damaged files through it): imports none
+    "file_errors": ALL,
 }
 
 

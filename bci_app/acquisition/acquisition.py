@@ -5,7 +5,14 @@ recorder between two steps (each chunk goes to exactly one recorder, or none), a
 :meth:`Acquisition.wait_step` tells when the thread no longer writes to the one it
 replaced, so that it can be closed (finalised) on another thread. :meth:`swap_epocher`
 installs an epocher for another bundle's spec, carrying the pending markers and the
-trial numbering over.
+counts over.
+
+The counts live in one :class:`~bci_app.acquisition.stats.AcquisitionStats` (the epocher's,
+handed on at a swap), written by this thread only: each chunk's stamps are read once here
+for lost samples (:class:`~bci_app.acquisition.stats.GapReader`), and what was read goes to
+the recorder (``gaps.tsv``) and the epocher (trials across a gap are rejected). Each marker is
+mapped to its stimulus once, by the epocher, and handed to the ``on_markers`` listeners
+mapped.
 """
 
 from __future__ import annotations
@@ -17,6 +24,7 @@ import time
 from collections.abc import Callable
 
 from bci_app.acquisition.epocher import Epocher
+from bci_app.acquisition.stats import GapReader
 from bci_app.acquisition.trial import Trial
 
 logger = logging.getLogger(__name__)
@@ -33,7 +41,9 @@ class Acquisition:
     """Pull EEG and markers in a loop, feed the epocher, hand out Trials.
 
     ``on_trial(trial)`` is called from this thread for every Trial, rejected ones
-    included (check ``trial.ok``); it must not block (put the Trial on a queue). An
+    included (check ``trial.ok``); it must not block (put the Trial on a queue). Listeners
+    in :attr:`marker_listeners` get each poll's markers, mapped:
+    ``[(marker, stimulus id or None, LSL time)]`` (they must not block either). An
     error inside the loop is logged and moves ``state`` to ``"disconnected"``; with
     ``BCI_APP_RAISE_IN_THREADS=1`` it is re-raised by :meth:`stop` / :meth:`join`
     instead.
@@ -67,6 +77,8 @@ class Acquisition:
         self.markers = markers
         self.epocher = epocher
         self.on_trial = on_trial
+        self.marker_listeners: list[Callable[[list[tuple[str, str | None, float]]], None]] = []
+        self._gap_reader = GapReader(epocher.sfreq)
         self._recorder = recorder
         self._rec_lock = threading.Lock()  # held only to read or swap the reference
         self._epoch_lock = threading.Lock()  # held while the epocher is used or swapped
@@ -162,33 +174,18 @@ class Acquisition:
     def swap_epocher(self, epocher: Epocher) -> Epocher:
         """Use ``epocher`` (another bundle's spec) from the next step on; returns the old one.
 
-        Markers still waiting for their window move over (their windows are cut by the new
-        epocher, or rejected as ``incomplete_window`` when its buffer lacks the history), and
+        Markers still waiting for their window move over (:meth:`Epocher.continue_from`), and
         trial numbers and counts continue."""
         with self._epoch_lock:
             old = self.epocher
-            epocher.n_trials = old.n_trials
-            epocher.unknown_markers = old.unknown_markers
-            epocher.samples_lost = old.samples_lost
-            epocher.rejected = dict(old.rejected)
-            # already mapped: keep the stimulus ids; the new epocher locates them again
-            epocher._pending.extend(  # noqa: SLF001 - same package
-                type(p)(marker=p.marker, stim_id=p.stim_id, t=p.t) for p in old._pending)
+            epocher.continue_from(old)
             self.epocher = epocher
         return old
 
     def seconds_to_next_window(self) -> float | None:
-        """Time until the next located stimulus window is complete (None: none pending).
-
-        Read from any thread without the lock (a snapshot: the list may change meanwhile);
-        the window uses it to stay off the CPU when a trial is about to be cut."""
-        ep = self.epocher
-        try:
-            n = ep.buffer.n_total
-            todo = [p.stop - n for p in list(ep._pending) if p.k0 is not None and p.reason is None]  # noqa: SLF001
-        except (AttributeError, RuntimeError):
-            return None
-        return max(0, min(todo)) / ep.sfreq if todo else None
+        """Time until the next located stimulus window is complete (None: none pending), from
+        any thread; the window uses it to stay off the CPU when a trial is about to be cut."""
+        return self.epocher.seconds_to_next_window()
 
     @property
     def running(self) -> bool:
@@ -206,19 +203,26 @@ class Acquisition:
 
     @property
     def stats(self) -> dict:
+        """The counts (:meth:`AcquisitionStats.snapshot`: trials, samples_lost, gaps, rejected,
+        unknown_markers), the state, the markers waiting for their window and callback errors."""
         ep = self.epocher
         return {
-            "trials": ep.n_trials,
-            "rejected": dict(ep.rejected),
-            "samples_lost": int(getattr(self.source, "samples_lost", ep.samples_lost)),
-            "unknown_markers": ep.unknown_markers,
+            **ep.stats.snapshot(),
             "state": self.state,
             "pending_markers": ep.n_pending,
             "callback_errors": self.n_callback_errors,
         }
 
     # -- loop ----------------------------------------------------------------------------
-    def _emit(self, trials: list[Trial]) -> None:
+    def _emit(self, trials: list[Trial], mapped: list[tuple[str, str | None, float]]) -> None:
+        for cb in self.marker_listeners if mapped else ():
+            try:
+                cb(mapped)
+            except Exception:
+                self.n_callback_errors += 1
+                logger.exception("marker listener failed")
+                if raise_in_threads():
+                    raise
         if self.on_trial is None:
             return
         for trial in trials:
@@ -235,25 +239,28 @@ class Acquisition:
         try:
             marks = self.markers.pull() if self.markers is not None else []
             data, ts = self.source.read()
+            lost, breaks = self._gap_reader.read(ts)  # the one reading of the stamps
             with self._rec_lock:
                 rec = self._recorder  # one reference per step: a swap takes effect next step
             if rec is not None and (ts.size or marks):
-                self._record(rec, data, ts, marks)
+                self._record(rec, data, ts, lost, marks)
             with self._epoch_lock:
+                self.epocher.stats.add_lost(lost)
                 # markers first: a marker and its EEG in the same poll resolve at once
-                trials = self.epocher.push_markers(marks) if marks else []
+                mapped = self.epocher.map_markers(marks) if marks else []
+                trials = self.epocher.push_mapped(mapped) if mapped else []
                 if ts.size:
-                    trials += self.epocher.push_data(data, ts)
+                    trials += self.epocher.push_data(data, ts, breaks=breaks)
         finally:
             self._steps += 1
-        self._emit(trials)
+        self._emit(trials, mapped)
         return int(ts.size)
 
-    def _record(self, rec, data, ts, marks) -> None:
+    def _record(self, rec, data, ts, lost, marks) -> None:
         """Write to the recorder; a failing recorder stops recording, never acquisition."""
         try:
             if ts.size:
-                rec.write(data, ts)
+                rec.write(data, ts, lost=lost)
             if marks:
                 rec.add_markers(marks)
         except Exception as err:

@@ -185,7 +185,7 @@ class _FirstSample:
     def __init__(self) -> None:
         self.first: int | None = None
 
-    def write(self, data, ts) -> None:
+    def write(self, data, ts, lost=None) -> None:
         if self.first is None and data.shape[1]:
             self.first = int(round(float(data[0, 0])))
 

@@ -6,7 +6,8 @@ clock with an offset measured by bracketing ``time.time()`` between two
 ``resync_seconds``. Board timestamps jitter (the synthetic board stamps samples as its
 thread wakes up), so the source re-fits them against the sample count
 (:class:`~bci_app.acquisition.dejitter.Dejitter`, with the board's package-number channel
-as the counter: lost samples are counted from it and the stamps jump across them);
+as the counter: it decides what was lost, and the stamps jump across it, where the
+acquisition thread counts it);
 ``dejitter=False`` (``--no-dejitter``) keeps the board's stamps as they are. Markers
 placed with ``BoardShim.insert_marker(value)`` land in the board's marker channel on one
 sample; they come out of :meth:`pull` with that
@@ -167,7 +168,6 @@ class BrainFlowSource:
         self.streamer_params = streamer_params
         self.ring_size = int(ring_size)
         self.state = "disconnected"
-        self.samples_lost = 0
         self.ch_names: list[str] = []
         self.sfreq = 0.0
         self._board = None
@@ -293,7 +293,6 @@ class BrainFlowSource:
             prev = self._last_pkg if self._last_pkg is not None else (pkg[0] - 1)
             d = np.diff(np.concatenate([[prev], pkg])) % 256  # 8-bit package counter
             lost = np.where(d == 0, 0, d - 1)
-            self.samples_lost += int(lost.sum())
             self._last_pkg = int(pkg[-1])
             k = self._n + np.arange(n) + np.cumsum(lost)
         else:

@@ -5,9 +5,15 @@ at ``t_m`` falls on the first sample with timestamp ``>= t_m - 0.5 / sfreq`` and
 window is ``[k0 + round(tmin * sfreq), ... + n_times)``. Markers may arrive before or
 after their EEG; a marker whose sample is not known yet waits.
 
-Gaps are read from the timestamps (:func:`~bci_app.acquisition.dejitter.count_lost`): a
+Gaps are read from the timestamps (:class:`~bci_app.acquisition.stats.GapReader`): a
 source with dejitter on (the default) has already decided what was lost, and its stamps jump
-by exactly that many periods; raw stamps are read as they are.
+by exactly that many periods; raw stamps are read as they are. Under
+:class:`~bci_app.acquisition.acquisition.Acquisition` the acquisition thread reads them and
+hands the breaks to :meth:`Epocher.push_data`; alone, the epocher reads them itself.
+
+Counts (trials, rejections by reason, unknown markers, lost samples read here) go to one
+:class:`~bci_app.acquisition.stats.AcquisitionStats`, which :meth:`Epocher.continue_from`
+hands on to the epocher of another bundle.
 
 Reject reasons: ``"gap"`` (samples were lost inside the window, or the marker fell in
 lost data), ``"nan"`` (a non-finite raw sample in the window), ``"incomplete_window"``
@@ -16,8 +22,9 @@ late or before the stream started), ``"photodiode_missing"`` (with a photodiode 
 no light edge in the search window after the marker).
 
 Photodiode (``photodiode_window``, ``--photodiode CHANNEL``): the light sensor's raw samples
-come with each chunk (``push_data(..., photodiode=row)``); a trial waits until the search
-window after its marker is in the buffer, then its window is cut from the light edge
+come with each chunk as its last row (the source picks the spec's channels, then the sensor);
+a trial waits until the search window after its marker is in the buffer, then its window is
+cut from the light edge
 (:func:`~bci_app.preprocessing.photodiode.find_edges`, levels from the channel's buffered
 history) instead of the marker.
 """
@@ -29,8 +36,8 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from bci_app.acquisition.dejitter import count_lost  # the gap rule (also imported from here)
 from bci_app.acquisition.ring_buffer import RingBuffer
+from bci_app.acquisition.stats import AcquisitionStats, GapReader
 from bci_app.acquisition.trial import Trial
 from bci_app.preprocessing import CausalFilter, PreprocessingSpec, normalise
 from bci_app.preprocessing.epochs import window_bounds
@@ -72,7 +79,10 @@ class Epocher:
         Returns the current LSL time (``pylsl.local_clock`` by default).
     photodiode_window : (float, float), optional
         Re-time each trial to the photodiode's light edge within this many seconds after
-        its marker; ``push_data`` then needs the ``photodiode`` row.
+        its marker; each chunk given to ``push_data`` then ends with the photodiode's row.
+
+    The counts are read from :attr:`stats` (also as ``n_trials``, ``rejected``,
+    ``unknown_markers`` and ``samples_lost``).
     """
 
     def __init__(
@@ -100,33 +110,59 @@ class Epocher:
         self._clock = clock or _local_clock
         self._pending: list[_Pending] = []
         self._gaps: list[int] = []  # absolute index i: samples were lost between i-1 and i
-        self._last_ts: float | None = None
-        self.n_trials = 0
-        self.unknown_markers = 0
-        self.samples_lost = 0
-        self.rejected: dict[str, int] = {}
+        self._gap_reader = GapReader(self.sfreq)  # alone; under Acquisition it is handed the breaks
+        self.stats = AcquisitionStats()
         self.photodiode_window = photodiode_window
         self.photodiode_buffer = RingBuffer(1, capacity) if photodiode_window is not None else None
         self.photodiode_delays_ms: list[float] = []  # per trial looked for; NaN: missing
 
+    # -- counts (read from stats) ----------------------------------------------------------
+    @property
+    def n_trials(self) -> int:
+        return self.stats.trials
+
+    @property
+    def rejected(self) -> dict[str, int]:
+        return self.stats.rejected
+
+    @property
+    def unknown_markers(self) -> int:
+        return self.stats.unknown_markers
+
+    @property
+    def samples_lost(self) -> int:
+        return self.stats.samples_lost
+
+    def continue_from(self, old: Epocher) -> None:
+        """Carry on from ``old`` (another bundle's epocher): its counts (one stats object) and
+        trial numbering, and the markers still waiting for their window, which this epocher
+        locates again (or rejects as ``incomplete_window`` when its buffer lacks the history)."""
+        self.stats = old.stats
+        if self.photodiode_buffer is not None and old.photodiode_buffer is not None:
+            self.photodiode_delays_ms = old.photodiode_delays_ms
+        self._pending.extend(_Pending(marker=p.marker, stim_id=p.stim_id, t=p.t) for p in old._pending)
+
     # -- input ---------------------------------------------------------------------------
     def push_data(
         self, data: np.ndarray, timestamps: np.ndarray, arrival: float | None = None,
-        photodiode: np.ndarray | None = None,
+        breaks: np.ndarray | None = None,
     ) -> list[Trial]:
         """Add EEG ``data[C, n]`` (volts) with LSL ``timestamps[n]``; returns the Trials now ready.
 
+        With ``photodiode_window`` the chunk has one more row, the light sensor's raw samples.
         ``arrival`` is the local clock when the chunk was received (now by default);
-        ``photodiode`` the light sensor's ``n`` raw samples (with ``photodiode_window``).
+        ``breaks`` where the stream breaks before each sample, as the acquisition thread read
+        it from the stamps (:meth:`GapReader.read`, counted there); None: read (and counted) here.
         """
         if arrival is None:
             arrival = self._clock()
         data = np.asarray(data)
         timestamps = np.asarray(timestamps, dtype=np.float64).ravel()
-        if data.ndim != 2 or data.shape[0] != self.spec.n_channels:
+        rows = self.spec.n_channels + (self.photodiode_buffer is not None)
+        if data.ndim != 2 or data.shape[0] != rows:
             raise ValueError(
-                f"EEG chunk has shape {data.shape}; expected ({self.spec.n_channels}, n_samples) "
-                "for the spec's channels"
+                f"EEG chunk has shape {data.shape}; expected ({rows}, n_samples) for the spec's "
+                "channels" + (", then the photodiode" if self.photodiode_buffer is not None else "")
             )
         if data.shape[1] != timestamps.size:
             raise ValueError(
@@ -135,23 +171,14 @@ class Epocher:
         n = timestamps.size
         if n == 0:
             return self._collect()
-        prev = self._last_ts if self._last_ts is not None else timestamps[0] - 1.0 / self.sfreq
-        dt = np.diff(np.concatenate([[prev], timestamps]))
-        lost = count_lost(dt, self.sfreq)
+        if breaks is None:
+            lost, breaks = self._gap_reader.read(timestamps)
+            self.stats.add_lost(lost)
         base = self.buffer.n_total
-        for i in np.nonzero((lost > 0) | (dt < 0))[0]:
-            self._gaps.append(base + int(i))
-            self.samples_lost += int(lost[i])
-        self._last_ts = float(timestamps[-1])
+        self._gaps.extend(base + int(i) for i in np.nonzero(breaks)[0])
         if self.photodiode_buffer is not None:
-            pd = None if photodiode is None else np.asarray(photodiode, dtype=np.float64).reshape(1, -1)
-            if pd is None or pd.shape[1] != n:
-                raise ValueError(
-                    f"the epocher re-times trials to a photodiode but got "
-                    f"{'no' if pd is None else pd.shape[1]} photodiode samples for {n} EEG samples; "
-                    "expected push_data(..., photodiode=row) with one sample per EEG sample"
-                )
-            self.photodiode_buffer.append(pd, timestamps, arrival)
+            self.photodiode_buffer.append(np.asarray(data[-1:], dtype=np.float64), timestamps, arrival)
+            data = data[:-1]
         bad = ~np.isfinite(data).all(axis=0)
         self.buffer.append(self.filter.process(data), timestamps, arrival, bad)
         first = self.buffer.first_index
@@ -160,16 +187,24 @@ class Epocher:
 
     def push_markers(self, markers: list[tuple[str, float]]) -> list[Trial]:
         """Add ``[(marker string, LSL time)]``; returns the Trials now ready."""
+        return self.push_mapped(self.map_markers(markers))
+
+    def map_markers(self, markers: list[tuple[str, float]]) -> list[tuple[str, str | None, float]]:
+        """``[(marker, stimulus id or None, LSL time)]``: each marker mapped once (the unmapped
+        counted in ``unknown_markers``), for :meth:`push_mapped` and for whoever shows them."""
+        out = []
         for marker, t in markers:
-            if self.mapper is not None:
-                sid = self.mapper(marker)
-                if sid is None:
-                    self.unknown_markers += 1
-                    logger.debug("unknown marker %r ignored", marker)
-                    continue
-            else:
-                sid = marker
-            self._pending.append(_Pending(marker=str(marker), stim_id=sid, t=float(t)))
+            sid = self.mapper(marker) if self.mapper is not None else marker
+            if sid is None:
+                self.stats.unknown_markers += 1
+                logger.debug("unknown marker %r ignored", marker)
+            out.append((str(marker), sid, float(t)))
+        return out
+
+    def push_mapped(self, mapped: list[tuple[str, str | None, float]]) -> list[Trial]:
+        """Add markers mapped by :meth:`map_markers` (unmapped ones are ignored); returns the
+        Trials now ready."""
+        self._pending.extend(_Pending(marker=m, stim_id=sid, t=t) for m, sid, t in mapped if sid is not None)
         return self._collect()
 
     # -- windows -------------------------------------------------------------------------
@@ -265,7 +300,7 @@ class Epocher:
         else:
             x = np.full((C, T), np.nan, dtype=np.float32)
         if reason is not None:
-            self.rejected[reason] = self.rejected.get(reason, 0) + 1
+            self.stats.reject(reason)
         trial = Trial(
             data=x,
             marker=p.marker,
@@ -279,9 +314,17 @@ class Epocher:
             emitted_time=self._clock(),
             reject_reason=reason,
         )
-        self.n_trials += 1
+        self.stats.trials += 1
         return trial
 
     @property
     def n_pending(self) -> int:
         return len(self._pending)
+
+    def seconds_to_next_window(self) -> float | None:
+        """Time until the next located stimulus window is complete (None: none pending).
+
+        Read from any thread without a lock (a snapshot: the list may change meanwhile)."""
+        n = self.buffer.n_total
+        todo = [p.stop - n for p in list(self._pending) if p.k0 is not None and p.reason is None]
+        return max(0, min(todo)) / self.sfreq if todo else None

@@ -4,7 +4,10 @@ Timestamps follow the recording's own time base: sample ``k`` is stamped
 ``t0 + k / sfreq`` and a marker at ``onset`` seconds is stamped ``t0 + onset``, whatever
 the replay speed (speed only changes how fast the samples are pushed). The epocher
 therefore places every marker on the same sample as offline epoching of the file
-(``preprocessing.epoch_raw``). ``BAD_gap`` annotations are not sent as markers.
+(``preprocessing.epoch_raw``). Lost data (``BAD_gap`` annotations, joins marked ``BAD
+boundary``) is not sent as markers: the time stamps jump by the samples lost there (at
+least one), so the receiving end counts the gap and rejects the windows across it, as
+offline epoching does.
 """
 
 from __future__ import annotations
@@ -17,7 +20,12 @@ from pathlib import Path
 
 import numpy as np
 
-from bci_app.preprocessing.epochs import GAP_DESCRIPTION, _annotation_times
+from bci_app.preprocessing.epochs import (
+    _annotation_times,
+    discontinuities,
+    is_marker,
+    time_to_sample,
+)
 
 logger = logging.getLogger(__name__)
 
@@ -63,9 +71,16 @@ class SessionPlayer:
         self.ch_names = list(raw.ch_names)
         times = _annotation_times(raw)
         desc = list(raw.annotations.description)
-        keep = [i for i, d in enumerate(desc) if not d.startswith(GAP_DESCRIPTION)]
+        keep = [i for i, d in enumerate(desc) if is_marker(d)]
         order = sorted(keep, key=lambda i: times[i])
+        # samples lost before each sample (stamps jump there; a join loses at least one)
+        self.shift = np.zeros(self.data.shape[1], dtype=np.int64)
+        for k, lost in discontinuities(raw):
+            if 0 < k < self.shift.size:
+                self.shift[k:] += max(1, lost)
         self.marker_times = np.array([times[i] for i in order], dtype=np.float64)
+        ks = np.clip(time_to_sample(self.marker_times, self.sfreq), 0, max(0, self.shift.size - 1))
+        self.marker_times = self.marker_times + self.shift[ks] / self.sfreq
         self.marker_strings = [desc[i] for i in order]
         self.speed = float(speed)
         self.name = name
@@ -145,8 +160,9 @@ class SessionPlayer:
                 delay = due - time.perf_counter()
                 if delay > 0:
                     self._stop.wait(delay)
-                ts = t0 + np.arange(start, stop) / sf
-                while mi < len(self.marker_times) and self.marker_times[mi] < stop / sf:
+                ts = t0 + (np.arange(start, stop) + self.shift[start:stop]) / sf
+                end = (stop + self.shift[stop - 1]) / sf  # one period after the last stamp
+                while mi < len(self.marker_times) and self.marker_times[mi] < end:
                     self._mk.push_sample(
                         [self.marker_strings[mi]], timestamp=t0 + self.marker_times[mi]
                     )

@@ -5,7 +5,9 @@ Session directory layout::
     SESSION/
       session.json              channel names, types (MNE names) and units (the stream's
                                 strings, or null), sfreq, start time (LSL clock), chunk
-                                length, "finalized": true once session_raw.fif is complete
+                                length, "finalized": true once session_raw.fif is complete,
+                                and the recording's notes (``record --photodiode``: the
+                                light-sensor channel, "photodiode")
       markers.tsv               one line per marker, appended and flushed as it is placed:
                                 sample<TAB>lsl_time<TAB>marker   (sample = running sample
                                 index of the marker's nearest sample, as in the epocher)
@@ -40,6 +42,8 @@ from pathlib import Path
 
 import numpy as np
 
+from bci_app.acquisition.stats import GapReader
+from bci_app.file_errors import reading
 from bci_app.preprocessing.epochs import GAP_DESCRIPTION
 
 logger = logging.getLogger(__name__)
@@ -72,7 +76,7 @@ def channel_metadata(source) -> tuple[list[str] | None, list[str | None] | None]
     own = getattr(source, "ch_types", None)
     if own is not None and len(own) == len(names):
         return [mne_channel_type(t) for t in own], list(getattr(source, "ch_units", None) or [None] * len(names))
-    sinfo = getattr(source, "_sinfo", None)
+    sinfo = getattr(source, "stream_info", None)
     if sinfo is None or not names:
         return None, None
     try:
@@ -141,6 +145,8 @@ class Recorder:
         The stream's channels and rate.
     chunk_seconds : float
         Longest stretch of data not yet on disk.
+    notes : dict, optional
+        More entries of ``session.json`` (e.g. ``{"photodiode": "AUX1"}``).
     """
 
     def __init__(
@@ -152,6 +158,7 @@ class Recorder:
         chunk_seconds: float = 1.0,
         ch_types: list[str] | None = None,
         units: list[str | None] | None = None,
+        notes: dict | None = None,
     ) -> None:
         self.dir = Path(directory)
         if (self.dir / "session.json").exists():
@@ -176,7 +183,8 @@ class Recorder:
         self.n_chunks = 0
         self._ts_tail = np.zeros(0)  # timestamps of recent samples, to place markers
         self._tail_start = 0
-        self._last_ts: float | None = None
+        self._gap_reader = GapReader(self.sfreq)
+        self.samples_lost = 0  # in this recording (gaps.tsv)
         self._pending: list[tuple[str, float]] = []
         self._placed: list[tuple[int, str]] = []  # markers not yet in a written chunk
         self.n_markers = 0
@@ -189,6 +197,7 @@ class Recorder:
             "chunk_seconds": chunk_seconds,
             "start_time": None,
             "finalized": False,
+            **(notes or {}),
         }
         self._write_meta()
         self._markers_fh = open(self.dir / "markers.tsv", "a", encoding="utf-8")
@@ -211,8 +220,11 @@ class Recorder:
     def n_samples(self) -> int:
         return self.n_written + self._n_buf
 
-    def write(self, data: np.ndarray, timestamps: np.ndarray) -> None:
-        """Append raw ``data[C, n]`` (volts) with its LSL timestamps."""
+    def write(self, data: np.ndarray, timestamps: np.ndarray, lost: np.ndarray | None = None) -> None:
+        """Append raw ``data[C, n]`` (volts) with its LSL timestamps.
+
+        ``lost``: the samples missing before each sample, as the acquisition thread read them
+        from the stamps (:meth:`~bci_app.acquisition.stats.GapReader.read`); None: read here."""
         if self.closed:
             raise RuntimeError("the recorder is closed; start a new Recorder for a new session")
         n = timestamps.size
@@ -225,15 +237,13 @@ class Recorder:
         if self._meta["start_time"] is None:
             self._meta["start_time"] = float(timestamps[0])
             self._write_meta()
-        from bci_app.acquisition.dejitter import count_lost  # the source decided; stamps tell
-
-        prev = self._last_ts if self._last_ts is not None else timestamps[0] - 1 / self.sfreq
-        lost = count_lost(np.diff(np.concatenate([[prev], timestamps])), self.sfreq)
+        if lost is None:  # the source decided; its stamps tell
+            lost = self._gap_reader.read(timestamps)[0]
         for i in np.nonzero(lost)[0]:
             self._gaps_fh.write(f"{self.n_samples + int(i)}\t{int(lost[i])}\n")
         if lost.any():
             self._gaps_fh.flush()
-        self._last_ts = float(timestamps[-1])
+            self.samples_lost += int(lost.sum())
         self._buf.append(np.asarray(data, dtype=np.float64))
         self._buf_ts.append(np.asarray(timestamps, dtype=np.float64))
         self._n_buf += n
@@ -317,7 +327,9 @@ def _read_tsv(path: Path) -> list[list[str]]:
     if not path.exists():
         return []
     rows = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    with reading(path, "a UTF-8 tab-separated list written by the recorder"):
+        text = path.read_text(encoding="utf-8")
+    for line in text.splitlines():
         parts = line.split("\t", 2)
         if len(parts) >= 2 and parts[0].lstrip("-").isdigit():
             rows.append(parts)
@@ -327,12 +339,13 @@ def _read_tsv(path: Path) -> list[list[str]]:
 def _raw_from_chunks(directory: Path):
     import mne
 
-    meta = json.loads((directory / "session.json").read_text())
+    with reading(directory / "session.json", "the session's JSON metadata"):
+        meta = json.loads((directory / "session.json").read_text())
     files = sorted((directory / "chunks").glob("chunk_*_raw.fif"))
     files = [f for f in files if not f.name.startswith("tmp_")]
     if not files:
         raise ValueError(f"{directory} holds no recorded chunk; expected chunks/chunk_*_raw.fif")
-    raws = [mne.io.read_raw_fif(f, preload=True, verbose="error") for f in files]
+    raws = [read_fif(f, preload=True) for f in files]
     raw = mne.concatenate_raws(raws, verbose="error") if len(raws) > 1 else raws[0]
     n = raw.n_times
     sfreq = float(meta["sfreq"])
@@ -353,22 +366,28 @@ def _raw_from_chunks(directory: Path):
     return raw
 
 
+def read_fif(path: Path, preload: bool = True):
+    """``mne.io.read_raw_fif``; a truncated or damaged file is an error naming it."""
+    import mne
+
+    with reading(path, "a .fif recording written by MNE or bci-app"):
+        return mne.io.read_raw_fif(path, preload=preload, verbose="error")
+
+
 def read_session(path: str | Path, preload: bool = True):
     """The recorded raw (annotations = markers) of a session directory or .fif file.
 
     A finished session reads ``session_raw.fif``; an unfinished one (the recording
     process was killed) is rebuilt from its chunks and ``markers.tsv``.
     """
-    import mne
-
     path = Path(path)
     if path.is_file():
-        return mne.io.read_raw_fif(path, preload=preload, verbose="error")
+        return read_fif(path, preload)
     if not path.is_dir():
         raise FileNotFoundError(f"{path} is neither a session directory nor a .fif file")
     final = path / SESSION_FIF
     if final.exists():
-        return mne.io.read_raw_fif(final, preload=preload, verbose="error")
+        return read_fif(final, preload)
     if not (path / "session.json").exists():
         raise ValueError(
             f"{path} is not a recorded session; expected session_raw.fif or session.json + chunks/"

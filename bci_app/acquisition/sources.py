@@ -2,8 +2,10 @@
 
 Every source follows the ``EEGSource`` protocol: ``connect()``, ``disconnect()``,
 ``read() -> (data[C, n] volts, timestamps[n] on the local LSL clock)``, ``.ch_names``,
-``.sfreq``, ``.info`` (an :class:`mne.Info`), ``.state`` (``"disconnected"``,
-``"connected"``, ``"lost"``, ``"reconnecting"``) and ``.samples_lost``.
+``.sfreq``, ``.info`` (an :class:`mne.Info`) and ``.state`` (``"disconnected"``,
+``"connected"``, ``"lost"``, ``"reconnecting"``). A source decides which samples were lost
+(dejitter, a package counter) and says so in its stamps, which jump across a gap by as many
+periods; the consumer counts them there (:mod:`bci_app.acquisition.stats`).
 
 The app loads one liblsl: pylsl's. mne-lsl (which bundles another) is used only by tests,
 as a third-party peer in its own process.
@@ -19,7 +21,7 @@ from typing import Protocol
 import numpy as np
 
 from bci_app.acquisition.conform import StreamConformer
-from bci_app.acquisition.dejitter import Dejitter, count_lost
+from bci_app.acquisition.dejitter import Dejitter
 from bci_app.acquisition.discovery import Query, describe_info, find_streams
 from bci_app.preprocessing.channels import UNIT_CHOICES
 
@@ -32,7 +34,6 @@ class EEGSource(Protocol):
     ch_names: list[str]
     sfreq: float
     state: str
-    samples_lost: int
 
     def connect(self) -> None: ...
 
@@ -111,6 +112,11 @@ class _LSLInletBase:
         self._next_try = 0.0
         self._last_data = 0.0
         self._got_data = False
+
+    @property
+    def stream_info(self):
+        """The connected stream's full ``pylsl.StreamInfo`` (with ``desc``), or None."""
+        return self._sinfo
 
     # subclasses check the stream and set their attributes here
     def _accept(self, sinfo) -> None:  # pragma: no cover - overridden
@@ -254,7 +260,7 @@ class LSLSource(_LSLInletBase):
     dejitter : bool
         Re-fit the timestamps against the sample count (:class:`~bci_app.acquisition.dejitter.Dejitter`,
         on by default): bursts, arrival stamping and clock drift come out one sample period
-        apart, and only samples really missing count as lost (``samples_lost``). Off
+        apart, and only samples really missing make the stamps jump (by as many periods). Off
         (``--no-dejitter``), the stamps are used as they come and every jump of 1.5
         periods or more counts as lost samples. liblsl's own ``"dejitter"`` flag (a mean
         fit, which puts bursty streams late) is not needed with it.
@@ -303,11 +309,9 @@ class LSLSource(_LSLInletBase):
         self.stream_ch_names: list[str] = []
         self.stream_units: list[str | None] | None = None
         self.stream_sfreq = 0.0
-        self.samples_lost = 0
         self.conformer: StreamConformer | None = None
         self.dejitter = bool(dejitter)
         self.dejitterer: Dejitter | None = None
-        self._last_ts: float | None = None
         self._info = None
 
     def _what(self, sinfo) -> str:
@@ -430,14 +434,7 @@ class LSLSource(_LSLInletBase):
         data, ts = got
         x = np.asarray(data).T
         if self.dejitterer is not None:  # the one place that decides what was lost
-            before = self.dejitterer.samples_lost
             x, ts = self.dejitterer.process(x, ts)
-            self.samples_lost += self.dejitterer.samples_lost - before
             if ts.size == 0:
                 return empty
-        else:
-            if self._last_ts is not None:
-                dt = np.diff(np.concatenate([[self._last_ts], ts]))
-                self.samples_lost += int(count_lost(dt, self.stream_sfreq).sum())
-            self._last_ts = float(ts[-1])
         return self.conformer.process(x, ts)

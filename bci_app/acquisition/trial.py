@@ -1,5 +1,6 @@
 """Plain data passed between the live threads (no model imports): the Trial that acquisition
-hands to inference, and the InferenceResult that inference hands to the report and the window."""
+hands to inference, the InferenceResult that inference hands to the report and the window, and
+the names of the latencies they carry."""
 
 from __future__ import annotations
 
@@ -7,6 +8,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
+
+#: the model's stages, in the order they run (``Reconstruction.times_ms``)
+MODEL_STAGES = ("encoder", "saliency", "semantic", "refiner")
+#: the latencies (ms) of every reconstructed trial; ``report.json`` always has them (contract)
+LATENCIES = ("end_to_end", "epoch", *MODEL_STAGES)
+#: latencies where they were measured: waiting for the inference worker (``queue``), and
+#: image ready -> shown in the live window (``display``)
+EXTRA_LATENCIES = ("queue", "display")
 
 
 @dataclass
@@ -77,11 +86,15 @@ class InferenceResult:
     times_ms : dict
         ``epoch`` (last sample received -> Trial available), ``queue`` (waiting for the
         worker), the model stages, and ``end_to_end`` (last sample received -> image
-        ready). Stages that did not run are absent.
+        ready). Stages that did not run are absent (:data:`LATENCIES`; the window's
+        ``display`` time goes to the report on its own, not into this dict).
     reason : str | None
         Drop policy, rejection reason or error message.
     t_ready : float
         LSL clock when the image was ready (or when the outcome was decided).
+    seen : ndarray | None
+        The seen image (uint8 ``[H, W, 3]``) of a reconstructed trial whose stimulus is
+        known: looked up once, by the session's report thread, for the report and the window.
     """
 
     trial: Trial
@@ -90,3 +103,4 @@ class InferenceResult:
     times_ms: dict[str, float] = field(default_factory=dict)
     reason: str | None = None
     t_ready: float = float("nan")
+    seen: np.ndarray | None = None

@@ -53,7 +53,7 @@ class TriggerMarkers:
         try:
             self.source.connect()
         except ValueError:  # the stream has no such channel: say which it has
-            sinfo = getattr(self.source, "_sinfo", None)
+            sinfo = getattr(self.source, "stream_info", None)
             labels = list(sinfo.get_channel_labels() or []) if sinfo is not None else []
             if not labels or self.channel.lower() in (str(c).lower() for c in labels):
                 raise

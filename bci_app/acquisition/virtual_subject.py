@@ -113,7 +113,7 @@ class VirtualSubject:
         LSL type of the marker stream when ``markers_name`` is None.
     marker_pattern : str | None
         Regular expression mapping marker strings to stimulus ids (default
-        ``"^stim/(?P<id>.+)$"``).
+        :data:`~bci_app.stimuli.markers.DEFAULT_PATTERN`).
     line_freq : float | None
         Mains frequency of the simulated line noise.
     noise_scale : float

@@ -10,16 +10,9 @@ from typing import Any
 import numpy as np
 
 from bci_app.preprocessing import PreprocessingSpec
+from bci_app.stimuli import read_image  # noqa: F401 - the loaders' image reader
 
 IMAGE_EXTS = (".JPEG", ".jpeg", ".jpg", ".JPG", ".png", ".PNG")
-
-
-def read_image(path: Path) -> np.ndarray:
-    """An image file as uint8 RGB ``[H, W, 3]``."""
-    from PIL import Image
-
-    with Image.open(path) as im:
-        return np.asarray(im.convert("RGB"))
 
 
 def find_image(folder: Path, name: str) -> Path | None:
@@ -57,6 +50,15 @@ class EEGImageDataset:
     # per-trial object layout ``[N, 3]`` (x, y, size as fractions of the image side) when
     # the stimulus set knows it (the demo set); None otherwise
     layout: np.ndarray | None = None
+    # a recording's lost data: {"discontinuities", "samples_lost", "seconds_lost"}
+    # (bci_app.preprocessing.epochs.lost_summary); None when it has none
+    gaps: dict[str, float] | None = None
+    # marker-to-light delays when the trials were re-timed to a photodiode (--photodiode):
+    # bci_app.preprocessing.photodiode.photodiode_summary; None otherwise
+    photodiode: dict[str, Any] | None = None
+    # classes the data set itself keeps out of training, for the zero-shot protocol
+    # (THINGS-EEG2: its test concepts); None when it defines none
+    zero_shot_classes: list[str] | None = None
 
     def __len__(self) -> int:
         return len(self.labels)
@@ -108,4 +110,6 @@ class EEGImageDataset:
             "splits": {k: int(len(v)) for k, v in self.splits.items()},
             "skipped": dict(self.skipped),
             "subjects": sorted({int(s) for s in self.subjects}),
+            **({"gaps": dict(self.gaps)} if self.gaps else {}),
+            **({"photodiode": dict(self.photodiode)} if self.photodiode else {}),
         }

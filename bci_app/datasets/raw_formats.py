@@ -22,6 +22,8 @@ from typing import Any
 
 import numpy as np
 
+from bci_app.file_errors import DamagedFileError, reading
+
 log = logging.getLogger(__name__)
 
 # suffixes read by mne.io.read_raw (".mff" is a directory)
@@ -49,12 +51,54 @@ def read_raw_file(path: str | Path) -> Any:
     path = Path(path)
     if not path.exists():
         raise FileNotFoundError(f"session {path} does not exist; expected {FORMATS_HELP}")
-    if raw_suffix(path) in (".fif", ".fif.gz"):
-        return mne.io.read_raw_fif(path, preload=True, verbose="error")
-    try:
-        return mne.io.read_raw(path, preload=True, verbose="error")
-    except (ValueError, RuntimeError, OSError) as err:
-        raise ValueError(f"session {path}: MNE could not read it: {type(err).__name__}: {err}") from err
+    suffix = raw_suffix(path)
+    with reading(path, f"a {suffix} recording that MNE reads"):
+        if suffix in (".fif", ".fif.gz"):
+            return mne.io.read_raw_fif(path, preload=True, verbose="error")
+        raw = mne.io.read_raw(path, preload=True, verbose="error")
+    if suffix in (".edf", ".bdf"):
+        _check_edf_length(path, 3 if suffix == ".bdf" else 2)
+    elif suffix == ".vhdr":
+        _check_brainvision_length(raw)
+    return raw
+
+
+def _check_edf_length(path: Path, sample_bytes: int) -> None:
+    """The data records an EDF/BDF header declares are all in the file (MNE reads a cut file
+    silently, with the records that are there)."""
+    with path.open("rb") as fh:
+        head = fh.read(256)
+        n_signals = int(head[252:256])
+        fh.seek(256 + 216 * n_signals)  # label ... prefiltering: 216 bytes per signal
+        per_record = sum(int(fh.read(8)) for _ in range(n_signals)) * sample_bytes
+    header_bytes, n_records = int(head[184:192]), int(head[236:244])
+    size = path.stat().st_size
+    if n_records > 0 and size < header_bytes + n_records * per_record:
+        raise DamagedFileError(
+            path,
+            f"holds {(size - header_bytes) // per_record} of the {n_records} data records its "
+            f"header declares ({size} of {header_bytes + n_records * per_record} bytes); expected "
+            "a complete file: it was cut short (a recorder stopped before closing it, or an "
+            "incomplete copy)",
+        )
+
+
+def _check_brainvision_length(raw: Any) -> None:
+    """A BrainVision data file holds whole samples of every channel (a cut one ends inside
+    a sample, which MNE drops silently)."""
+    data = Path(raw.filenames[0])
+    sample_bytes = {"short": 2, "int": 4, "single": 4, "double": 8}.get(raw.orig_format)
+    if sample_bytes is None:
+        return
+    frame = sample_bytes * raw.info["nchan"]
+    size = data.stat().st_size
+    if size % frame:
+        raise DamagedFileError(
+            data,
+            f"is {size} bytes, not a whole number of samples of {raw.info['nchan']} channels x "
+            f"{sample_bytes} bytes; expected the complete data file of its .vhdr header: it was "
+            "cut short (an incomplete copy or recording)",
+        )
 
 
 def stim_channels(raw: Any) -> list[str]:

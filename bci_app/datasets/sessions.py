@@ -26,12 +26,18 @@ XDF_SUFFIX = ".xdf"
 
 
 def default_spec(ch_names: list[str], sfreq: float = 1000.0) -> PreprocessingSpec:
-    """The app's default window and filters for ``ch_names`` at ``sfreq``."""
+    """The app's default window and filters for ``ch_names`` at ``sfreq``; a filter edge at
+    or above the Nyquist frequency (a 50 Hz notch at 100 Hz) is left out: the amplifier's
+    anti-alias filter has already removed what lies there."""
     from bci_app.config import EpochConfig
 
-    return PreprocessingSpec.from_epoch_config(
-        EpochConfig(sfreq=sfreq, n_channels=len(ch_names)), ch_names
-    )
+    cfg = EpochConfig(sfreq=sfreq, n_channels=len(ch_names))
+    nyquist = sfreq / 2.0
+    if cfg.notch is not None and cfg.notch >= nyquist:
+        cfg.notch = None
+    if cfg.h_freq is not None and cfg.h_freq >= nyquist:
+        cfg.h_freq = None
+    return PreprocessingSpec.from_epoch_config(cfg, ch_names)
 
 
 def eeg_channel_names(raw: Any) -> list[str]:
@@ -210,8 +216,11 @@ def load_session(
     (:func:`~bci_app.preprocessing.photodiode.photodiode_summary`).
     ``trigger_channel`` (``--trigger-channel``): as in :func:`read_recording`; with a
     ``mapper`` that is an :class:`~bci_app.stimuli.EventMap` its codes map to stimulus ids.
+    The recording's lost data (``BAD_gap`` stretches, joins such as an XDF clock reset) are
+    counted in the data set's ``gaps``; the windows they touch in ``skipped["gap"]``.
     """
     from bci_app.preprocessing import epoch_raw
+    from bci_app.preprocessing.epochs import lost_summary
 
     raw = read_recording(path, eeg_stream=eeg_stream, marker_stream=marker_stream, units=units,
                          trigger_channel=trigger_channel)
@@ -228,6 +237,7 @@ def load_session(
     epochs = epoch_raw(raw, spec, mapper if mapper is not None else MarkerMapper(),
                        photodiode=photodiode)
     ds = dataset_from_epochs(epochs, spec, images_dir)
+    ds.gaps = lost_summary(raw)
     if epochs.photodiode_delays_ms is not None:
         from bci_app.preprocessing.photodiode import photodiode_summary
 

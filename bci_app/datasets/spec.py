@@ -3,11 +3,13 @@
     synthetic[:N][,seed=S][,design=rapid|block][,snr=X][,montage=M][,sfreq=F][,model=attributes|components][,classes=K]
     spampinato:EEG.pth[,SPLITS.pth][,split=I][,subject=K][,start=A][,stop=B]
     things-eeg2:DIR[,subject=K][,average=1]
-    session:DIR_OR_FILE[,eeg=NAME][,markers=NAME][,units=uV][,trigger=NAME][,event_map=FILE.tsv]
+    session:DIR_OR_FILE[,eeg=NAME][,markers=NAME][,units=uV][,trigger=NAME][,event_map=FILE.tsv][,photodiode=NAME]
 
 A session FILE is a ``.fif``, an ``.xdf`` or any raw file MNE reads (.vhdr, .bdf, .edf, .set,
 .cnt, .mff); ``trigger`` names its stim channel (codes -> markers) and ``event_map`` maps
-markers and codes to stimulus ids (``--event-map``/``--trigger-channel`` on the commands).
+markers and codes to stimulus ids (``--event-map``/``--trigger-channel`` on the commands);
+``photodiode`` names a light-sensor channel that each trial is re-timed to
+(``--photodiode``; the data set's ``photodiode`` holds the marker-to-light delays).
 ``model=components`` simulates the other generative structure (shared ERP components
 mixed per class) instead of the attribute-driven virtual subject; ``classes=K`` shows only
 ``K`` of the 40 classes (spread over shapes and colours, the same for every seed).
@@ -32,7 +34,8 @@ log = logging.getLogger(__name__)
 SPEC_HELP = (
     "expected one of: synthetic[:N][,seed=S][,design=rapid|block][,snr=X][,montage=M][,sfreq=F][,model=attributes|components][,classes=K], "
     "spampinato:EEG.pth[,SPLITS.pth], things-eeg2:DIR, "
-    "session:DIR_OR_FILE[,eeg=NAME][,markers=NAME][,units=uV][,trigger=NAME][,event_map=FILE.tsv] "
+    "session:DIR_OR_FILE[,eeg=NAME][,markers=NAME][,units=uV][,trigger=NAME][,event_map=FILE.tsv]"
+    "[,photodiode=NAME] "
     "(FILE: .fif, .xdf, .vhdr, .bdf, .edf, .set, .cnt, .mff)"
 )
 
@@ -81,16 +84,20 @@ def load_spec(
     marker_pattern: str | None = None,
     event_map: str | Path | None = None,
     trigger_channel: str | None = None,
+    photodiode: str | None = None,
 ) -> EEGImageDataset:
     """Load the data set named by ``spec`` (see the module docstring), split by image.
 
-    ``event_map`` (``--event-map``) and ``trigger_channel`` (``--trigger-channel``) apply to
-    sessions, as the spec options ``event_map=FILE`` and ``trigger=NAME`` do."""
+    ``event_map`` (``--event-map``), ``trigger_channel`` (``--trigger-channel``) and
+    ``photodiode`` (``--photodiode``) apply to sessions, as the spec options
+    ``event_map=FILE``, ``trigger=NAME`` and ``photodiode=NAME`` do."""
     mapper = marker_mapper(marker_pattern)
     kind, pos, kw = parse_spec(spec)
-    if (event_map is not None or trigger_channel is not None) and kind != "session":
+    given = [flag for flag, v in (("--event-map", event_map), ("--trigger-channel", trigger_channel),
+                                  ("--photodiode", photodiode)) if v is not None]
+    if given and kind != "session":
         raise ValueError(
-            f"--event-map/--trigger-channel apply to recorded sessions (session:...), not to "
+            f"option(s) {', '.join(given)} apply to recorded sessions (session:...), not to "
             f"{kind!r} data ({spec!r}); drop them or use a session spec"
         )
     if marker_pattern is not None and kind != "session":
@@ -150,6 +157,7 @@ def load_spec(
                     "units": kw.pop("units", None)}
         event_map = kw.pop("event_map", None) or event_map
         trigger_channel = kw.pop("trigger", None) or trigger_channel
+        photodiode = kw.pop("photodiode", None) or photodiode
         _no_left(kw, spec)
         if event_map is not None:
             from bci_app.stimuli import DemoStimulusSet, EventMap
@@ -159,7 +167,8 @@ def load_spec(
             mapper = EventMap.load(event_map, known).with_fallback(
                 mapper if marker_pattern is not None else None)
         ds = load_session(pos[0], images_dir=images_dir, preprocessing=preprocessing,
-                          mapper=mapper, trigger_channel=trigger_channel, **xdf_opts)
+                          mapper=mapper, trigger_channel=trigger_channel, photodiode=photodiode,
+                          **xdf_opts)
         ds.splits = split_by_image(ds.stim_ids, ds.subjects, test_frac, val_frac, split_seed)
     else:
         raise ValueError(f"unknown data spec kind {kind!r} in {spec!r}; {SPEC_HELP}")

@@ -48,4 +48,5 @@ def load_synthetic(
     raw = simulate_raw(n_trials, seed=seed, design=design, snr=snr, model=model, **extra)
     spec = preprocessing or default_spec(list(raw.ch_names), float(raw.info["sfreq"]))
     epochs = epoch_raw(raw, spec, MarkerMapper())
+    del raw  # the continuous signal (8 bytes a sample and channel) goes before the windows are copied
     return dataset_from_epochs(epochs, spec, None, stimuli)

@@ -2,7 +2,8 @@
 
 ``preprocessed_eeg_{training,test}.npy``: a pickled dict with ``preprocessed_eeg_data``
 ``[images, repetitions, channels, times]``, ``ch_names`` and ``times``; the data set's
-own test images are the test split.
+own test images are the test split, and its test concepts (none of them a training concept)
+the data set's zero-shot classes.
 """
 
 from __future__ import annotations
@@ -125,6 +126,8 @@ def load_things_eeg2(
     test_images = {i for i, p in zip(ids, parts, strict=True) if p == "test"}
     splits = split_by_image(ids, None, 0.0, val_frac, split_seed, test_images=test_images)
     class_names = [re.sub(r"^\d+_", "", c).replace("_", " ") for c in concepts]
+    # the test concepts are none of the training concepts: the field's zero-shot classes
+    test_labels = sorted({lab for lab, p in zip(labs, parts, strict=True) if p == "test"})
     loader = None
     if images_dir is not None:
         img_root = Path(images_dir)
@@ -149,4 +152,5 @@ def load_things_eeg2(
         X=np.ascontiguousarray(X), labels=np.asarray(labs, dtype=np.int64), stim_ids=ids,
         subjects=np.asarray(subj, dtype=np.int64), class_names=class_names, spec=spec,
         image_loader=loader, splits=splits, skipped={},
+        zero_shot_classes=[class_names[k] for k in test_labels],
     )

@@ -1,14 +1,23 @@
 """LabRecorder XDF files as an MNE raw with the markers as annotations.
 
-pyxdf reads the file and applies the recorded clock offsets (``synchronize_clocks``) and
-dejitters regular-rate time stamps. The EEG stream is chosen by name (``eeg_stream``)
-or by type (``EEG``, any case); the marker stream by name (``marker_stream``) or as the
-stream of type ``Markers`` (any case), else the only irregular-rate string stream.
+pyxdf reads the file and applies the recorded clock offsets (``synchronize_clocks``, which
+also undoes clock resets) and dejitters regular-rate time stamps. Streams without a sample
+are skipped (a log line, and ``raw.info["description"]`` names them). The EEG stream is
+chosen by name (``eeg_stream``) or by type (``EEG``, any case); the marker stream by name
+(``marker_stream``), else as the stream whose type names markers (``Markers``,
+``StringMarker``... any case), else the only irregular-rate string stream.
 Per-channel units come from ``desc/channels/channel/unit`` (or ``units``); the raw is
 in volts. Each marker is placed on its nearest EEG sample with the live epocher's rule
-(:func:`bci_app.preprocessing.marker_sample`) and lost samples (time stamp jumps) become
-``BAD_gap`` annotations, exactly as the app's recorder writes a session, so the same
-data gives the same epochs from XDF as from FIF.
+(:func:`bci_app.preprocessing.marker_sample`), so the same data gives the same epochs
+from XDF as from FIF.
+
+A discontinuity of the EEG (a time stamp step of 1.5 periods or more: samples lost, or a
+stretch without samples such as a clock reset of the sending computer) joins the samples
+on either side, as MNE joins concatenated raws: zero-length ``BAD boundary`` and ``EDGE
+boundary`` annotations at the first sample after it, whose ``extras`` hold the samples
+lost there (``samples_lost``; :func:`bci_app.preprocessing.epochs.lost_summary` sums
+them). Windows across a join are rejected as ``"gap"``; the data on both sides stay usable.
+A marker that falls inside the lost stretch has no sample and is left out (logged).
 """
 
 from __future__ import annotations
@@ -19,9 +28,10 @@ from typing import Any
 
 import numpy as np
 
+from bci_app.file_errors import DamagedFileError
 from bci_app.preprocessing import marker_sample, volts_per_unit
 from bci_app.preprocessing.channels import implausible_volts, units_hint
-from bci_app.preprocessing.epochs import GAP_DESCRIPTION
+from bci_app.preprocessing.epochs import BOUNDARY_DESCRIPTIONS, LOST_KEY
 
 log = logging.getLogger(__name__)
 
@@ -48,11 +58,16 @@ def _first(d: Any, key: str, default: str = "") -> str:
     return v if isinstance(v, str) else default
 
 
+def _n_samples(stream: dict) -> int:
+    return len(stream.get("time_stamps", []))
+
+
 def _describe(stream: dict) -> str:
     info = stream["info"]
+    empty = ", empty" if not _n_samples(stream) else ""
     return (f"{_first(info, 'name')!r} (type {_first(info, 'type')!r}, "
             f"{_first(info, 'channel_count')} ch, {_first(info, 'nominal_srate')} Hz, "
-            f"{_first(info, 'channel_format')})")
+            f"{_first(info, 'channel_format')}{empty})")
 
 
 def _channels(stream: dict) -> list[dict]:
@@ -68,21 +83,34 @@ def _channels(stream: dict) -> list[dict]:
     return [c for c in out if isinstance(c, dict)]
 
 
-def _pick(streams: list[dict], path: Path, what: str, name: str | None, match,
+def _pick(streams: list[dict], path: Path, what: str, name: str | None, matches,
           everything: list[dict]) -> dict:
+    """The stream named ``name``, else the one stream that the first of ``matches`` (rules
+    in order of preference) finds; ``streams`` holds the candidates (non-empty)."""
     listing = "; ".join(_describe(s) for s in everything) or "none"
     if name is not None:
         hits = [s for s in streams if _first(s["info"], "name").lower() == name.lower()]
         if not hits:
+            empty = [s for s in everything if _first(s["info"], "name").lower() == name.lower()
+                     and not _n_samples(s)]
+            if empty:
+                raise ValueError(f"{path}: stream {name!r} ({what}) holds no samples; expected a "
+                                 f"stream with data; streams: {listing}")
             raise ValueError(f"{path}: no stream named {name!r} for the {what}; streams: {listing}")
     else:
-        hits = [s for s in streams if match(s)]
+        hits = []
+        for match in matches:
+            hits = [s for s in streams if match(s)]
+            if hits:
+                break
         if not hits:
             opt = "eeg" if what == "EEG" else "markers"
+            kind = ("EEG with a nominal rate" if what == "EEG" else
+                    "Markers (or another type naming markers, e.g. StringMarker), or an "
+                    "irregular-rate string stream")
             raise ValueError(
-                f"{path}: no {what} stream found (streams: {listing}); expected a stream of type "
-                f"{'EEG' if what == 'EEG' else 'Markers'}, or name it with {opt}=NAME in the "
-                "data spec"
+                f"{path}: no {what} stream with samples found (streams: {listing}); expected a "
+                f"stream of type {kind}, or name it with {opt}=NAME in the data spec"
             )
     if len(hits) > 1:
         opt = "eeg" if what == "EEG" else "markers"
@@ -98,13 +126,17 @@ def _is_eeg(s: dict) -> bool:
     return _first(info, "type").lower() == "eeg" and float(_first(info, "nominal_srate", "0")) > 0
 
 
-def _is_markers(s: dict) -> bool:
+def _typed_markers(s: dict) -> bool:
+    """A stream whose type names markers: ``Markers``, ``StringMarker``, ``marker``..."""
+    return "marker" in _first(s["info"], "type").lower()
+
+
+def _string_events(s: dict) -> bool:
+    """Any irregular-rate stream of strings (events whatever their type)."""
     info = s["info"]
-    kind = _first(info, "type").lower()
-    if kind in ("markers", "marker"):
-        return True
     return (float(_first(info, "nominal_srate", "0")) == 0
-            and _first(info, "channel_format") == "string" and kind != "eeg")
+            and _first(info, "channel_format") == "string"
+            and _first(info, "type").lower() != "eeg")
 
 
 def read_raw_xdf(
@@ -144,9 +176,20 @@ def read_raw_xdf(
                                           dejitter_timestamps=True, verbose=False)
     except Exception as err:
         raise ValueError(f"{path} could not be read as XDF ({err}); expected an XDF 1.0 file") from None
-    eeg = _pick(streams, path, "EEG", eeg_stream, _is_eeg, streams)
-    mk = _pick([s for s in streams if s is not eeg], path, "marker", marker_stream, _is_markers,
-               streams)
+    cut = [s for s in streams if not s.get("footer")]
+    if cut:  # pyxdf reads what is there of a cut file and says nothing
+        raise DamagedFileError(
+            path, f"stream(s) {'; '.join(map(_describe, cut))} end without the footer a closed "
+            "recording writes; expected a complete XDF file: it was cut short (the recorder "
+            "stopped before closing it, or an incomplete copy)")
+    empty = [s for s in streams if not _n_samples(s)]
+    if empty:
+        log.warning("%s: skipped %d empty stream(s) (no sample): %s", path, len(empty),
+                    "; ".join(map(_describe, empty)))
+    full = [s for s in streams if _n_samples(s)]
+    eeg = _pick(full, path, "EEG", eeg_stream, [_is_eeg], streams)
+    mk = _pick([s for s in full if s is not eeg], path, "marker", marker_stream,
+               [_typed_markers, _string_events], streams)
     info = eeg["info"]
     name = _first(info, "name")
     sfreq = float(_first(info, "nominal_srate", "0"))
@@ -178,32 +221,51 @@ def read_raw_xdf(
         std = implausible_volts(data[eeg_rows])
         if std is not None:
             log.warning(units_hint(f"{path}: EEG stream {name!r}", std).replace("--units", "units="))
+    # discontinuities, by the recorder's rule: a step of >= 1.5 periods lost samples (a step
+    # back, a clock reset that the offsets did not undo, is a join with none counted)
+    steps = np.diff(ts) * sfreq
+    joins = np.nonzero((steps >= 1.5) | (steps < 0))[0] + 1  # first sample after each
+    lost = np.where(steps >= 1.5, np.rint(steps).astype(np.int64) - 1, 0)[joins - 1]
     # markers on their nearest EEG sample, as the recorder and the live epocher place them
-    onsets, descs, durs = [], [], []
+    onsets, descs, extras = [], [], []
     n = ts.size
-    outside = 0
+    outside = in_lost = 0
     for row, t in zip(mk["time_series"], mk["time_stamps"], strict=True):
         marker = str(row[0]) if isinstance(row, list | tuple | np.ndarray) else str(row)
         k = marker_sample(ts, float(t), sfreq)
         if k >= n or (k == 0 and t < ts[0] - 0.5 / sfreq):
             outside += 1
             continue
+        if k in joins and ts[k] - t > 1.5 / sfreq:  # its own sample was lost (the epocher's rule)
+            in_lost += 1
+            continue
         onsets.append(k / sfreq)
         descs.append(marker)
-        durs.append(0.0)
+        extras.append({})
     if outside:
         log.warning("%s: %d marker(s) outside the EEG recording were left out", path, outside)
-    steps = np.diff(ts) * sfreq  # the recorder's rule: a step of >= 1.5 periods lost samples
-    lost = np.where(steps >= 1.5, np.maximum(np.rint(steps).astype(np.int64) - 1, 1), 0)
-    for i in np.nonzero(lost)[0]:
-        onsets.append((i + 1) / sfreq)
-        descs.append(GAP_DESCRIPTION)
-        durs.append(float(lost[i]) / sfreq)
+    if in_lost:
+        log.warning("%s: %d marker(s) inside a stretch without EEG samples were left out",
+                    path, in_lost)
+    for k, n_lost in zip(joins, lost, strict=True):
+        for d in BOUNDARY_DESCRIPTIONS:
+            onsets.append(k / sfreq)
+            descs.append(d)
+            extras.append({LOST_KEY: int(n_lost)})
+    note = f"XDF {path.name}: EEG {name!r}, markers {_first(mk['info'], 'name')!r}"
+    if joins.size:
+        summary = (f"{joins.size} discontinuit{'y' if joins.size == 1 else 'ies'} "
+                   f"({int(lost.sum())} samples, {lost.sum() / sfreq:.3f} s without data)")
+        note += f"; {summary} joined by 'BAD boundary' annotations"
+        log.warning("%s: EEG stream %r has %s; windows across a join are rejected as 'gap'",
+                    path, name, summary)
+    if empty:
+        note += "; empty streams skipped: " + ", ".join(repr(_first(s["info"], "name")) for s in empty)
     minfo = mne.create_info(ch_names, sfreq, ch_types)
-    minfo["description"] = f"XDF {path.name}: EEG {name!r}, markers {_first(mk['info'], 'name')!r}"
+    minfo["description"] = note
     raw = mne.io.RawArray(data, minfo, verbose="error")
     order = np.argsort(onsets, kind="stable")
     raw.set_annotations(mne.Annotations(np.asarray(onsets)[order] if onsets else [],
-                                        np.asarray(durs)[order] if durs else [],
-                                        [descs[i] for i in order]))
+                                        np.zeros(len(onsets)), [descs[i] for i in order],
+                                        extras=[extras[i] for i in order]))
     return raw

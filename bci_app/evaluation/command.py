@@ -6,6 +6,8 @@ from __future__ import annotations
 import argparse
 import time
 
+import numpy as np
+
 
 def _stages_line(stages: dict) -> str:
     """"decoder 0.45 -> caption 0.44 -> drawing 0.42" (N-way figures of metrics["stages"])."""
@@ -32,35 +34,6 @@ def lead_line(m: dict) -> str:
     return head
 
 
-def _load_photodiode_session(spec: str, *, photodiode: str, images_dir=None, preprocessing=None,
-                             split_seed: int = 0, test_frac: float = 0.2, val_frac: float = 0.1,
-                             marker_pattern: str | None = None):
-    """``load_spec`` of a ``session:`` spec with every trial re-timed to ``--photodiode``.
-
-    The same steps as :func:`bci_app.datasets.load_spec`'s session branch (which takes no
-    photodiode option yet), plus the photodiode channel.
-    """
-    from bci_app.datasets.sessions import load_session
-    from bci_app.datasets.spec import SPEC_HELP, _no_left, marker_mapper, parse_spec
-    from bci_app.datasets.splits import check_split_disjoint, split_by_image
-
-    kind, pos, kw = parse_spec(spec)
-    if kind != "session" or not pos:
-        raise ValueError(
-            f"--photodiode {photodiode!r} applies to recorded sessions (session:FILE), not to "
-            f"{spec!r}; drop the flag or use a session spec ({SPEC_HELP})"
-        )
-    xdf = {"eeg_stream": kw.pop("eeg", None), "marker_stream": kw.pop("markers", None),
-           "units": kw.pop("units", None)}
-    _no_left(kw, spec)
-    ds = load_session(pos[0], images_dir=images_dir, preprocessing=preprocessing,
-                      mapper=marker_mapper(marker_pattern), photodiode=photodiode, **xdf)
-    ds.splits = split_by_image(ds.stim_ids, ds.subjects, test_frac, val_frac, split_seed)
-    ds.source = spec
-    check_split_disjoint(ds.stim_ids, ds.splits, spec)
-    return ds
-
-
 def run_evaluate(args: argparse.Namespace) -> int:
     """Entry point of ``bci-app evaluate`` (argparse namespace from ``bci_app.cli``)."""
     from bci_app.datasets import load_spec
@@ -78,8 +51,9 @@ def run_evaluate(args: argparse.Namespace) -> int:
     raw_spec = PreprocessingSpec.from_dict({**spec.to_dict(), "norm_mean": None, "norm_std": None})
     dcfg = bundle_config.get("training", {}).get("config", {}).get("data", {})
     split_seed = int(dcfg.get("split_seed", 0))
-    load = load_spec if getattr(args, "photodiode", None) is None else _load_photodiode_session
-    ds = load(
+    # --event-map, --trigger-channel and --photodiode are options of a session spec here
+    # (folded by bci_app.cli): one loading path with train
+    ds = load_spec(
         args.data,
         images_dir=getattr(args, "images", None),
         preprocessing=raw_spec,
@@ -87,10 +61,11 @@ def run_evaluate(args: argparse.Namespace) -> int:
         test_frac=float(dcfg.get("test_frac", 0.2)),
         val_frac=float(dcfg.get("val_frac", 0.1)),
         marker_pattern=getattr(args, "marker_pattern", None),
-        **({} if getattr(args, "photodiode", None) is None else {"photodiode": args.photodiode}),
     )
     recon.check_compatible(list(ds.spec.ch_names), float(ds.spec.sfreq), int(ds.X.shape[2]))
-    ds.X = normalise(ds.X, spec)
+    ds.X = np.asarray(ds.X, dtype=np.float32)
+    for a in range(0, len(ds.X), 256):  # in place, 256 trials at a time: no float64 copy of the set
+        ds.X[a : a + 256] = normalise(ds.X[a : a + 256], spec)
     meta = {
         "bundle": str(getattr(recon, "bundle_dir", args.bundle)),
         "data": args.data,
@@ -103,6 +78,10 @@ def run_evaluate(args: argparse.Namespace) -> int:
         save_images=bool(getattr(args, "save_images", False)),
         weights_dir=getattr(args, "weights_dir", None),
     )
+    from bci_app.evaluation.zero_shot import add_zero_shot, zero_shot_line
+
+    # the bundle's held-out classes, when the data has trials of them: metrics.json "zero_shot"
+    zs = add_zero_shot(recon, ds, bundle_config, args.out, seed=args.seed)
     probe = m["leakage_probe"]
     print(lead_line(m))
     if m.get("photodiode"):
@@ -116,4 +95,6 @@ def run_evaluate(args: argparse.Namespace) -> int:
         f"IS {m['inception_score']} | {_stages_line(m.get('stages') or {})} | probe {'FLAGGED' if probe.get('flagged') else 'ok'} ({probe.get('acc')}) | "
         f"n={m['n']} | {time.perf_counter() - t0:.0f} s -> {args.out}"
     )
+    if zs is not None:
+        print(zero_shot_line(zs))
     return 0

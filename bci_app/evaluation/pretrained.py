@@ -20,10 +20,12 @@ import numpy as np
 from bci_app.evaluation.metrics import inception_score_from_probs, two_way_identification
 from bci_app.models.ssim import resize_images
 
-__all__ = ["MetricUnavailable", "inception_score", "alexnet_two_way", "clip_two_way"]
+__all__ = ["MetricUnavailable", "inception_score", "alexnet_two_way", "clip_two_way", "NETWORKS",
+           "search_dirs", "find_checkpoint", "CLIP_MODEL", "CLIP_FILES", "missing_clip_files"]
 
-# checkpoint file patterns of each network (torchvision's files) and where to get them
-_NETWORKS = {
+#: checkpoint file patterns of each network (torchvision's files) and where to get them;
+#: ``bci-app doctor`` looks for them with :func:`find_checkpoint` too
+NETWORKS = {
     "inception_v3": (["inception_v3_google-*.pth", "inception_v3*.pth"],
                      "https://download.pytorch.org/models/inception_v3_google-0cc3c7bd.pth"),
     "alexnet": (["alexnet-*.pth", "alexnet*.pth"],
@@ -43,7 +45,9 @@ class MetricUnavailable:
         return {"value": None, "available": False, "reason": self.reason}
 
 
-def _search_dirs(weights_dir: str | Path | None) -> list[Path]:
+def search_dirs(weights_dir: str | Path | None) -> list[Path]:
+    """Where the checkpoints are looked for, in order: ``weights_dir``, then
+    ``$TORCH_HOME/hub/checkpoints`` (torch's hub folder)."""
     import torch
 
     dirs = [Path(torch.hub.get_dir()) / "checkpoints"]
@@ -52,8 +56,9 @@ def _search_dirs(weights_dir: str | Path | None) -> list[Path]:
     return dirs
 
 
-def _find_checkpoint(patterns: Sequence[str], weights_dir: str | Path | None) -> Path | None:
-    for d in _search_dirs(weights_dir):
+def find_checkpoint(patterns: Sequence[str], weights_dir: str | Path | None) -> Path | None:
+    """The first file matching ``patterns`` in :func:`search_dirs`, or None."""
+    for d in search_dirs(weights_dir):
         if d.is_dir():
             for pat in patterns:
                 hits = sorted(d.glob(pat))
@@ -65,10 +70,10 @@ def _find_checkpoint(patterns: Sequence[str], weights_dir: str | Path | None) ->
 def _network(name: str, weights_dir: str | Path | None):
     """A network of :mod:`bci_app.evaluation.networks` with local weights, or a
     MetricUnavailable saying where the weights were looked for and how to get them."""
-    patterns, url = _NETWORKS[name]
-    ckpt = _find_checkpoint(patterns, weights_dir)
+    patterns, url = NETWORKS[name]
+    ckpt = find_checkpoint(patterns, weights_dir)
     if ckpt is None:
-        where = ", ".join(str(d) for d in _search_dirs(weights_dir))
+        where = ", ".join(str(d) for d in search_dirs(weights_dir))
         return MetricUnavailable(
             name,
             f"no local {name} weights ({' or '.join(patterns)}) in {where}; to get them, download "
@@ -140,20 +145,49 @@ def alexnet_two_way(
     return {key: two_way_identification(fr[key], fs[key]) for key in ALEXNET_TAPS}
 
 
+#: CLIP two-way's model (a Hugging Face id or a local directory) and the files of it that
+#: evaluate reads: the image tower's weights and the processor's files
+CLIP_MODEL = "openai/clip-vit-base-patch32"
+CLIP_FILES = ("config.json", "preprocessor_config.json", "vocab.json", "merges.txt", "model.safetensors")
+_OLDER_FILE = {"model.safetensors": "pytorch_model.bin"}  # transformers also loads the older format
+
+
+def missing_clip_files(model_name: str = CLIP_MODEL) -> tuple[str, list[str]]:
+    """Where ``model_name``'s :data:`CLIP_FILES` were looked for (the directory itself, else
+    the Hugging Face cache, as ``local_files_only`` loading finds them) and which are missing."""
+    if Path(model_name).is_dir():
+        where = str(model_name)
+
+        def present(f: str) -> bool:
+            return (Path(model_name) / f).is_file()
+    else:
+        from huggingface_hub import try_to_load_from_cache
+        from huggingface_hub.constants import HF_HUB_CACHE
+
+        where = f"the Hugging Face cache {HF_HUB_CACHE}"
+
+        def present(f: str) -> bool:
+            return isinstance(try_to_load_from_cache(model_name, f), str)
+
+    missing = [f for f in CLIP_FILES if not present(f) and not (f in _OLDER_FILE and present(_OLDER_FILE[f]))]
+    return where, missing
+
+
 def clip_two_way(
-    seen: np.ndarray, recon: np.ndarray, model_name: str = "openai/clip-vit-base-patch32"
+    seen: np.ndarray, recon: np.ndarray, model_name: str = CLIP_MODEL
 ) -> np.ndarray | MetricUnavailable:
     """CLIP image-embedding two-way identification; weights resolved with local_files_only."""
-    if not Path(model_name).is_dir():
-        # look in the Hugging Face cache first: importing transformers' CLIP costs seconds
-        try:
-            from huggingface_hub import try_to_load_from_cache
-        except ImportError:
-            return MetricUnavailable("clip", "huggingface_hub is not installed")
-        if not isinstance(try_to_load_from_cache(model_name, "config.json"), str):
-            return MetricUnavailable(
-                "clip", f"no local CLIP weights for {model_name!r} in the Hugging Face cache (no download is attempted)"
-            )
+    # the files first: importing transformers' CLIP costs seconds
+    try:
+        where, missing = missing_clip_files(model_name)
+    except ImportError:
+        return MetricUnavailable("clip", "huggingface_hub is not installed")
+    if missing:
+        return MetricUnavailable(
+            "clip", f"no local CLIP weights for {model_name!r} in {where}: missing {', '.join(missing)} "
+            f"(no download is attempted); `hf download {model_name}` on a machine with internet, then "
+            "copy the cache"
+        )
     try:
         import torch
         from transformers import CLIPModel, CLIPProcessor
@@ -163,7 +197,7 @@ def clip_two_way(
         model = CLIPModel.from_pretrained(model_name, local_files_only=True).eval()
         proc = CLIPProcessor.from_pretrained(model_name, local_files_only=True)
     except Exception as err:
-        return MetricUnavailable("clip", f"no local CLIP weights for {model_name!r} ({type(err).__name__})")
+        return MetricUnavailable("clip", f"could not load CLIP {model_name!r} from {where}: {type(err).__name__}: {err}")
     with torch.no_grad():
         fs = model.get_image_features(**proc(images=list(seen), return_tensors="pt")).numpy()
         fr = model.get_image_features(**proc(images=list(recon), return_tensors="pt")).numpy()

@@ -1,7 +1,8 @@
 """``report.html`` of ``bci-app evaluate``: one self-contained file, viewable offline.
 
 Tables (overall = the paper's Table 1, per subject = Table 2, ablation = Table 3),
-the leakage verdict, image grids (seen | saliency | reconstruction) of the best and
+the leakage verdict, the zero-shot figures (:func:`add_section` of :func:`zero_shot_section`,
+when the bundle held classes out), image grids (seen | saliency | reconstruction) of the best and
 worst test trials, and a per-subject bar plot (inline SVG). Images are embedded as
 base64 PNG ``data:`` URIs, so the file can be mailed or opened without a server.
 
@@ -24,7 +25,8 @@ from typing import Any
 
 import numpy as np
 
-__all__ = ["GridRow", "png_data_uri", "render_report", "write_report", "check_html"]
+__all__ = ["GridRow", "png_data_uri", "render_report", "write_report", "zero_shot_section", "add_section",
+           "check_html"]
 
 _VOID = {"area", "base", "br", "col", "embed", "hr", "img", "input", "link", "meta", "source", "track", "wbr"}
 
@@ -84,7 +86,7 @@ def _table(header: Sequence[str], rows: Sequence[Sequence[str]], cls: str = "") 
 
 
 _LOUD = {"CLASSIFIER WARNING", "NOT SIGNIFICANT", "SPLIT WARNING", "LEAKAGE", "TEST IMAGES SEEN",
-         "BASELINE FALLBACK", "COMPONENT RECORD"}
+         "BASELINE FALLBACK", "COMPONENT RECORD", "HELD-OUT CLASSES SEEN"}
 
 
 def _paired(d: dict[str, Any] | None) -> str:
@@ -258,7 +260,8 @@ def photodiode_section(summary: dict[str, Any] | None) -> str:
     ])
 
 
-def _grid(rows: Sequence[GridRow], size: int) -> str:
+def grid_html(rows: Sequence[GridRow], size: int) -> str:
+    """A table of rows of seen | saliency | reconstruction | caption."""
     out = ['<table class="grid"><thead><tr><th>seen</th><th>saliency</th><th>reconstruction</th><th></th></tr></thead><tbody>']
     for r in rows:
         cells = []
@@ -270,6 +273,39 @@ def _grid(rows: Sequence[GridRow], size: int) -> str:
         out.append("<tr>" + "".join(cells) + f'<td class="cap">{html.escape(r.caption)}</td></tr>')
     out.append("</tbody></table>")
     return "".join(out)
+
+
+def zero_shot_section(zs: dict[str, Any], rows: Sequence[GridRow] = (), image_size: int = 128) -> str:
+    """The zero-shot section (``metrics["zero_shot"]``, :mod:`~bci_app.evaluation.zero_shot`):
+    its figures with chance, CI and p, the notes on what saw the held-out classes, and the
+    held-out classes' reconstructions."""
+    parts = [f"<h2>Zero-shot: {len(zs['classes'])} classes no model component trained on</h2>",
+             f'<p class="note">held out: {html.escape(", ".join(zs["classes"]))}; {zs["n"]} test trials</p>']
+    for note in zs.get("notes", []):
+        loud = str(note).split(":", 1)[0] in _LOUD
+        parts.append(f'<p class="{"leak" if loud else "note"}">{html.escape(str(note))}</p>')
+    figures = [(f"caption retrieval top-{k}", zs.get(f"retrieval_top{k}") or {}) for k in (1, 5)]
+    figures.append(("reconstruction, judged top-1", zs.get("recon_acc") or {}))
+    parts.append(_table(["metric", "value", "95% CI", "chance", "p (permutation)"], [
+        [name, _fmt(r.get("value")), _fmt(r.get("ci")), _fmt(r.get("chance")),
+         _p(r.get("p")) if "unavailable" not in r else html.escape(str(r["unavailable"]))]
+        for name, r in figures]))
+    for key in ("retrieval_definition", "recon_acc_definition"):
+        if zs.get(key):
+            parts.append(f'<p class="note">{html.escape(str(zs[key]))}</p>')
+    if rows:
+        parts.append(f"<h3>held-out classes: one test trial each</h3>{grid_html(rows, image_size)}")
+    return "\n".join(parts)
+
+
+def add_section(path: str | Path, section: str) -> Path:
+    """Insert ``section`` (HTML) into a written report, after its other sections."""
+    path = Path(path)
+    text = path.read_text(encoding="utf-8")
+    if text.count(_IMG_CHECK) != 1:
+        raise ValueError(f"{path} is not a report written by write_report (its closing script is missing)")
+    path.write_text(text.replace(_IMG_CHECK, section + "\n" + _IMG_CHECK), encoding="utf-8")
+    return path
 
 
 _CSS = """
@@ -437,9 +473,9 @@ def render_report(
     if best or worst:
         parts.append("<h2>Reconstructions</h2><div class=\"grids\">")
         if best:
-            parts.append(f"<div><h3>best {len(best)} test trials</h3>{_grid(best, image_size)}</div>")
+            parts.append(f"<div><h3>best {len(best)} test trials</h3>{grid_html(best, image_size)}</div>")
         if worst:
-            parts.append(f"<div><h3>worst {len(worst)} test trials</h3>{_grid(worst, image_size)}</div>")
+            parts.append(f"<div><h3>worst {len(worst)} test trials</h3>{grid_html(worst, image_size)}</div>")
         parts.append("</div>")
 
     if m.get("photodiode"):

@@ -38,6 +38,11 @@ def bundle_split_images(bundle_config: dict[str, Any] | None) -> dict[str, set[s
     return None
 
 
+def holdout_classes(bundle_config: dict[str, Any] | None) -> list[str]:
+    """The classes the bundle held out of every component (``training.holdout_classes``)."""
+    return [str(c) for c in ((bundle_config or {}).get("training") or {}).get("holdout_classes") or []]
+
+
 def select_split(ds, bundle_config: dict[str, Any] | None) -> tuple[dict[str, np.ndarray], dict[str, Any]]:
     """Train/val/test trial indices of ``ds`` for evaluating a bundle, and what was done.
 
@@ -45,6 +50,8 @@ def select_split(ds, bundle_config: dict[str, Any] | None) -> tuple[dict[str, np
     the trials whose image the bundle never saw; train/val follow the bundle's images.
     Otherwise the data set's own split is used, which matches the bundle's only when the
     data SPEC and split seed are the ones the bundle was trained with (said in the note).
+    Test trials of classes the bundle held out (``training.holdout_classes``) are left to
+    :mod:`~bci_app.evaluation.zero_shot` unless they are all there is.
     ``ValueError`` when an image is in two splits or no test trial is left.
     """
     ids = [str(s) for s in ds.stim_ids]
@@ -72,6 +79,19 @@ def select_split(ds, bundle_config: dict[str, Any] | None) -> tuple[dict[str, np
                 f"the bundle does not record its training images and was trained on {trained_on!r}, "
                 f"not on {getattr(ds, 'source', '?')!r}: test images may have been seen in training"
             )
+    held = set(holdout_classes(bundle_config))
+    if held:  # the classic protocol: unseen images of trained classes; the held-out ones are zero-shot
+        names = list(ds.class_names)
+        is_held = np.array([names[k] in held for k in np.asarray(ds.labels)[splits["test"]]], dtype=bool)
+        if is_held.any() and not is_held.all():
+            splits["test"] = splits["test"][~is_held]
+            info["holdout_classes"] = (
+                f"{int(is_held.sum())} test trials of the {len(held)} classes the bundle held out are scored "
+                "in zero_shot, not here: these figures are the classic protocol (unseen images of trained classes)")
+        elif is_held.any():
+            info["holdout_classes"] = (
+                "every test trial is of a class the bundle held out (e.g. THINGS-EEG2's test concepts): these "
+                "figures are over unseen classes too")
     if len(splits.get("test", [])) == 0:
         raise ValueError(
             f"no test trials in {getattr(ds, 'source', 'the data')}: every image was used by the bundle "

@@ -25,6 +25,8 @@ from typing import Any
 import numpy as np
 from sklearn.discriminant_analysis import LinearDiscriminantAnalysis
 
+from bci_app.file_errors import reading
+
 BASELINE_FILE = "baseline.safetensors"
 BASELINE_FORMAT = "bci-app-linear-baseline"
 
@@ -178,11 +180,12 @@ class LinearBaseline:
                 f"no linear baseline in {directory}: expected {path}; train it into the bundle with "
                 f"`bci-app train --stages baseline --resume --data SPEC --out {directory}`"
             )
-        with safe_open(str(path), framework="np") as fh:
-            meta = fh.metadata() or {}
-            if meta.get("format") != BASELINE_FORMAT:
-                raise ValueError(f"{path}: format {meta.get('format')!r}, expected {BASELINE_FORMAT!r}")
-            arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        with reading(path, "the linear baseline's safetensors file"):
+            with safe_open(str(path), framework="np") as fh:
+                meta = fh.metadata() or {}
+                arrays = {k: fh.get_tensor(k) for k in fh.keys()}  # noqa: SIM118 (safe_open has no __iter__)
+        if meta.get("format") != BASELINE_FORMAT:
+            raise ValueError(f"{path}: format {meta.get('format')!r}, expected {BASELINE_FORMAT!r}")
         s = json.loads(meta["settings"])
         model = cls(bin_ms=s["bin_ms"], sfreq=s["sfreq"])
         model._shape = (int(s["n_channels"]), int(s["n_times"]))

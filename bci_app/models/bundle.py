@@ -29,6 +29,8 @@ from typing import Any
 import torch
 from torch import nn
 
+from bci_app.file_errors import reading
+
 BUNDLE_FORMAT = "bci-app-bundle"
 BUNDLE_VERSION = 1
 CONFIG_NAME = "config.json"
@@ -74,10 +76,8 @@ class ConfigModule(nn.Module):
 def _read_json(path: Path) -> dict[str, Any]:
     if not path.is_file():
         raise FileNotFoundError(f"{path} does not exist; expected a JSON config file")
-    try:
+    with reading(path, "a JSON config file"):
         return json.loads(path.read_text())
-    except json.JSONDecodeError as e:
-        raise ValueError(f"{path} is not valid JSON ({e})") from None
 
 
 def component_entry(module: ConfigModule) -> dict[str, Any]:
@@ -109,7 +109,8 @@ def load_state(module: nn.Module, path: Path) -> None:
 
     if not Path(path).is_file():
         raise FileNotFoundError(f"{path} does not exist; expected the weights of {type(module).__name__}")
-    state = load_file(str(path))
+    with reading(path, f"the safetensors weights of {type(module).__name__}"):
+        state = load_file(str(path))
     missing, unexpected = module.load_state_dict(state, strict=False)
     if missing or unexpected:
         raise ValueError(

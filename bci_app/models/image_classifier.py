@@ -16,6 +16,8 @@ import torch
 import torch.nn as nn
 import torch.nn.functional as F
 
+from bci_app.file_errors import reading
+
 CLASSIFIER_WEIGHTS = "classifier.safetensors"
 CLASSIFIER_CONFIG = "classifier.json"
 
@@ -120,9 +122,12 @@ class ImageClassifier(nn.Module):
                 f"no image classifier in {str(directory)!r}: expected {CLASSIFIER_WEIGHTS} and "
                 f"{CLASSIFIER_CONFIG}; train one with bci_app.training.classifier.train_image_classifier"
             )
-        cfg = json.loads(cpath.read_text())
+        with reading(cpath, "the image classifier's JSON config"):
+            cfg = json.loads(cpath.read_text())
         model = cls(**{k: cfg[k] for k in ("n_classes", "resolution", "width")})
-        model.load_state_dict(load_file(str(wpath)))
+        with reading(wpath, "the image classifier's safetensors weights"):
+            state = load_file(str(wpath))
+        model.load_state_dict(state)
         return model.to(device).eval()
 
 

@@ -106,11 +106,9 @@ class Reconstructor:
         self.encoder_head = head.to(self.device, self.dtype).eval() if head is not None else None
         self.refiner = refiner
         self.classifier = classifier
-        self.steps, self.strength = steps, strength
-        from bci_app.models.refiners import check_guidance
-
-        # classifier-free guidance weight (None: the refiner's default); checked before any work
-        self.guidance = None if guidance is None else check_guidance(guidance)
+        if refiner is not None:  # the overrides (None: the refiner's default), checked before any work
+            refiner.validate_sampling(steps, strength, guidance)
+        self.steps, self.strength, self.guidance = steps, strength, guidance
         self.seed = int(seed)
         self.batch_invariant = bool(batch_invariant)
         self.classes = list(config.get("classes", []))
@@ -255,8 +253,9 @@ class Reconstructor:
         self._sync()
         t4 = time.perf_counter()
         times["refiner"] = (t4 - t3) * 1e3
+        # the classifier reads the image as the refiner made it, before it becomes uint8
+        probs = self._classify(img.float().clamp(0, 1)) if self.classifier is not None else None
         sal_u8, img_u8 = _to_uint8(sal), _to_uint8(img)
-        probs = self.classify_images(img_u8) if self.classifier is not None else None
         return [
             Reconstruction(
                 saliency=sal_u8[i], image=img_u8[i], times_ms=dict(times),
@@ -291,11 +290,14 @@ class Reconstructor:
             images = images[None]
         if images.ndim != 4 or images.shape[-1] != 3 or images.dtype != np.uint8:
             raise ValueError(f"images must be uint8 [N, H, W, 3]; got {images.dtype} {images.shape}")
+        return self._classify(torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255))
+
+    def _classify(self, x: torch.Tensor) -> np.ndarray:
+        """The classifier's probabilities ``[N, K]`` of float images ``x`` ``[N, 3, H, W]`` in [0, 1]."""
         clf = self.classifier
         if hasattr(clf, "predict_proba"):
-            return np.asarray(clf.predict_proba(images))
+            return np.asarray(clf.predict_proba(x))
         with torch.no_grad():
-            x = torch.as_tensor(images).permute(0, 3, 1, 2).float().div(255)
             return torch.softmax(clf(x).float(), -1).cpu().numpy()
 
 

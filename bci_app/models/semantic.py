@@ -14,9 +14,21 @@ With ``logits_from="features"`` the mixture weights are a linear read-out of the
 feature itself (not of the hidden layer), which :meth:`SemanticHead.init_logits` can start
 from the encoder's class read-out: the head then starts by choosing the caption of the
 class the encoder decodes, and eq. (7) fine-tunes it.
+
+The prototype mixture is a closed set: each prototype has its own learned weight row, so
+it can only choose among the captions it trained on. With ``open_set=True`` the
+prototypes are fixed caption embeddings (candidates) and a prototype's weight is the
+cosine between a learned read-out of the EEG (a point in the embedding space) and the
+candidate's embedding, centred on the training candidates' mean and scaled by a learned
+factor. A candidate needs no weights of its own, so :meth:`SemanticHead.set_candidates`
+can add captions the head never trained on (e.g. the held-out classes' label captions,
+embedded by the same text encoder): a trial whose EEG points towards "purple" and "star"
+can land on "an image of a purple star" though no purple star was in training.
 """
 
 from __future__ import annotations
+
+import math
 
 import torch
 import torch.nn.functional as F
@@ -31,21 +43,31 @@ class SemanticHead(ConfigModule):
 
     def __init__(self, in_features: int, seq_len: int = 16, embed_dim: int = 384,
                  hidden: int = 256, n_prototypes: int = 0, dropout: float = 0.1,
-                 temperature: float = 1.0, logits_from: str = "hidden") -> None:
+                 temperature: float = 1.0, logits_from: str = "hidden", open_set: bool = False) -> None:
         super().__init__()
         if logits_from not in ("hidden", "features"):
             raise ValueError(f"logits_from must be 'hidden' or 'features', got {logits_from!r}")
-        self.register_config(in_features=in_features, seq_len=seq_len, embed_dim=embed_dim,
-                             hidden=hidden, n_prototypes=n_prototypes, dropout=dropout,
-                             temperature=temperature, logits_from=logits_from)
+        if open_set and n_prototypes < 1:
+            raise ValueError(f"open_set needs n_prototypes >= 1 (the candidate captions), got {n_prototypes}")
+        config = {"in_features": in_features, "seq_len": seq_len, "embed_dim": embed_dim, "hidden": hidden,
+                  "n_prototypes": n_prototypes, "dropout": dropout, "temperature": temperature,
+                  "logits_from": logits_from}
+        # recorded only when set: the config of a closed head stays what earlier bundles hold
+        self.register_config(**config, **({"open_set": True} if open_set else {}))
         self.logits_from = logits_from
+        self.open_set = bool(open_set)
         self.in_features, self.seq_len, self.embed_dim = in_features, seq_len, embed_dim
         self.n_prototypes = n_prototypes
         self.temperature = temperature
         self.trunk = nn.Sequential(nn.LayerNorm(in_features), nn.Linear(in_features, hidden),
                                    nn.GELU(), nn.Dropout(dropout))
         out = seq_len * embed_dim
-        if n_prototypes > 0:
+        if open_set:
+            self.query = nn.Linear(in_features if logits_from == "features" else hidden, out)
+            self.register_buffer("prototypes", torch.zeros(n_prototypes, out))
+            self.register_buffer("centre", torch.zeros(out))
+            self.log_scale = nn.Parameter(torch.tensor(math.log(10.0)))
+        elif n_prototypes > 0:
             self.logits = nn.Linear(in_features if logits_from == "features" else hidden, n_prototypes)
             self.prototypes = nn.Parameter(torch.zeros(n_prototypes, out))
             self.residual = nn.Linear(hidden, out)
@@ -56,20 +78,41 @@ class SemanticHead(ConfigModule):
 
     @torch.no_grad()
     def init_prototypes(self, embeddings: torch.Tensor) -> None:
-        """Set the prototypes to ``embeddings [K, L, D]`` (e.g. the class captions')."""
+        """Set the prototypes to ``embeddings [K, L, D]`` (e.g. the class captions'); an
+        open-set head also takes their mean as the centre its cosines are measured from."""
         if self.n_prototypes == 0:
             raise RuntimeError("init_prototypes needs a head built with n_prototypes > 0")
         expected = (self.n_prototypes, self.seq_len, self.embed_dim)
         if tuple(embeddings.shape) != expected:
             raise ValueError(f"prototype embeddings must be {expected}, got {tuple(embeddings.shape)}")
         self.prototypes.copy_(embeddings.reshape(self.n_prototypes, -1))
+        if self.open_set:
+            self.centre.copy_(self.prototypes.mean(0))
+
+    @torch.no_grad()
+    def set_candidates(self, embeddings: torch.Tensor) -> None:
+        """Replace an open-set head's candidate captions by ``embeddings [K, L, D]`` (any
+        number, any captions embedded by the text encoder it trained with); saved with the
+        head. The centre stays the training candidates' mean, so a candidate's weight
+        before normalisation does not depend on which others are offered."""
+        if not self.open_set:
+            raise RuntimeError("set_candidates needs an open-set head (open_set=True); a closed head "
+                               "knows only the captions it trained on")
+        if embeddings.ndim != 3 or tuple(embeddings.shape[1:]) != (self.seq_len, self.embed_dim) or not len(embeddings):
+            raise ValueError(f"candidate embeddings must be [K >= 1, {self.seq_len}, {self.embed_dim}], "
+                             f"got {tuple(embeddings.shape)}")
+        flat = embeddings.reshape(len(embeddings), -1).to(self.centre)
+        self.prototypes = flat.clone()  # a buffer of the new size
+        self.n_prototypes = len(flat)
+        self.config["n_prototypes"] = len(flat)
 
     @torch.no_grad()
     def init_logits(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Start the mixture read-out from a linear class read-out of the features
         (``weight [K, in_features]``, ``bias [K]``; needs ``logits_from="features"``)."""
-        if self.n_prototypes == 0 or self.logits_from != "features":
-            raise RuntimeError("init_logits needs n_prototypes > 0 and logits_from='features'")
+        if self.n_prototypes == 0 or self.logits_from != "features" or self.open_set:
+            raise RuntimeError("init_logits needs n_prototypes > 0, logits_from='features' and a closed head "
+                               "(an open-set head has no weight row per prototype)")
         if tuple(weight.shape) != tuple(self.logits.weight.shape) or tuple(bias.shape) != tuple(self.logits.bias.shape):
             raise ValueError(
                 f"read-out must be weight {tuple(self.logits.weight.shape)} and bias "
@@ -89,7 +132,12 @@ class SemanticHead(ConfigModule):
         self.config["temperature"] = float(temperature)
 
     def _logits(self, feats: torch.Tensor, h: torch.Tensor) -> torch.Tensor:
-        return self.logits(feats if self.logits_from == "features" else h)
+        x = feats if self.logits_from == "features" else h
+        if self.open_set:
+            q = F.normalize(self.query(x), dim=-1)
+            keys = F.normalize(self.prototypes - self.centre, dim=-1)
+            return self.log_scale.exp() * q @ keys.T
+        return self.logits(x)
 
     def mixture_weights(self, feats: torch.Tensor) -> torch.Tensor | None:
         if self.n_prototypes == 0:
@@ -106,7 +154,10 @@ class SemanticHead(ConfigModule):
             raise ValueError(f"SemanticHead expects features [B, {self.in_features}], got {tuple(feats.shape)}")
         h = self.trunk(feats)
         w = None
-        if self.n_prototypes > 0:
+        if self.open_set:  # on the candidates' hull: no residual to carry them off it
+            w = F.softmax(self._logits(feats, h) / self.temperature, dim=-1)
+            out = w @ self.prototypes
+        elif self.n_prototypes > 0:
             w = F.softmax(self._logits(feats, h) / self.temperature, dim=-1)
             out = w @ self.prototypes + self.residual(h)
         else:

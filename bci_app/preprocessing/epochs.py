@@ -19,6 +19,17 @@ from bci_app.preprocessing.filters import CausalFilter
 from bci_app.preprocessing.spec import PreprocessingSpec, normalise
 
 GAP_DESCRIPTION = "BAD_gap"  # annotation the recorder writes where samples were lost
+_CHUNK_S = 10.0  # seconds of signal filtered and epoched at a time
+# MNE's zero-length marks of a join between two samples (concatenated raws, XDF clock
+# resets); an XDF join's annotations carry the samples lost there in ``extras``
+BOUNDARY_DESCRIPTIONS = ("BAD boundary", "EDGE boundary")
+LOST_KEY = "samples_lost"
+
+
+def is_marker(description: str) -> bool:
+    """Whether an annotation is a marker (not lost data and not a join)."""
+    d = str(description)
+    return not d.startswith(GAP_DESCRIPTION) and d not in BOUNDARY_DESCRIPTIONS
 
 
 def marker_sample(timestamps: np.ndarray, t_marker: float, sfreq: float) -> int:
@@ -120,7 +131,8 @@ def epoch_array(
         those that do not map are counted as unknown and skipped. Without a mapper
         every marker is its own stimulus id.
     gaps : (start, stop) sample ranges
-        Lost or bad data; windows overlapping one are rejected as ``"gap"``.
+        Lost or bad data; windows overlapping one are rejected as ``"gap"``. A zero-length
+        ``(k, k)`` is a join between samples ``k - 1`` and ``k``: the windows across it.
     filtered : bool
         True if ``data`` is already filtered (skip the causal filter).
     pre_reject : strings or None, optional
@@ -128,8 +140,9 @@ def epoch_array(
     photodiode_delays_ms : floats, optional
         Marker-to-light delay per marker (kept for the trials that map to a stimulus).
     """
-    data = np.asarray(data)
-    if data.ndim != 2:
+    if not hasattr(data, "shape"):  # an ndarray, or epoch_raw's reader of a raw, stays as it is
+        data = np.asarray(data)
+    if len(data.shape) != 2:
         raise ValueError(f"data must have shape (n_channels, n_samples), got {data.shape}")
     if spec.n_channels and data.shape[0] != spec.n_channels:
         raise ValueError(
@@ -145,25 +158,14 @@ def epoch_array(
         onsets = onset_samples / spec.sfreq
     onsets = np.asarray(onsets, dtype=np.float64)
     n_ch, n = data.shape
-    bad_mask = ~np.isfinite(data).all(axis=0)
-    if filtered:
-        y = np.asarray(data, dtype=np.float64)
-    else:
-        y = CausalFilter(
-            sfreq=spec.sfreq,
-            n_channels=n_ch,
-            l_freq=spec.l_freq,
-            h_freq=spec.h_freq,
-            order=spec.filter_order,
-            notch=spec.notch,
-        ).process(data)
-    n_unknown = 0
-    X, ids, mks, oss, ons, rej, pdd = [], [], [], [], [], [], []
     T = spec.n_times
-    pre = list(pre_reject) if pre_reject is not None else [None] * len(markers)
+    # the trials first: which markers map to a stimulus, and where their windows lie
+    n_unknown = 0
+    ids, mks, oss, ons, pre, pdd = [], [], [], [], [], []
     delays = (np.asarray(photodiode_delays_ms, dtype=np.float64) if photodiode_delays_ms is not None
               else np.full(len(markers), np.nan))
-    for k0, marker, t, pre_r, dly in zip(onset_samples, markers, onsets, pre, delays, strict=True):
+    pre_reject = list(pre_reject) if pre_reject is not None else [None] * len(markers)
+    for k0, marker, t, pre_r, dly in zip(onset_samples, markers, onsets, pre_reject, delays, strict=True):
         if mapper is not None:
             sid = mapper(marker)
             if sid is None:
@@ -171,29 +173,46 @@ def epoch_array(
                 continue
         else:
             sid = marker
-        start, stop = window_bounds(int(k0), spec)
-        reason = pre_r
-        if start < 0 or stop > n:
-            reason = "incomplete_window"
-            win = np.full((n_ch, T), np.nan)
-        else:
-            win = y[:, start:stop]
-            if reason is not None:
-                pass
-            elif bad_mask[start:stop].any():
-                reason = "nan"
-            elif any(g0 < stop and g1 > start for g0, g1 in gaps):
-                reason = "gap"
-        X.append(win)
         ids.append(sid)
         mks.append(marker)
         oss.append(int(k0))
         ons.append(float(t))
-        rej.append(reason)
+        pre.append(pre_r)
         pdd.append(float(dly))
-    Xa = np.stack(X).astype(np.float64) if X else np.zeros((0, n_ch, T))
+    bounds = np.array([window_bounds(k0, spec) for k0 in oss], dtype=np.int64).reshape(-1, 2)
+    starts, stops = bounds[:, 0], bounds[:, 1]
+    complete = (starts >= 0) & (stops <= n)
+    # then the signal, _CHUNK_S seconds at a time: filtered causally (the state carries over,
+    # so the output is that of one pass) and copied into the windows it covers, so that a
+    # long recording is never held whole a second time; incomplete windows stay NaN
+    X = np.full((len(oss), n_ch, T), np.nan, dtype=np.float64 if spec.has_norm else np.float32)
+    bad_mask = np.zeros(n, dtype=bool)
+    filt = None if filtered else CausalFilter(
+        sfreq=spec.sfreq, n_channels=n_ch, l_freq=spec.l_freq, h_freq=spec.h_freq,
+        order=spec.filter_order, notch=spec.notch,
+    )
+    step = max(1, int(round(_CHUNK_S * spec.sfreq)))
+    for a in range(0, n, step):
+        b = min(n, a + step)
+        x = np.asarray(data[:, a:b], dtype=np.float64)
+        bad_mask[a:b] = ~np.isfinite(x).all(axis=0)
+        y = x if filt is None else filt.process(x)
+        for i in np.flatnonzero(complete & (starts < b) & (stops > a)):
+            lo, hi = max(starts[i], a), min(stops[i], b)
+            X[i, :, lo - starts[i] : hi - starts[i]] = y[:, lo - a : hi - a]
+    rej: list[str | None] = []
+    for start, stop, ok, reason in zip(starts, stops, complete, pre, strict=True):
+        if not ok:
+            reason = "incomplete_window"
+        elif reason is not None:
+            pass
+        elif bad_mask[start:stop].any():
+            reason = "nan"
+        elif any(g0 < stop and g1 > start for g0, g1 in gaps):
+            reason = "gap"
+        rej.append(reason)
     return EpochedData(
-        X=normalise(Xa, spec) if spec.has_norm else Xa.astype(np.float32),
+        X=normalise(X, spec) if spec.has_norm else X,
         stim_ids=ids,
         markers=mks,
         onset_samples=np.asarray(oss, dtype=np.int64),
@@ -216,6 +235,40 @@ def _annotation_times(raw) -> np.ndarray:
     return onset
 
 
+def discontinuities(raw) -> list[tuple[int, int]]:
+    """``[(sample, samples_lost)]``, one per discontinuity of ``raw``, in order.
+
+    A ``BAD_gap`` annotation (the recorder's) starts at its sample and lasts the lost
+    samples; a join (``BAD boundary``/``EDGE boundary`` at one sample, counted once) falls
+    between samples ``k - 1`` and ``k``, and its lost samples are its ``extras`` entry
+    ``samples_lost`` (0 when unknown, e.g. raws concatenated by MNE).
+    """
+    ann = raw.annotations
+    sfreq = float(raw.info["sfreq"])
+    samples = time_to_sample(_annotation_times(raw), sfreq)
+    extras = ann.extras or [{}] * len(ann)
+    out: dict[int, int] = {}
+    for k, d, dur, ex in zip(samples, ann.description, ann.duration, extras, strict=True):
+        if str(d).startswith(GAP_DESCRIPTION):
+            lost = max(1, int(round(float(dur) * sfreq)))
+        elif d in BOUNDARY_DESCRIPTIONS:
+            lost = int((ex or {}).get(LOST_KEY, 0))
+        else:
+            continue
+        out[int(k)] = max(out.get(int(k), 0), lost)
+    return sorted(out.items())
+
+
+def lost_summary(raw) -> dict[str, float] | None:
+    """``{"discontinuities", "samples_lost", "seconds_lost"}`` of ``raw``; None without any."""
+    found = discontinuities(raw)
+    if not found:
+        return None
+    lost = sum(n for _, n in found)
+    return {"discontinuities": len(found), "samples_lost": int(lost),
+            "seconds_lost": round(lost / float(raw.info["sfreq"]), 3)}
+
+
 def photodiode_channel(raw, name: str) -> int:
     """Index of the photodiode channel ``name`` in ``raw`` (exact name, else case-insensitive);
     ``ValueError`` listing the channels when there is none."""
@@ -229,6 +282,19 @@ def photodiode_channel(raw, name: str) -> int:
         f"--photodiode {name!r}: no such channel in the recording; expected one of its "
         f"{len(names)} channels: {', '.join(names)}"
     )
+
+
+class _RawReader:
+    """``raw``'s channels ``picks`` as :func:`epoch_array` reads them, ``[:, a:b]`` at a
+    time (``raw.get_data``): the recording is never copied whole."""
+
+    def __init__(self, raw, picks: list) -> None:
+        self.raw, self.picks = raw, picks
+        self.shape = (len(picks), raw.n_times)
+
+    def __getitem__(self, key: tuple[slice, slice]) -> np.ndarray:
+        rows, cols = key
+        return self.raw.get_data(picks=self.picks, start=cols.start, stop=cols.stop)[rows]
 
 
 def epoch_raw(
@@ -246,7 +312,9 @@ def epoch_raw(
     order (all channels when the spec names none); MNE gives them in volts. ``raw``'s
     sampling rate must equal ``spec.sfreq``. Annotations
     named ``BAD_gap`` mark lost samples (windows overlapping them are rejected as
-    ``"gap"``); other annotations are markers, mapped to stimulus ids with ``mapper``.
+    ``"gap"``), ``BAD boundary``/``EDGE boundary`` a join between two samples (windows
+    across it are rejected as ``"gap"``); other annotations are markers, mapped to stimulus
+    ids with ``mapper``.
 
     With ``photodiode`` (a channel name) each marker's onset moves to the light edge found
     after it within ``photodiode_window`` seconds (:func:`~bci_app.preprocessing.photodiode.find_edges`);
@@ -261,12 +329,12 @@ def epoch_raw(
         )
     if spec.ch_names:
         picks = pick_indices(list(raw.ch_names), spec.ch_names, what="the recording")
-        data = raw.get_data(picks=picks)
+        data = _RawReader(raw, list(picks))
     else:
         names = list(raw.ch_names)
         if photodiode is not None:
             names.pop(photodiode_channel(raw, photodiode))
-        data = raw.get_data(picks=names)
+        data = _RawReader(raw, names)
         spec = PreprocessingSpec(**{**spec.to_dict(), "ch_names": names})
     times = _annotation_times(raw)
     desc = list(raw.annotations.description)
@@ -277,6 +345,8 @@ def epoch_raw(
         if d.startswith(GAP_DESCRIPTION):
             dur = float(raw.annotations.duration[i])
             gaps.append((int(samples[i]), int(samples[i]) + max(1, int(round(dur * sfreq)))))
+        elif d in BOUNDARY_DESCRIPTIONS:
+            gaps.append((int(samples[i]), int(samples[i])))
         else:
             keep.append(i)
     onset_samples, onsets = samples[keep], times[keep]

@@ -26,6 +26,7 @@ import uuid
 from pathlib import Path
 from typing import Any
 
+from bci_app.acquisition.trial import LATENCIES
 from bci_app.config import InferenceConfig
 from bci_app.models.device import resolve_device
 from bci_app.session.realtime import realtime_settings
@@ -140,7 +141,7 @@ def run_pipeline_bench(args: Any) -> dict[str, Any]:
         raise RuntimeError("no trial was reconstructed; see the log (-v) for the cause")
     e2e = [r.times_ms["end_to_end"] for r in res if "end_to_end" in r.times_ms]
     stages = {k: percentiles([r.times_ms[k] for r in res if k in r.times_ms])
-              for k in ("epoch", "queue", "encoder", "saliency", "semantic", "refiner", "end_to_end")}
+              for k in (*LATENCIES, "queue")}
     ready = sorted(r.t_ready for r in res)
     span = ready[-1] - ready[0]
     throughput = (len(ready) - 1) / span if span > 0 else float("nan")

@@ -21,10 +21,12 @@ from bci_app.config import InferenceConfig
 from bci_app.session.gui import run_gui
 from bci_app.session.pipeline import Pipeline, stop_signals_as_interrupt
 from bci_app.session.report import SessionReport
+from bci_app.session.runs import run_folder
 from bci_app.session.sources import (
     inference_config,
     load_reconstructor,
     marker_mapper_for,
+    model_channels,
     open_sources,
     source_options,
     stimuli_for,
@@ -71,9 +73,12 @@ def _headless_requested(args: Any) -> bool:
 
 
 def _out_dir(args: Any) -> Path:
-    """``--out``, or ``./out`` for a headless run (the window writes files only with --out)."""
-    out = getattr(args, "out", None)
-    return Path(out) if out else Path("out")
+    """``--out``, or for a headless run a new ``runs/<command>-<date>-<time>``, chosen once
+    (kept in ``args.out``) so that every message names the same folder; the window writes
+    files only with --out."""
+    if not getattr(args, "out", None):
+        args.out = str(run_folder(getattr(args, "command", None) or "session"))
+    return Path(args.out)
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
@@ -150,14 +155,22 @@ def _stoppable(fn: Callable[[Any], int]) -> Callable[[Any], int]:
 
 def _recorder_factory(args: Any) -> Callable[[Any], Any] | None:
     """``--record DIR``: the recorder of the connected source (its channel types and units
-    from the stream's metadata), made before the first sample is read; None without it."""
+    from the stream's metadata; a ``--photodiode`` sensor, the source's last channel, as
+    ``misc`` and named in session.json, as ``record`` keeps it), made before the first sample
+    is read; None without it."""
     if not getattr(args, "record", None):
         return None
 
     def make(source: Any) -> Any:
-        from bci_app.acquisition.recorder import Recorder
+        from bci_app.acquisition.recorder import Recorder, channel_metadata
 
-        return Recorder.for_source(args.record, source)
+        if getattr(args, "photodiode", None) is None:
+            return Recorder.for_source(args.record, source)
+        names = list(source.ch_names)
+        types, units = channel_metadata(source)
+        types = [*(types or ["eeg"] * len(names))[:-1], "misc"]
+        return Recorder(args.record, names, float(source.sfreq), ch_types=types, units=units,
+                        notes={"photodiode": names[-1]})
     return make
 
 
@@ -210,6 +223,11 @@ def run_demo(args: Any) -> int:
             f"--trigger-channel {args.trigger_channel!r}: the virtual subject's stream has no "
             "trigger channel (its markers come on a marker stream); drop the flag"
         )
+    if getattr(args, "photodiode", None):
+        raise ValueError(
+            f"--photodiode {args.photodiode!r}: the virtual subject's stream has no light-sensor "
+            "channel (its markers are its onsets); drop the flag"
+        )
     headless = _headless_requested(args)
     n_trials = args.trials
     if headless and n_trials is None:
@@ -261,7 +279,7 @@ def _run_pipeline(args: Any, source: Any, markers: Any, rec: Any, cfg: Inference
                   stimuli: Any, done: Callable[[], bool] | None = None) -> int:
     report = _report_for(stimuli, rec)
     pipeline = Pipeline(source, markers, rec, mapper=marker_mapper_for(args, stimuli),
-                        inference=cfg, report=report)
+                        inference=cfg, report=report, photodiode=getattr(args, "photodiode", None))
     headless = _headless_requested(args)
     try:
         pipeline.start(record=_recorder_factory(args))
@@ -315,12 +333,14 @@ def run_replay(args: Any) -> int:
     name = _unique("bci-app-replay")
     session = _replay_raw(args.session, getattr(args, "trigger_channel", None))
     player = SessionPlayer(session, speed=args.speed, name=name, source_id=name)
-    # a recording with other channels too (EOG, a trigger channel...) is picked by name
-    same = len(player.ch_names) == len(rec.spec.ch_names)
+    # a recording with other channels too (EOG, a trigger channel, the photodiode...) is
+    # picked by name
+    photodiode = getattr(args, "photodiode", None)
+    same = photodiode is None and len(player.ch_names) == len(rec.spec.ch_names)
     source = LSLSource(name=name, source_id=name, sfreq=rec.spec.sfreq,
                        dejitter=not getattr(args, "no_dejitter", False),
                        **({"n_channels": len(rec.spec.ch_names)} if same
-                          else {"ch_names": list(rec.spec.ch_names)}))
+                          else {"ch_names": model_channels(rec.spec, photodiode)}))
     markers = LSLMarkerSource(name=f"{name}-markers")
     if args.trials is None:
         args.trials = len(player.marker_strings)
@@ -330,7 +350,9 @@ def run_replay(args: Any) -> int:
           f"at {args.speed:g}x (about {duration / args.speed:.0f} s); progress every 10 %", flush=True)
 
     def start_player() -> None:
-        player.start(wait_for_consumers=10.0)
+        # the pipeline warms its model up before it subscribes: a large bundle on a busy CPU
+        # takes well over 10 s, and markers sent before then would be lost
+        player.start(wait_for_consumers=60.0)
         player_started.set()
         _print_replay_progress(player)
     threading.Thread(target=start_player, name="replay-start", daemon=True).start()

@@ -155,7 +155,7 @@ class GuiSession:
     def refiner(self, steps: int, strength: float, guidance: float) -> None:
         try:
             self.pipeline.set_sampling(steps, strength, guidance)
-        except ValueError as exc:  # the window validated already; a race is still reported
+        except ValueError as exc:  # the window validated already; a bundle swap in between is still reported
             self.win.push_error(f"sampling refused: {exc}")
             self.win.set_sampling(self.pipeline.sampling())
 
@@ -174,14 +174,6 @@ class GuiSession:
             self.ui_calls.append(lambda: self.win.set_sampling(sampling))
             self.ui_calls.append(lambda: self.win.statusBar().showMessage(f"bundle {path} in use", 5000))
         threading.Thread(target=load, name="bundle-loader", daemon=True).start()
-
-
-def validate_sampling(steps: int, strength: float, guidance: float) -> None:
-    """The refiner's own checks (``ValueError`` naming the value and the allowed range)."""
-    from bci_app.models.refiners import check_guidance, check_steps_strength
-
-    check_steps_strength(int(steps), float(strength))
-    check_guidance(guidance)
 
 
 def run_gui(pipeline: Pipeline, *, stimuli: Any = None, bundle: str = "demo",
@@ -206,20 +198,26 @@ def run_gui(pipeline: Pipeline, *, stimuli: Any = None, bundle: str = "demo",
     rec = pipeline.reconstructor
     spec = rec.spec
 
-    def seen(sid: str):
-        return stimuli.image(sid) if stimuli is not None and sid in stimuli else None
+    if stimuli is not None and pipeline.report.seen_image is None:
+        # the report thread looks each seen image up once, for the report and the window
+        pipeline.report.seen_image = lambda sid: stimuli.image(sid) if sid in stimuli else None
 
-    win = LiveWindow(spec.ch_names, spec.sfreq, seen_image=seen, bundles=[bundle],
+    def validate_sampling(steps: int, strength: float, guidance: float) -> None:
+        refiner = pipeline.reconstructor.refiner  # of the bundle in use (swaps included)
+        if refiner is not None:  # without one the boxes are disabled: nothing samples with them
+            refiner.validate_sampling(steps, strength, guidance)
+
+    win = LiveWindow(spec.ch_names, spec.sfreq, bundles=[bundle],
                      sampling=sampling_of(rec), validate_sampling=validate_sampling,
                      yield_to=pipeline.inference_busy, notch=spec.notch or 50.0,
                      device=str(getattr(rec, "device", "")))
     session = GuiSession(pipeline, win, out=out, n_trials=n_trials, close_when_done=close_when_done,
                          cfg=cfg, record_dir=record_dir, presenter=presenter)
     win.session = session
-    mapper = pipeline.mapper
     pipeline.on_eeg(win.push_eeg)
-    pipeline.on_markers(lambda marks: [win.push_marker(mapper(m) or m, t) for m, t in marks])
+    pipeline.on_markers(lambda marks: [win.push_marker(sid or m, t) for m, sid, t in marks])
     pipeline.on_result(win.push_result)
+    win.displayed.connect(pipeline.report.add_display)  # the display time reaches report.json
     pipeline.on_error(lambda exc, trial: win.push_error(f"inference: {type(exc).__name__}: {exc}"))
 
     timer = QTimer(win)

@@ -11,8 +11,13 @@ at most ``block_timeout`` seconds, after which the trial is dropped and counted.
 Every trial yields exactly one :class:`InferenceResult` (reconstructed, dropped,
 rejected or error), so ``reconstructed + dropped + rejected + errors == submitted``.
 Results go to ``on_result`` callbacks, called from the worker thread (or from the
-caller's thread for dropped/rejected trials): handlers must be thread-safe, e.g. put
-the result on a queue that a Qt timer drains.
+caller's thread for dropped/rejected trials): handlers must be thread-safe and quick, e.g.
+put the result on a queue that another thread drains.
+
+The reconstructor is used by the worker thread only. Changes to it - sampling settings
+(:meth:`InferenceWorker.set_sampling`) and another bundle (:meth:`InferenceWorker.use`) -
+are messages the worker applies between two batches; the caller waits until it has (at most
+the rest of the batch running), so a change is in force for every trial after the call.
 """
 
 from __future__ import annotations
@@ -31,8 +36,8 @@ from bci_app.acquisition.trial import InferenceResult, Trial
 log = logging.getLogger(__name__)
 
 POLICIES = ("drop_oldest", "drop_newest", "block")
-MODEL_STAGES = ("encoder", "saliency", "semantic", "refiner")
-STAGES = ("epoch", "queue", *MODEL_STAGES)
+#: longest wait of a change for the batch running to finish (s)
+CHANGE_TIMEOUT_S = 120.0
 
 
 def local_clock() -> float:
@@ -106,6 +111,8 @@ class InferenceWorker:
         self._thread: threading.Thread | None = None
         self._startup_error: BaseException | None = None
         self._busy = False
+        self._running = False  # the loop takes changes (under self._cond)
+        self._changes: list[tuple[Callable[[], None], threading.Event]] = []
         # counters (under self._cond)
         self.submitted = 0
         self.reconstructed = 0
@@ -169,6 +176,50 @@ class InferenceWorker:
             self._q.clear()
         for trial, _ in left:
             self._drop(trial, "stopped")
+
+    @property
+    def busy(self) -> bool:
+        """Whether a batch is being reconstructed now."""
+        return self._busy
+
+    def set_sampling(self, steps: int, strength: float, guidance: float | None) -> None:
+        """Sample with these refiner settings (checked by the caller) from the next batch on."""
+        def change() -> None:
+            rec = self.reconstructor
+            rec.steps, rec.strength, rec.guidance = steps, strength, guidance
+        self._between_batches(change)
+
+    def use(self, reconstructor: Any) -> None:
+        """Reconstruct with ``reconstructor`` (another bundle) from the next batch on."""
+        def change() -> None:
+            self.reconstructor = reconstructor
+        self._between_batches(change)
+
+    def _between_batches(self, change: Callable[[], None]) -> None:
+        """Have the worker thread run ``change`` before its next batch and wait until it has
+        (run here when the thread is not running)."""
+        done = threading.Event()
+        with self._cond:
+            if not self._running:
+                change()
+                return
+            self._changes.append((change, done))
+            self._cond.notify_all()
+        if not done.wait(CHANGE_TIMEOUT_S):
+            raise RuntimeError(
+                f"the inference thread did not finish its batch within {CHANGE_TIMEOUT_S:g} s; "
+                "the change will apply after it"
+            )
+
+    def _apply_changes(self) -> None:
+        """Run the changes waiting (worker thread, under self._cond)."""
+        for change, done in self._changes:
+            try:
+                change()
+            except Exception:  # a change is checked before it is sent; never kill the worker
+                log.exception("applying a change to the reconstructor failed")
+            done.set()
+        self._changes.clear()
 
     def wait_idle(self, timeout: float = 30.0) -> bool:
         """Wait until the queue is empty and no trial is being reconstructed."""
@@ -242,13 +293,26 @@ class InferenceWorker:
             self._emit_error(exc, None)
             self._ready.set()
             return
+        with self._cond:
+            self._running = True
         self._ready.set()
+        try:
+            self._loop()
+        finally:
+            with self._cond:  # changes sent from now on apply at once, in their caller
+                self._running = False
+                self._apply_changes()
+
+    def _loop(self) -> None:
         while True:
             with self._cond:
-                while not self._q and not self._stop.is_set():
+                while not self._q and not self._changes and not self._stop.is_set():
                     self._cond.wait(0.5)
+                self._apply_changes()  # between two batches
                 if self._stop.is_set():
                     return
+                if not self._q:
+                    continue
                 batch = [self._q.popleft() for _ in range(min(self.max_batch, len(self._q)))]
                 self._busy = True
                 self._cond.notify_all()  # room for a blocked producer
@@ -262,14 +326,15 @@ class InferenceWorker:
     def _process(self, batch: list[tuple[Trial, float]]) -> None:
         t_start = local_clock()
         trials = [t for t, _ in batch]
+        rec = self.reconstructor
         try:
             from bci_app.models.reconstructor import trial_seed
 
             x = np.stack([np.asarray(t.data, dtype=np.float32) for t in trials])
             # per-trial seeds (stimulus id, onset sample): the image evaluate/replay give too
-            base = int(getattr(self.reconstructor, "seed", 0))
+            base = int(getattr(rec, "seed", 0))
             seeds = [trial_seed(t.stim_id, t.onset_sample, base) for t in trials]
-            recs = self.reconstructor.reconstruct(x, seeds=seeds)
+            recs = rec.reconstruct(x, seeds=seeds)
             if len(recs) != len(trials):
                 raise RuntimeError(
                     f"reconstruct returned {len(recs)} results for a batch of {len(trials)} trials"

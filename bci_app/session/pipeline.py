@@ -1,19 +1,23 @@
-"""The live pipeline: acquisition thread -> bounded queue -> inference thread -> report.
+"""The live pipeline: acquisition thread -> bounded queue -> inference thread -> report thread.
 
     EEG source + marker source --> Acquisition thread (epocher) --on_trial--> InferenceWorker
-        --results--> SessionReport (files) and listeners (the window, the GUI thread's queue)
+        --results (queue)--> report thread: the seen image looked up once, the listeners (the
+        window's queue), then SessionReport (scoring, files)
 
-Changes while it runs, from any thread: :meth:`Pipeline.set_recorder` (the old recorder
-is finalised on a thread of its own once acquisition has stopped writing to it),
-:meth:`Pipeline.set_sampling` (steps, strength, guidance, checked first) and
-:meth:`Pipeline.swap_reconstructor` (another bundle: checked against the stream, the
-epocher rebuilt for its spec).
+The report thread keeps book-keeping (SSIM, the report's lines) off the inference thread, so
+the next trial never waits for it. Changes while it runs, from any thread:
+:meth:`Pipeline.set_recorder` (the old recorder is finalised on a thread of its own once
+acquisition has stopped writing to it), :meth:`Pipeline.set_sampling` (steps, strength,
+guidance, checked first) and :meth:`Pipeline.swap_reconstructor` (another bundle: checked
+against the stream, the epocher rebuilt for its spec); the inference worker applies both
+between two trials.
 """
 
 from __future__ import annotations
 
 import contextlib
 import logging
+import queue
 import threading
 import time
 from collections.abc import Callable
@@ -72,11 +76,10 @@ def stop_signals_as_interrupt():
 
 
 class _Tap:
-    """Proxy of a source that hands every chunk (or marker list) to listeners too."""
+    """Proxy of an EEG source that hands every chunk to listeners too."""
 
-    def __init__(self, inner: Any, method: str) -> None:
+    def __init__(self, inner: Any) -> None:
         self._inner = inner
-        self._method = method
         self.listeners: list[Callable[..., None]] = []
 
     def __getattr__(self, name: str) -> Any:
@@ -88,13 +91,6 @@ class _Tap:
             for cb in self.listeners:
                 cb(data, ts)
         return data, ts
-
-    def pull(self):
-        marks = self._inner.pull()
-        if marks:
-            for cb in self.listeners:
-                cb(marks)
-        return marks
 
 
 class Pipeline:
@@ -113,6 +109,10 @@ class Pipeline:
         Epocher ring buffer length.
     max_batch : int
         Trials reconstructed together when several wait.
+    photodiode : str, optional
+        ``--photodiode CHANNEL``: the source's last channel is this light sensor (after the
+        bundle's channels); each trial is re-timed to its light edge and ``report.json`` gets
+        the marker-to-light delays (``"photodiode"``). The EEG listeners never see it.
     """
 
     def __init__(
@@ -127,9 +127,11 @@ class Pipeline:
         recorder: Any = None,
         buffer_seconds: float = 10.0,
         max_batch: int = 1,
+        photodiode: str | None = None,
     ) -> None:
         from bci_app.acquisition.acquisition import Acquisition
         from bci_app.acquisition.epocher import Epocher
+        from bci_app.preprocessing.photodiode import DEFAULT_WINDOW
 
         cfg = inference or InferenceConfig()
         self.reconstructor = reconstructor
@@ -137,13 +139,14 @@ class Pipeline:
         self._cpu_threads = cfg.cpu_threads
         self._realtime: contextlib.ExitStack | None = None
         self.realtime: dict[str, object] = {}
-        self.source = _Tap(source, "read")
-        self.markers = markers if markers is None or markers is source else _Tap(markers, "pull")
-        if markers is source:
-            self.markers = self.source
+        self.source = _Tap(source)
+        self.markers = self.source if markers is source else markers
         self.mapper = mapper or MarkerMapper()
         self.buffer_seconds = float(buffer_seconds)
-        self.epocher = Epocher(reconstructor.spec, self.mapper, buffer_seconds=buffer_seconds)
+        self.photodiode = photodiode
+        self._photodiode_window = DEFAULT_WINDOW if photodiode is not None else None
+        self.epocher = Epocher(reconstructor.spec, self.mapper, buffer_seconds=buffer_seconds,
+                               photodiode_window=self._photodiode_window)
         self.report = report or SessionReport()
         self.worker = InferenceWorker(
             reconstructor, queue_size=cfg.queue_size, policy=cfg.policy, warmup=cfg.warmup,
@@ -155,6 +158,8 @@ class Pipeline:
         self._n_results = 0
         self._results_cond = threading.Condition()
         self._result_listeners: list[Callable[[InferenceResult], None]] = []
+        self._results: queue.SimpleQueue[InferenceResult | None] = queue.SimpleQueue()
+        self._report_thread: threading.Thread | None = None
         self._finalizers: list[threading.Thread] = []
         self.recorded: list[Any] = []  # session files written by recorders closed so far
         self.record_errors: list[str] = []
@@ -162,13 +167,26 @@ class Pipeline:
 
     # ------------------------------------------------------------------ listeners
     def on_eeg(self, cb: Callable[[np.ndarray, np.ndarray], None]) -> None:
+        if self.photodiode is not None:  # the EEG channels only: the sensor is the last row
+            show = cb
+
+            def cb(data: np.ndarray, ts: np.ndarray) -> None:
+                show(data[:-1], ts)
         self.source.listeners.append(cb)
 
-    def on_markers(self, cb: Callable[[list[tuple[str, float]]], None]) -> None:
-        if isinstance(self.markers, _Tap) and self.markers is not self.source:
-            self.markers.listeners.append(cb)
+    def _eeg_names(self, src: Any) -> list[str]:
+        """The source's channels that feed the model (all but a photodiode, its last)."""
+        names = list(src.ch_names)
+        return names[:-1] if self.photodiode is not None else names
+
+    def on_markers(self, cb: Callable[[list[tuple[str, str | None, float]]], None]) -> None:
+        """``cb([(marker, stimulus id or None, LSL time)])`` from the acquisition thread, each
+        marker mapped once by the epocher."""
+        self.acquisition.marker_listeners.append(cb)
 
     def on_result(self, cb: Callable[[InferenceResult], None]) -> None:
+        """``cb(result)`` from the report thread for every trial, with ``result.seen`` looked
+        up, before the report scores it."""
         self._result_listeners.append(cb)
 
     def on_error(self, cb: Callable[[BaseException, Any], None]) -> None:
@@ -180,16 +198,29 @@ class Pipeline:
             return
         self.worker.submit(trial)
 
-    def _on_result(self, result: InferenceResult) -> None:
-        self.report.add(result)
-        for cb in list(self._result_listeners):
+    def _on_result(self, result: InferenceResult) -> None:  # inference or acquisition thread
+        self._results.put(result)
+
+    def _report_loop(self) -> None:
+        """The report thread: each result's seen image looked up once, the listeners (the
+        window shows it), then the report's scoring and lines; None ends it."""
+        while (result := self._results.get()) is not None:
             try:
-                cb(result)
+                self.report.fetch_seen(result)
             except Exception:
-                log.exception("result listener failed")
-        with self._results_cond:
-            self._n_results += 1
-            self._results_cond.notify_all()
+                log.exception("looking up the seen image failed")
+            for cb in list(self._result_listeners):
+                try:
+                    cb(result)
+                except Exception:
+                    log.exception("result listener failed")
+            try:
+                self.report.add(result)
+            except Exception:
+                log.exception("the report failed to add trial %d", result.trial.index)
+            with self._results_cond:
+                self._n_results += 1
+                self._results_cond.notify_all()
 
     @property
     def n_results(self) -> int:
@@ -224,7 +255,7 @@ class Pipeline:
         if getattr(src, "state", "disconnected") == "disconnected":
             src.connect()
         if check and hasattr(self.reconstructor, "check_compatible"):
-            self.reconstructor.check_compatible(list(src.ch_names), float(src.sfreq),
+            self.reconstructor.check_compatible(self._eeg_names(src), float(src.sfreq),
                                                 self.reconstructor.spec.n_times)
         if record is not None:
             try:
@@ -235,6 +266,8 @@ class Pipeline:
                 self._realtime = None
                 raise
         self.acquisition.start()
+        self._report_thread = threading.Thread(target=self._report_loop, name="report", daemon=True)
+        self._report_thread.start()
         self.started = True
         return self
 
@@ -246,8 +279,12 @@ class Pipeline:
             except Exception:
                 log.exception("stopping acquisition failed")
         self.worker.stop(drain=True, timeout=10.0)
+        if self._report_thread is not None and self._report_thread.is_alive():
+            self._results.put(None)  # after every result: the report is complete when it ends
+            self._report_thread.join()
         self.wait_recordings()
-        self.report.samples_lost = int(self.acquisition.stats.get("samples_lost", 0))
+        self.report.samples_lost = self.epocher.stats.samples_lost
+        self.report.photodiode = self.epocher.photodiode_summary()
         self.started = False
         if self._realtime is not None:  # restore the process settings start() changed
             self._realtime.close()
@@ -296,33 +333,28 @@ class Pipeline:
         return sampling_of(self.worker.reconstructor)
 
     def set_sampling(self, steps: int, strength: float, guidance: float) -> None:
-        """Check and apply refiner settings; a ``ValueError`` names what is wrong and nothing
-        changes. Attributes are set in an order whose intermediate state is valid too (the
-        inference thread may read them between two assignments)."""
-        from bci_app.models.refiners import check_guidance, check_steps_strength
-
-        check_steps_strength(int(steps), float(strength))
-        guidance = check_guidance(guidance)
+        """Check refiner settings and have the inference worker sample with them from the next
+        trial on (in force when this returns); a ``ValueError`` names what is wrong and nothing
+        changes."""
         rec = self.worker.reconstructor
-        now = sampling_of(rec)
-        if now is None or float(strength) >= now[1]:
-            rec.strength, rec.steps = float(strength), int(steps)
-        else:
-            rec.steps, rec.strength = int(steps), float(strength)
-        rec.guidance = guidance
+        if getattr(rec, "refiner", None) is not None:  # without one, nothing samples with them
+            steps, strength, guidance = rec.refiner.validate_sampling(steps, strength, guidance)
+        self.worker.set_sampling(int(steps), float(strength), guidance)
 
     def swap_reconstructor(self, new: Any) -> None:
         """Use another bundle's Reconstructor: ``ValueError`` with the reason when the stream
         cannot feed it (channels, rate); else the epocher is rebuilt for its spec (channels,
-        window, filters, normalisation) and both are swapped between trials."""
+        window, filters, normalisation) and both are swapped between trials (the worker's
+        from its next batch on)."""
         from bci_app.acquisition.epocher import Epocher
 
         src = self.raw_source
         if getattr(src, "ch_names", None):
-            new.check_compatible(list(src.ch_names), float(src.sfreq))
+            new.check_compatible(self._eeg_names(src), float(src.sfreq))
         epocher = Epocher(new.spec, self.mapper, buffer_seconds=max(
-            self.buffer_seconds, 2.0 * (new.spec.tmax - min(new.spec.tmin, 0.0)) + 1.0))
-        self.worker.reconstructor = new
+            self.buffer_seconds, 2.0 * (new.spec.tmax - min(new.spec.tmin, 0.0)) + 1.0),
+            photodiode_window=self._photodiode_window)
+        self.worker.use(new)
         self.reconstructor = new
         self.acquisition.swap_epocher(epocher)
         self.epocher = epocher
@@ -330,22 +362,25 @@ class Pipeline:
     def inference_busy(self, guard_s: float = 0.03) -> bool:
         """Whether inference runs now or a trial is due within ``guard_s`` (the window then
         skips redraws, so that drawing does not delay the trial)."""
-        if getattr(self.worker, "_busy", False) or self.worker.queue_depth:
+        if self.worker.busy or self.worker.queue_depth:
             return True
         due = self.acquisition.seconds_to_next_window()
         return due is not None and due < guard_s
 
     def stats(self) -> dict[str, Any]:
+        """The status line: the acquisition's counts (samples lost, trials, rejections by the
+        epocher, unknown markers) and the worker's (queue, drops, reconstructions, errors)."""
         a = self.acquisition.stats
         w = self.worker.stats()
         return {
-            "state": a.get("state", "?"),
-            "samples_lost": a.get("samples_lost", 0),
+            "state": a["state"],
+            "samples_lost": a["samples_lost"],
+            "unknown_markers": a["unknown_markers"],
             "queue_depth": w["queue_depth"],
             "dropped": w["dropped"],
-            "rejected": sum(w["rejected"].values()) + w["errors"],
+            "rejected": sum(a["rejected"].values()) + w["errors"],
             "reconstructed": w["reconstructed"],
-            "trials": a.get("trials", 0),
+            "trials": a["trials"],
             "device": str(getattr(self.reconstructor, "device", "?")),
             "recording": self.acquisition.recorder is not None,
             "last_error": w["last_error"],
@@ -359,7 +394,4 @@ def sampling_of(rec: Any) -> tuple[int, float, float] | None:
     ref = getattr(rec, "refiner", None)
     if ref is None:
         return None
-    steps = rec.steps if rec.steps is not None else getattr(ref, "steps", 1)
-    strength = rec.strength if rec.strength is not None else getattr(ref, "strength", 0.5)
-    guidance = rec.guidance if getattr(rec, "guidance", None) is not None else getattr(ref, "guidance_scale", 1.0)
-    return int(steps), float(strength), float(guidance if guidance is not None else 1.0)
+    return ref.validate_sampling(rec.steps, rec.strength, rec.guidance)

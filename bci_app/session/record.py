@@ -2,7 +2,8 @@
 
     bci-app record --source lsl[:NAME] | brainflow:BOARD | virtual[:MONTAGE]
                    --out DIR [--markers NAME] [--seconds S] [--trials N]
-                   [--present [--images DIR]] [--marker-pattern REGEX]
+                   [--present [--images DIR] [--photodiode-patch]] [--marker-pattern REGEX]
+                   [--photodiode CHANNEL]
 
 Whatever the source's montage and rate, every channel is recorded as it streams (in
 volts: units from the stream's metadata or ``--units``) to the crash-safe session format
@@ -20,6 +21,11 @@ when the presentation ends, or on Ctrl-C; each way the session is closed and kep
   --trials 600 --out calib``.
 
 Markers count as trials when they match ``--marker-pattern`` (without one: every marker).
+
+``--photodiode CHANNEL`` names the light sensor over the presenter's patch
+(``--photodiode-patch``): it is recorded as a ``misc`` channel (never EEG), named in
+``session.json`` (``"photodiode"``), and the marker-to-light delays of the trials are printed
+at the end; ``train``/``evaluate``/``replay --photodiode CHANNEL`` re-time the trials to it.
 """
 
 from __future__ import annotations
@@ -49,7 +55,7 @@ class RecordingLoop:
     Parameters
     ----------
     source, markers
-        An EEG source (``connect``/``read``/``ch_names``/``sfreq``/``samples_lost``) and a
+        An EEG source (``connect``/``read``/``ch_names``/``sfreq``) and a
         marker source (``pull() -> [(marker, LSL time)]``; may be the source itself).
     out : path
         Session directory (must not hold a session yet).
@@ -59,6 +65,9 @@ class RecordingLoop:
         Seconds recorded after the last counted trial (the window after the marker).
     is_trial : callable, optional
         ``is_trial(marker) -> bool``; default: every marker is a trial.
+    trigger_channel, photodiode : str, optional
+        A channel of the stream recorded as a stim channel / as the light sensor (``misc``,
+        named in ``session.json``).
     """
 
     def __init__(
@@ -72,6 +81,7 @@ class RecordingLoop:
         tail: float = 1.0,
         is_trial: Callable[[str], bool] | None = None,
         trigger_channel: str | None = None,
+        photodiode: str | None = None,
     ) -> None:
         if seconds is not None and seconds <= 0:
             raise ValueError(f"--seconds must be > 0, got {seconds}")
@@ -89,6 +99,7 @@ class RecordingLoop:
         self.seconds, self.trials, self.tail = seconds, trials, float(tail)
         self.is_trial = is_trial or (lambda _marker: True)
         self.trigger_channel = trigger_channel
+        self.photodiode = photodiode
         self.recorder: Recorder | None = None
         self.n_trials = 0
         self.n_markers = 0
@@ -110,17 +121,23 @@ class RecordingLoop:
 
         names = list(self.source.ch_names)
         types, units = channel_metadata(self.source)
-        if self.trigger_channel is not None:  # recorded as a stim channel, read offline
-            low = [n.lower() for n in names]
-            if self.trigger_channel.lower() not in low:
+        low = [n.lower() for n in names]
+        notes = {}
+        # a trigger channel is recorded as a stim channel, a light sensor as misc: never EEG
+        for flag, channel, kind in (("--trigger-channel", self.trigger_channel, "stim"),
+                                    ("--photodiode", self.photodiode, "misc")):
+            if channel is None:
+                continue
+            if channel.lower() not in low:
                 raise ValueError(
-                    f"--trigger-channel {self.trigger_channel!r} is not in the stream; its "
-                    f"channels are: {', '.join(names)}"
+                    f"{flag} {channel!r} is not in the stream; its channels are: {', '.join(names)}"
                 )
             types = list(types or ["eeg"] * len(names))
-            types[low.index(self.trigger_channel.lower())] = "stim"
+            types[low.index(channel.lower())] = kind
+            if kind == "misc":
+                notes["photodiode"] = names[low.index(channel.lower())]
         self.recorder = Recorder(self.out, names, float(self.source.sfreq), ch_types=types,
-                                 units=units)
+                                 units=units, notes=notes)
         self.t_start = time.monotonic()
         return self
 
@@ -167,7 +184,7 @@ class RecordingLoop:
 
     def status_line(self) -> str:
         n = self.recorder.n_samples if self.recorder is not None else 0
-        lost = int(getattr(self.source, "samples_lost", 0))
+        lost = self.recorder.samples_lost if self.recorder is not None else 0
         goal = f"/{self.trials}" if self.trials else ""
         return (f"recording {self.elapsed:6.1f} s | {n} samples ({len(self.source.ch_names)} ch @ "
                 f"{float(self.source.sfreq):g} Hz) | {self.n_markers} markers, "
@@ -292,6 +309,8 @@ def run_record(args: Any) -> int:
             )
     elif args.images:
         raise ValueError("--images is for --present (the images shown); add --present")
+    elif args.photodiode_patch:
+        raise ValueError("--photodiode-patch is drawn by the presenter window; add --present")
     if virtual and not args.present and args.trials is None and args.seconds is None:
         raise ValueError(
             "--source virtual without --present needs --trials N or --seconds S (the headless "
@@ -319,7 +338,8 @@ def run_record(args: Any) -> int:
     loop = RecordingLoop(source, markers, args.out, seconds=args.seconds, trials=args.trials,
                          tail=args.tail, is_trial=_marker_counter(args.marker_pattern,
                                                   getattr(args, "event_map", None)),
-                         trigger_channel=getattr(args, "trigger_channel", None))
+                         trigger_channel=getattr(args, "trigger_channel", None),
+                         photodiode=args.photodiode)
     interrupted = False
     # Ctrl-C sets a flag that the loop reads between steps: a KeyboardInterrupt raised in the
     # middle of a recorder write or a thread join could lose data or hang the shutdown
@@ -362,14 +382,45 @@ def run_record(args: Any) -> int:
         )
     print(f"{'interrupted: ' if interrupted else ''}wrote {path}: {loop.recorder.n_samples} "
           f"samples, {loop.n_markers} markers ({loop.n_trials} trials), "
-          f"{int(getattr(source, 'samples_lost', 0))} samples lost")
-    print(next_step_hint(args.out, loop.n_markers, loop.n_trials))
+          f"{loop.recorder.samples_lost} samples lost")
+    if args.photodiode:
+        print(photodiode_line(path, args.photodiode, loop.is_trial))
+    print(next_step_hint(args.out, loop.n_markers, loop.n_trials, args.photodiode))
     return 0
 
 
-def next_step_hint(out: str | Path, n_markers: int, n_trials: int) -> str:
+def photodiode_line(path: str | Path, channel: str, is_trial: Callable[[str], bool]) -> str:
+    """The marker-to-light delays of the trials of the recording ``path`` (``record
+    --photodiode``), found as ``train``/``evaluate --photodiode`` find them; or why not."""
+    from bci_app.acquisition.recorder import read_session
+    from bci_app.preprocessing.epochs import (
+        _annotation_times,
+        is_marker,
+        photodiode_channel,
+        time_to_sample,
+    )
+    from bci_app.preprocessing.photodiode import edge_delays_ms, find_edges, photodiode_summary
+
+    raw = read_session(path)
+    sfreq = float(raw.info["sfreq"])
+    keep = [i for i, d in enumerate(raw.annotations.description) if is_marker(d) and is_trial(d)]
+    marks = time_to_sample(_annotation_times(raw)[keep], sfreq)
+    try:
+        ipd = photodiode_channel(raw, channel)
+        edges = find_edges(raw.get_data(picks=[ipd])[0], sfreq, marks, name=raw.ch_names[ipd])
+    except ValueError as err:
+        return f"photodiode {channel}: no marker-to-light delay measured: {err}"
+    s = photodiode_summary(edge_delays_ms(edges, marks, sfreq))
+    return (f"photodiode {channel}: marker-to-light delay {s['mean_ms']} ms (SD {s['sd_ms']}, "
+            f"{s['min_ms']}..{s['max_ms']}) over {s['n'] - s['missing']} of {s['n']} trials; "
+            f"{s['missing']} without a light edge")
+
+
+def next_step_hint(out: str | Path, n_markers: int, n_trials: int,
+                   photodiode: str | None = None) -> str:
     """What to run on the session just recorded: train on it, or evaluate a bundle trained
-    on another session on it; or, with no trials, why neither can run."""
+    on another session on it (re-timed to ``photodiode``, when recorded with one); or, with
+    no trials, why neither can run."""
     if n_markers == 0:
         return (f"no markers were recorded: {out} holds EEG without any stimulus marker, so it "
                 "can neither train nor evaluate a bundle; check that the presenter's marker stream "
@@ -377,10 +428,11 @@ def next_step_hint(out: str | Path, n_markers: int, n_trials: int) -> str:
     if n_trials == 0:
         return (f"none of the {n_markers} markers matched --marker-pattern, so {out} has no trials; "
                 "record again with a pattern that matches the presenter's markers")
+    pd = f" --photodiode {photodiode}" if photodiode else ""
     return (f"next: to train a bundle on this session:\n"
-            f"  bci-app train --data session:{out} --config configs/calibration.toml --out runs/mybundle\n"
+            f"  bci-app train --data session:{out} --config configs/calibration.toml --out runs/mybundle{pd}\n"
             f"or, if it is a held-out session for a bundle trained on another one:\n"
-            f"  bci-app evaluate --bundle runs/mybundle --data session:{out} --out runs/eval")
+            f"  bci-app evaluate --bundle runs/mybundle --data session:{out} --out runs/eval{pd}")
 
 
 def _record_headless(loop: RecordingLoop, publisher: Any,
@@ -422,7 +474,7 @@ def _present_and_record(loop: RecordingLoop, stimuli: Any, schedule: Any, outlet
     # a local event loop: qloop.quit() would leave Qt's "quit now" flag set for the process
     qloop = QEventLoop()
 
-    win = PresenterWindow(stimuli, schedule, outlet=outlet, photodiode=args.photodiode,
+    win = PresenterWindow(stimuli, schedule, outlet=outlet, photodiode=args.photodiode_patch,
                           **display_options(args))
     state = {"interrupted": False, "error": None}
 

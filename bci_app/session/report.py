@@ -1,7 +1,8 @@
 """Session report: ``report.json``, ``trials.jsonl`` and ``grid.png`` (contract files).
 
 :class:`SessionReport` collects one :class:`~bci_app.session.inference.InferenceResult` per
-trial (thread-safe ``add``) and writes the three files of a headless session:
+trial (thread-safe ``add``; in a session it runs on the pipeline's report thread, off the
+inference thread) and writes the three files of a session:
 
 - ``report.json``: counts, per-stage latency percentiles (p50/p95/max), and quality
   (top-1 of the bundle's image classifier on the reconstruction against the seen
@@ -12,7 +13,8 @@ trial (thread-safe ``add``) and writes the three files of a headless session:
   ``montage``, ``n_channels``, ``sfreq``, ``date`` (session start, ISO, UTC), ``version``;
 - ``trials.jsonl``: one line per trial, with (when the model gives them) the encoder's
   decoded class, the semantic head's most probable caption and the class the image
-  classifier judges the drawing to be;
+  classifier judges the drawing to be; and the window's ``display`` time
+  (:meth:`SessionReport.add_display`: image ready -> shown) where a window showed it;
 - ``grid.png``: rows of seen image | saliency | reconstruction, each under a label band
   (trial, stimulus, seen class, decoded caption and judged class, green right / red wrong).
 
@@ -39,10 +41,10 @@ from typing import Any
 
 import numpy as np
 
+from bci_app.acquisition.trial import EXTRA_LATENCIES, LATENCIES
 from bci_app.session.inference import InferenceResult
 from bci_app.stimuli.lookup import seen_image_or_none
 
-LATENCY_KEYS = ("end_to_end", "epoch", "encoder", "saliency", "semantic", "refiner")
 #: seen stimulus ids kept (reservoir sample) to draw the shuffled SSIM pairs from
 SHUFFLE_POOL = 64
 #: how a class's caption reads (the label caption of the seed paper, as DemoStimulusSet.caption)
@@ -137,20 +139,26 @@ class SessionReport:
         self._n = 0
         self._outcomes: dict[str, int] = {"reconstructed": 0, "dropped": 0}
         self._rejected: dict[str, int] = {}
-        self._lat: dict[str, array] = {k: array("d") for k in (*LATENCY_KEYS, "queue")}
+        self._lat: dict[str, array] = {k: array("d") for k in (*LATENCIES, *EXTRA_LATENCIES)}
+        self._display: dict[int, float] = {}  # trial index -> display ms (the window's)
         self._spool = tempfile.TemporaryFile("w+", encoding="utf-8", prefix="bci-app-trials-")
-        self.samples_lost = 0
-        self.extra_rejected: dict[str, int] = {}
-        self.trials_seen: int | None = None
+        self.samples_lost = 0  # the acquisition's count, set when the session stops
         # --photodiode: the epocher's marker-to-light delays
         # (bci_app.preprocessing.photodiode.photodiode_summary), set by whoever owns the epocher
         self.photodiode: dict[str, Any] | None = None
 
     # ------------------------------------------------------------------ collecting
+    def fetch_seen(self, result: InferenceResult) -> None:
+        """Look the seen image of a reconstructed trial up into ``result.seen`` (once: kept
+        there for the window and for :meth:`add`)."""
+        if result.outcome == "reconstructed" and result.seen is None:
+            result.seen = self._seen(result.trial.stim_id)
+
     def add(self, result: InferenceResult) -> None:
         """Record one outcome (thread-safe; quality is computed here, once per trial)."""
         quality = None
         shuffled = None
+        self.fetch_seen(result)
         if result.outcome == "reconstructed" and result.reconstruction is not None:
             quality = self._quality(result)
             if quality is not None:
@@ -179,8 +187,8 @@ class SessionReport:
                 key = "error" if result.outcome == "error" else (result.reason or "unknown")
                 self._rejected[key] = self._rejected.get(key, 0) + 1
             if result.outcome == "reconstructed":
-                for key, values in self._lat.items():
-                    values.append(float(result.times_ms.get(key, math.nan)))
+                for key in (*LATENCIES, "queue"):
+                    self._lat[key].append(float(result.times_ms.get(key, math.nan)))
             if quality is not None:
                 correct, s = quality
                 self._n_quality += 1
@@ -188,10 +196,17 @@ class SessionReport:
                 self._ssim_sum += float(s)
             if result.outcome == "reconstructed" and len(self._grid) < self.grid_rows:
                 rec = result.reconstruction
-                seen = self._seen(result.trial.stim_id)
-                self._grid.append((seen, np.asarray(rec.saliency), np.asarray(rec.image), record))
+                self._grid.append((result.seen, np.asarray(rec.saliency), np.asarray(rec.image), record))
 
     __call__ = add
+
+    def add_display(self, index: int, ms: float) -> None:
+        """The live window showed trial ``index``'s image ``ms`` after it was ready (any
+        thread, before or after :meth:`add` of that trial): ``display`` in report.json's
+        latencies and in the trial's ``trials.jsonl`` line."""
+        with self._lock:
+            self._display[int(index)] = float(ms)
+            self._lat["display"].append(float(ms))
 
     def _seen(self, stim_id: str | None) -> np.ndarray | None:
         return seen_image_or_none(self.seen_image, stim_id)
@@ -266,7 +281,7 @@ class SessionReport:
 
     def _quality(self, result: InferenceResult) -> tuple[bool, float] | None:
         rec = result.reconstruction
-        seen = self._seen(result.trial.stim_id)
+        seen = result.seen
         label = self._label(result.trial.stim_id)
         if seen is None or label is None:
             return None
@@ -287,19 +302,16 @@ class SessionReport:
 
     def counts(self) -> dict[str, Any]:
         with self._lock:
-            rejected = dict(self.extra_rejected)
-            for k, v in self._rejected.items():
-                rejected[k] = rejected.get(k, 0) + v
-            n_rec, n_drop, n = self._outcomes["reconstructed"], self._outcomes["dropped"], self._n
-        trials = n + sum(self.extra_rejected.values())
-        return {"trials": trials, "reconstructed": n_rec, "dropped": n_drop, "rejected": rejected}
+            return {"trials": self._n, "reconstructed": self._outcomes["reconstructed"],
+                    "dropped": self._outcomes["dropped"], "rejected": dict(self._rejected)}
 
     def latency(self) -> dict[str, dict[str, float | None]]:
         with self._lock:
             lat = {k: np.frombuffer(v, dtype=float).copy() for k, v in self._lat.items()}
-        out = {key: percentiles(lat[key]) for key in LATENCY_KEYS}
-        if np.isfinite(lat["queue"]).any():  # extra stage when present
-            out["queue"] = percentiles(lat["queue"])
+        out = {key: percentiles(lat[key]) for key in LATENCIES}
+        for key in EXTRA_LATENCIES:  # where measured
+            if np.isfinite(lat[key]).any():
+                out[key] = percentiles(lat[key])
         return out
 
     def quality(self) -> dict[str, Any]:
@@ -360,7 +372,7 @@ class SessionReport:
         """The ``report.json`` object (contract in ARCHITECTURE.md)."""
         c = self.counts()
         return {
-            "trials": c["trials"] if self.trials_seen is None else max(self.trials_seen, c["trials"]),
+            "trials": c["trials"],
             "reconstructed": c["reconstructed"],
             "dropped": c["dropped"],
             "rejected": c["rejected"],
@@ -396,11 +408,15 @@ class SessionReport:
         with self._lock:
             self._spool.flush()
             self._spool.seek(0)
-            lines = self._spool.read().splitlines()
+            records = [json.loads(s) for s in self._spool.read().splitlines()]
             self._spool.seek(0, 2)  # further trials append again
-        lines.sort(key=lambda s: json.loads(s)["index"])
+            display = dict(self._display)
+        records.sort(key=lambda r: r["index"])
+        for r in records:
+            if r["index"] in display and r["outcome"] == "reconstructed":
+                r["times_ms"]["display"] = round(display[r["index"]], 3)
         with (out / "trials.jsonl").open("w") as fh:
-            fh.writelines(s + "\n" for s in lines)
+            fh.writelines(json.dumps(r) + "\n" for r in records)
         self.grid_image().save(out / "grid.png")
         return summary
 

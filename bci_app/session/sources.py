@@ -7,7 +7,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from bci_app.config import InferenceConfig, load_config
-from bci_app.stimuli import DemoStimulusSet
+from bci_app.stimuli import DemoStimulusSet, ImageFolderSet
 
 
 def inference_config(args: Any) -> InferenceConfig:
@@ -46,10 +46,26 @@ def parse_board_params(items: Sequence[str]) -> dict[str, str]:
     return out
 
 
+def model_channels(spec: Any, photodiode: str | None = None) -> list[str]:
+    """The channels a session reads from the stream: the spec's, then ``--photodiode``'s light
+    sensor (the epocher takes a chunk's last row as the sensor); ``ValueError`` when the
+    sensor is one of the spec's channels."""
+    names = list(spec.ch_names)
+    if photodiode is None:
+        return names
+    if photodiode.lower() in (n.lower() for n in names):
+        raise ValueError(
+            f"--photodiode {photodiode!r} is one of the {len(names)} EEG channels the bundle "
+            "reads; expected a separate light-sensor channel of the stream"
+        )
+    return [*names, photodiode]
+
+
 def source_options(args: Any, spec: Any = None) -> dict[str, Any]:
     """Keyword arguments of :func:`open_sources` from the command line, the config file's
     ``[acquisition]`` table and the consumer's :class:`PreprocessingSpec` (None: take the
-    stream as it is, e.g. for a calibration recording)."""
+    stream as it is, e.g. for a calibration recording); with ``--photodiode`` the consumer
+    reads its channel after the spec's (:func:`model_channels`)."""
     acq = load_config(getattr(args, "config", None)).acquisition
     flags = parse_board_params(getattr(args, "board_param", None) or [])
     board: dict[str, Any] = {}
@@ -61,7 +77,7 @@ def source_options(args: Any, spec: Any = None) -> dict[str, Any]:
             "board parameters apply to --source brainflow:BOARD only"
         )
     return {
-        "ch_names": list(spec.ch_names) if spec is not None else None,
+        "ch_names": model_channels(spec, getattr(args, "photodiode", None)) if spec is not None else None,
         "sfreq": float(spec.sfreq) if spec is not None else None,
         "units": getattr(args, "units", None),
         "board_params": board or None,
@@ -164,13 +180,11 @@ def marker_mapper_for(args: Any, stimuli: Any = None) -> Any:
     pattern = getattr(args, "marker_pattern", None)
     path = getattr(args, "event_map", None)
     if path is None:
-        return MarkerMapper(pattern or r"^stim/(?P<id>.+)$")
+        return MarkerMapper(pattern) if pattern else MarkerMapper()
     return EventMap.load(path, stimuli).with_fallback(MarkerMapper(pattern) if pattern else None)
 
 
 def stimuli_for(args: Any) -> Any:
     if getattr(args, "images", None):
-        from bci_app.ui.presenter import ImageFolderSet
-
         return ImageFolderSet(args.images)
     return DemoStimulusSet()

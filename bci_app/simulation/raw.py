@@ -87,6 +87,9 @@ def _block_offsets(
     return sm
 
 
+_CACHE_BYTES = 128 * 2**20  # the evoked responses kept for images shown again
+
+
 def simulate_raw(
     n_trials: int,
     seed: int = 0,
@@ -242,7 +245,7 @@ def simulate_raw(
             ev = cache[sid] = model.evoked(sid).astype(np.float32)
         shift, gain = trial_variability(rng, sfreq)
         data[:, k0 : k0 + L] += gain * shifted(ev, shift)
-        if len(cache) > 4096:
+        if len(cache) * ev.nbytes > _CACHE_BYTES:  # a long session shows thousands of images
             cache.clear()
 
     info = mne.create_info(ch_names, sfreq, ch_types="eeg")

@@ -24,6 +24,8 @@ import re
 from collections.abc import Container
 from pathlib import Path
 
+from bci_app.file_errors import reading
+
 # BrainVision annotations as MNE reads them ("Stimulus/S 12", "S 12", "S12"), or a bare code.
 _CODE_RE = re.compile(r"^(?:(?:Stimulus/)?S\s*(?P<s>\d+)|(?P<n>[+-]?\d+)(?:\.0+)?)$")
 
@@ -107,7 +109,8 @@ class EventMap:
                 f"event map {path} does not exist; expected a tab-separated file with columns "
                 "'marker' and 'stimulus'"
             )
-        lines = path.read_text(encoding="utf-8-sig").splitlines()
+        with reading(path, "a UTF-8 tab-separated event map (columns 'marker' and 'stimulus')"):
+            lines = path.read_text(encoding="utf-8-sig").splitlines()
         header: list[str] | None = None
         strings: dict[str, str] = {}
         codes: dict[int, str] = {}

@@ -29,7 +29,7 @@ class MarkerMapper:
         if self._re.groups == 0:
             raise ValueError(
                 f"marker pattern {pattern!r} has no group; expected a named group 'id' "
-                "(e.g. r'^stim/(?P<id>.+)$') or one plain group around the stimulus id"
+                f"(e.g. r'{DEFAULT_PATTERN}') or one plain group around the stimulus id"
             )
         self.pattern = pattern
         self.unknown = 0

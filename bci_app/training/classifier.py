@@ -101,12 +101,15 @@ def train_image_classifier(
     stim_ids: Sequence[str] | None = None,
     val_ids: Sequence[str] | None = None,
     checkpoint_dir: str | Path | None = None,
+    extra: tuple[torch.Tensor, torch.Tensor] | None = None,
 ) -> tuple[ImageClassifier, dict[str, Any]]:
     """Train :class:`ImageClassifier` on a stimulus set's images (augmented).
 
     ``stim_ids``: the images to train on (default all of ``stimuli``). ``val_ids``: the
     images to measure on (never trained on); without them a stratified ``val_fraction``
-    of the training images per class is held out. The returned metrics hold ``val_acc``
+    of the training images per class is held out. ``extra``: more training images (float
+    ``[M, 3, H, W]`` in [0, 1], any H = W) and their labels, e.g. rendered instances of
+    classes the split does not train (counted in ``n_extra``). The returned metrics hold ``val_acc``
     (clean held-out images), ``val_acc_degraded`` (the same images blurred/noised as
     reconstructions are), ``chance``, the image counts and the wall time.
     """
@@ -129,6 +132,11 @@ def train_image_classifier(
     else:
         val_mask = _held_out(labels, cfg.val_fraction, g)
         tr_x, tr_y, va_x, va_y = images[~val_mask], labels[~val_mask], images[val_mask], labels[val_mask]
+    n_split = len(tr_x)
+    if extra is not None:
+        x_extra = F.interpolate(extra[0].float(), size=images.shape[-2:], mode="bilinear", antialias=True,
+                                align_corners=False).clamp(0, 1)
+        tr_x, tr_y = torch.cat([tr_x, x_extra]), torch.cat([tr_y, extra[1].long()])
     loop = FitLoop("image classifier", cfg.steps, device=device, checkpoint_dir=checkpoint_dir,
                    checkpoint_every=max(1, cfg.steps // 4), unit="step", progress=progress)
     from diffusers.optimization import get_cosine_schedule_with_warmup
@@ -154,7 +162,8 @@ def train_image_classifier(
     model = loop.unwrap(model).eval()
     metrics: dict[str, Any] = {
         "chance": 1.0 / n_classes,
-        "n_train": len(tr_x),
+        "n_train": n_split,
+        "n_extra": len(tr_x) - n_split,
         "n_val": len(va_x),
         "loss_first": float(np.mean(losses[:10])) if losses else None,
         "loss_last": float(np.mean(losses[-10:])) if losses else None,

@@ -1,7 +1,8 @@
 """Components a bundle references instead of training: a pretrained refiner or image
 classifier taken from another bundle (the demo bundle for a calibration), or a diffusers
 model. What the referenced component was trained on is carried over into the new
-bundle's ``training.component_images`` (or ``"external"`` when nobody recorded it)."""
+bundle's ``training.component_images`` and ``training.component_classes`` (or
+``"external"`` when nobody recorded it)."""
 
 from __future__ import annotations
 
@@ -47,6 +48,18 @@ def recorded_images(config: dict[str, Any], component: str) -> list[str] | str:
     """What a bundle recorded about the images ``component`` was trained on."""
     rec = (config.get("training") or {}).get("component_images") or {}
     return rec.get(component, EXTERNAL)
+
+
+def recorded_classes(ref: str, component: str) -> list[str] | str:
+    """The classes bundle ``ref`` recorded ``component`` was trained on
+    (``training.component_classes``); for a bundle recorded before that, every class it
+    knows (what a component trained on its splits may have seen), or ``"external"`` when
+    the component's images were not recorded either."""
+    _, cfg = referenced_bundle(ref)
+    rec = ((cfg.get("training") or {}).get("component_classes") or {}).get(component)
+    if rec is not None:
+        return rec
+    return EXTERNAL if isinstance(recorded_images(cfg, component), str) else list(cfg.get("classes", []))
 
 
 def reference_refiner(ref: str, text_encoder: dict[str, Any] | None, out: Path | None = None

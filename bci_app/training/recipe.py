@@ -15,7 +15,12 @@ Stages, in order (``--stages`` picks a subset; the others are loaded from the bu
 
 Every trained component sees the training split's trials or images only (validation is
 used for selection, test never); ``config.json`` records it per component in
-``training.component_images``. Checkpoints go to ``BUNDLE/checkpoints/<stage>``;
+``training.component_images`` and their classes in ``training.component_classes``.
+``[data] holdout_classes`` (``--holdout-classes``; THINGS-EEG2: its test concepts by
+default) moves every trial of those classes to the test split, so that no component
+trains or is selected on them (the zero-shot protocol, ``training.holdout_classes``); only
+the image classifier, the judge of reconstructions, learns them, from rendered instances
+that are none of the split's images. Checkpoints go to ``BUNDLE/checkpoints/<stage>``;
 ``--resume`` continues from them, skips finished stages and adds the requested stages to
 an existing bundle without touching the others (its recorded settings and split are
 reused, and a different split is an error).
@@ -45,6 +50,8 @@ from bci_app.training.encoder import encode
 log = logging.getLogger(__name__)
 
 STAGES = ("encoder", "gan", "semantic", "refiner", "baseline")
+# the rendered-instance phase of the judge's held-out-class images (the refiner's UNet phases are 0-2)
+JUDGE_RENDER_PHASE = 10
 # the settings tables each stage reads (kept from the bundle's record when a stage is not rerun)
 STAGE_TABLES = {"encoder": ("encoder",), "gan": ("gan",), "semantic": ("semantic",),
                 "refiner": ("refiner", "classifier"), "baseline": ("baseline",)}
@@ -75,8 +82,10 @@ def train_bundle(
     resume: bool = False,
     marker_pattern: str | None = None,
     progress: bool = True,
+    holdout_classes: list[str | int] | None = None,
 ) -> Path:
-    """Train the requested stages into the bundle directory ``out`` (see the module docstring)."""
+    """Train the requested stages into the bundle directory ``out`` (see the module docstring);
+    ``holdout_classes`` (names or indices) overrides ``[data] holdout_classes``."""
     stages = [s.strip() for s in stages if s.strip()]
     bad = [s for s in stages if s not in STAGES]
     if bad:
@@ -88,6 +97,8 @@ def train_bundle(
         cfg.train.seed = int(seed)
     if data:
         cfg.train.data = data
+    if holdout_classes is not None:
+        cfg.data.holdout_classes = list(holdout_classes)
     if epochs is not None:
         for s in ("encoder", "gan", "semantic"):
             if s in stages:
@@ -115,7 +126,11 @@ def train_bundle(
 
 
 def _check_component_settings(cfg: TrainConfig, stages: list[str]) -> None:
-    """Refuse bad refiner/classifier settings before hours of earlier stages run."""
+    """Refuse bad semantic/refiner/classifier settings before hours of earlier stages run."""
+    s = cfg.semantic
+    if "semantic" in stages and s.open_set and not (s.prototypes and s.captions == "label"):
+        raise ValueError("semantic.open_set needs prototypes = true and captions = \"label\" (its candidates "
+                         f"are the classes' label captions); got prototypes = {s.prototypes}, captions = {s.captions!r}")
     r = cfg.refiner
     if r.sample_grid and r.pretrained is not None:
         raise ValueError(f"refiner.sample_grid chooses the sampling defaults of a refiner the recipe trains; "
@@ -162,6 +177,12 @@ class _Run:
         ds = load_spec(cfg.train.data, images_dir=images_dir, split_seed=d.split_seed, test_frac=d.test_frac,
                        val_frac=d.val_frac, marker_pattern=marker_pattern)
         self.times["data"] = round(time.perf_counter() - t0, 1)
+        self.holdout = resolve_holdout(ds, d.holdout_classes)
+        if self.holdout:
+            ds.splits = hold_out(ds.splits, ds.labels, self.holdout)
+            log.info("held out %d classes (%s): their %d trials are test trials, no component sees them",
+                     len(self.holdout), ", ".join(ds.class_names[k] for k in self.holdout),
+                     int(np.isin(ds.labels, self.holdout).sum()))
         log.info("data: %s", ds.summary())
         self.ds, self.tr, self.va = ds, ds.splits["train"], ds.splits["val"]
         if len(self.va) == 0:
@@ -194,6 +215,9 @@ class _Run:
                 # which images each split held: evaluate keeps test trials to images never trained on
                 "split_images": split_images,
                 "component_images": dict(rec.get("component_images") or {}),
+                # the classes each component was trained on (the held-out ones are in none but the judge's)
+                "component_classes": dict(rec.get("component_classes") or {}),
+                "holdout_classes": [ds.class_names[k] for k in self.holdout],
                 "pretrained": dict(rec.get("pretrained") or {}),
                 # each optional modelling term kept or dropped on validation, against the baseline
                 "selection": {**{k: v for k, v in (rec.get("selection") or {}).items() if k not in stages},
@@ -217,8 +241,17 @@ class _Run:
                 shutil.rmtree(p, ignore_errors=True)
         return path
 
-    def trained_on(self, component: str, images: list[str] | str) -> None:
-        self.config["training"]["component_images"][component] = images
+    def trained_on(self, component: str, images: list[str] | str, classes: list[str] | str | None = None) -> None:
+        """Record the images ``component`` was trained on and their classes (default: the
+        classes of this run's trials in those splits; for a string such as ``"external"``, it)."""
+        rec = self.config["training"]
+        rec["component_images"][component] = images
+        if classes is None and isinstance(images, str):
+            classes = images
+        elif classes is None:
+            idx = np.concatenate([self.ds.splits[s] for s in images if s in self.ds.splits] or [np.zeros(0, int)])
+            classes = [self.ds.class_names[k] for k in np.unique(self.y[idx])]
+        rec["component_classes"][component] = classes
 
     def select(self, stage: str, decisions: dict[str, Any]) -> None:
         """Record ``training.selection[stage]``: each optional term kept or dropped, with the
@@ -331,10 +364,15 @@ class _Run:
         t_tr, class_emb = caption_targets(ds, tr, te, s.captions)
         t_va, _ = caption_targets(ds, va, te, s.captions)
         protos = class_emb if (class_emb is not None and s.prototypes) else None
-        readout = self.need("encoder_head").fc if (s.logits_from == "features" and protos is not None) else None
+        if s.open_set and protos is not None:  # it chooses among the training classes' captions only
+            protos = class_emb[np.unique(self.y[tr])]
+        closed_readout = s.logits_from == "features" and protos is not None and not s.open_set
+        readout = self.need("encoder_head").fc if closed_readout else None
         f = self.features()
         head, m = train_semantic(f[tr], t_tr, f[va], t_va, s, protos, self.checkpoint_dir("semantic"),
                                  self.seed + 2, self.device, readout=readout, progress=self.progress)
+        if head.open_set:  # then every class's caption is a candidate (prototype k = class k), held-out ones too
+            head.set_candidates(class_emb)
         if readout is not None and head.n_prototypes == readout.out_features:
             self.select_mixture_logits(head, readout, f[va])
         if s.sample_temperature is not None:
@@ -352,12 +390,18 @@ class _Run:
             "text_encoder": te.config() if hasattr(te, "config") else dict(s.text_encoder),
             "captions": s.captions, "seq_len": int(t_tr.shape[1]), "dim": int(t_tr.shape[2]),
         }
+        if head.open_set:
+            self.config["semantic"]["open_set"] = {
+                "candidates": "the label caption of every class (prototype k = class k), held-out classes "
+                              "included: their text only, embedded by the text encoder after training",
+                "trained_on": [ds.class_names[k] for k in np.unique(self.y[tr])]}
         self.trained_on("semantic", ["train"])
 
     def stage_refiner(self) -> None:
         from bci_app.training.pretrained import (
             EXTERNAL,
             bundle_reference,
+            recorded_classes,
             reference_classifier,
             reference_refiner,
         )
@@ -368,7 +412,7 @@ class _Run:
             entry, images = reference_refiner(r.pretrained, te_cfg, self.out)
             self.config["refiner"] = entry
             self.config["training"]["pretrained"]["refiner"] = bundle_reference(r.pretrained)
-            self.trained_on("refiner", images)
+            self.trained_on("refiner", images, recorded_classes(r.pretrained, "refiner"))
         elif r.type != "demo":  # a pretrained diffusers model: the reference only (local_files_only)
             keys = ("type", "model", "tiny_vae", "resolution", "steps", "strength", "guidance_scale")
             self.config["refiner"] = {k: getattr(r, k) for k in keys if getattr(r, k) is not None}
@@ -381,12 +425,18 @@ class _Run:
             entry, images = reference_classifier(c.pretrained, self.out)
             self.config["classifier"] = entry
             self.config["training"]["pretrained"]["classifier"] = bundle_reference(c.pretrained)
-            self.trained_on("classifier", images)
+            self.trained_on("classifier", images, recorded_classes(c.pretrained, "classifier"))
         elif c.train:
             t0 = time.perf_counter()
-            self.config["classifier"] = self._train_classifier()
+            self.config["classifier"], judge = self._train_classifier()
             self.times["classifier"] = round(time.perf_counter() - t0, 1)
-            self.trained_on("classifier", ["train"])
+            if judge is None:
+                self.trained_on("classifier", ["train"])
+            else:  # the judge also learnt the held-out classes, from rendered instances only
+                self.config["training"].setdefault("rendered_instances", {})["classifier"] = judge
+                names = self.ds.class_names
+                classes = {names[k] for k in np.unique(self.y[self.tr])} | {names[k] for k in self.holdout}
+                self.trained_on("classifier", ["train", "rendered"], [n for n in names if n in classes])
 
     def stage_baseline(self) -> None:
         from bci_app.models.baseline import LinearBaseline
@@ -450,7 +500,6 @@ class _Run:
         validation trials (all-class top-1 of the drawings by the bundle's classifier; ties:
         SSIM to the seen images at 64 px), write them to the saved refiner and record the table
         in ``training.selection.sampling``. Returns False when there is nothing to choose."""
-        from bci_app.models.refiners import check_guidance, check_steps_strength
         from bci_app.models.ssim import ssim_batch
 
         grid = list(self.cfg.refiner.sample_grid or [])
@@ -466,9 +515,7 @@ class _Run:
             except ValueError:
                 raise ValueError(f"refiner.sample_grid entry {setting!r}: expected 'steps:strength:guidance', "
                                  "e.g. '4:0.5:1.25'") from None
-            check_steps_strength(int(steps), strength)
-            check_guidance(guidance)
-            rec.steps, rec.strength, rec.guidance = int(steps), strength, guidance
+            rec.steps, rec.strength, rec.guidance = rec.refiner.validate_sampling(int(steps), strength, guidance)
             right, imgs = [], []
             for a in range(0, len(X), 32):
                 out = rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32])
@@ -537,7 +584,6 @@ class _Run:
         return split_stimuli(DemoStimulusSet(), self.config["training"]["split_images"][split], split, what)
 
     def _train_demo_refiner(self) -> dict[str, Any]:
-        from bci_app.models.refiners import check_steps_strength
         from bci_app.models.text import build_text_encoder
         from bci_app.training.demo_refiner import train_demo_refiner
 
@@ -561,29 +607,78 @@ class _Run:
         refiner = train_demo_refiner(stimuli, te, tcfg, progress=self.progress, device=self.device,
                                      saliency_maps=sal_pairs)
         # sampling defaults may differ from the timesteps training focused on (chosen on validation)
-        if r.sample_steps is not None or r.sample_strength is not None:
-            steps = int(r.sample_steps if r.sample_steps is not None else refiner.steps)
-            strength = float(r.sample_strength if r.sample_strength is not None else refiner.strength)
-            check_steps_strength(steps, strength)
-            refiner.steps, refiner.strength = steps, strength
+        refiner.steps, refiner.strength, _ = refiner.validate_sampling(r.sample_steps, r.sample_strength)
         dtype = torch.float16 if r.save_dtype == "float16" else None
         refiner.save(self.out / "refiner", weights_dtype=dtype)  # fp16 on disk halves the bundle size
         return {"path": "refiner", "type": "demo"}, (refiner.extra or {}).get("rendered_instances")
 
-    def _train_classifier(self) -> dict[str, Any]:
+    def _train_classifier(self) -> tuple[dict[str, Any], dict[str, Any] | None]:
         """The demo image classifier (judges reconstructions): training-split images, measured
-        on the validation split's images."""
+        on the validation split's images; with held-out classes also new rendered instances of
+        those (never a split's image: the judge must know them to judge their drawings, the
+        model never sees them). Returns its bundle entry and the record of those instances."""
         from bci_app.stimuli import DemoStimulusSet
         from bci_app.training.classifier import train_image_classifier
+        from bci_app.training.demo_refiner import RenderedInstances
 
         train_ids = self._demo_images("train", "classifier").stim_ids
         stimuli = DemoStimulusSet()
         val_ids = [s for s in self.config["training"]["split_images"]["val"] if s in stimuli]
+        extra = judge = None
+        if self.holdout:
+            names = stimuli.class_names()
+            held = [names.index(self.ds.class_names[k]) for k in self.holdout]
+            rendered = RenderedInstances(stimuli, held, 64, render_seed=self.seed, upright_targets=False)
+            per_class = max(1, round(len(train_ids) / max(1, len(np.unique(self.y[self.tr])))))
+            images, _, labels = rendered.batch(per_class * len(held), JUDGE_RENDER_PHASE, 0)
+            extra = (images, labels)
+            judge = {**rendered.record(), "phase": JUDGE_RENDER_PHASE, "n": len(labels),
+                     "purpose": "the judge (image classifier) learns the held-out classes from these "
+                                "instances, none of them a split's image; no model component sees them"}
         clf, metrics = train_image_classifier(stimuli, self.cfg.classifier.config, progress=self.progress,
                                               device=self.device, stim_ids=train_ids, val_ids=val_ids,
-                                              checkpoint_dir=self.checkpoint_dir("classifier"))
+                                              checkpoint_dir=self.checkpoint_dir("classifier"), extra=extra)
         clf.save(self.out / "classifier", extra=metrics)
-        return {"path": "classifier", "metrics": metrics}
+        return {"path": "classifier", "metrics": metrics}, judge
+
+
+def resolve_holdout(ds: Any, requested: list[str | int] | None) -> list[int]:
+    """The class indices ``[data] holdout_classes`` names (class names of ``ds`` or int
+    indices); ``None``: the data set's own zero-shot classes (THINGS-EEG2: its test
+    concepts), if any. ``ValueError`` naming an unknown class, or when nothing would be
+    left to train on."""
+    names = list(ds.class_names)
+    if requested is None:
+        requested = list(getattr(ds, "zero_shot_classes", None) or [])
+    found, bad = set(), []
+    for c in requested:
+        index = c if isinstance(c, int) and not isinstance(c, bool) else None
+        if index is None and str(c).strip() in names:
+            index = names.index(str(c).strip())
+        if index is None or not 0 <= index < len(names):
+            bad.append(c)
+        else:
+            found.add(index)
+    if bad:
+        raise ValueError(
+            f"{ds.source}: held-out class(es) {bad} are not classes of the data; expected class names "
+            f"(e.g. {names[:3]}) or integer indices 0..{len(names) - 1}"
+        )
+    left = set(np.unique(ds.labels[ds.splits["train"]]).tolist()) - found
+    if found and not left:
+        raise ValueError(f"{ds.source}: holding out {len(found)} classes leaves no class to train on; "
+                         "hold out fewer ([data] holdout_classes / --holdout-classes)")
+    return sorted(found)
+
+
+def hold_out(splits: dict[str, np.ndarray], labels: np.ndarray, classes: list[int]) -> dict[str, np.ndarray]:
+    """``splits`` with every trial of ``classes`` moved from training and validation to test:
+    no component trains or is selected on them (still a split by image: an image has one class)."""
+    held = np.isin(labels, classes)
+    out = {k: np.asarray(v, dtype=np.int64)[~held[v]] for k, v in splits.items() if k != "test"}
+    moved = [np.asarray(v, dtype=np.int64)[held[v]] for k, v in splits.items() if k != "test"]
+    out["test"] = np.sort(np.concatenate([np.asarray(splits.get("test", []), dtype=np.int64), *moved]))
+    return out
 
 
 def _check_class_counts(ds: Any, tr: np.ndarray, va: np.ndarray, min_trials: int) -> dict[str, Any]:

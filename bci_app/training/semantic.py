@@ -24,19 +24,23 @@ def train_semantic(f_tr: torch.Tensor, t_tr: torch.Tensor, f_va: torch.Tensor, t
     """``M_s`` from features ``[N, F]`` to caption embeddings ``[N, L, D]``; returns
     ``(head, metrics)`` with the head at its best validation loss (its start included).
 
-    ``prototypes``: class caption embeddings ``[K, L, D]`` for the prototype head;
+    ``prototypes``: class caption embeddings ``[K, L, D]`` for the prototype head (with
+    ``cfg.open_set``, the candidates it is trained to choose among: the training classes');
     ``readout``: the encoder's class read-out, the start of the mixture weights when
-    ``cfg.logits_from == "features"`` (prototype ``k`` = class ``k``'s caption)."""
+    ``cfg.logits_from == "features"`` (prototype ``k`` = class ``k``'s caption; closed head only)."""
     cfg = settings(SemanticSettings, cfg, "semantic.")
     loop = FitLoop("semantic", cfg.epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir,
                    monitor="val_loss", mode="min", patience=cfg.patience, progress=progress)
     L, Dm = t_tr.shape[1], t_tr.shape[2]
     K = len(prototypes) if prototypes is not None else 0
+    if cfg.open_set and not K:
+        raise ValueError("semantic.open_set needs candidate captions: prototypes = true and label captions")
     logits_from = cfg.logits_from if K else "hidden"
-    head = SemanticHead(f_tr.shape[1], L, Dm, cfg.hidden, K, cfg.dropout, logits_from=logits_from)
+    head = SemanticHead(f_tr.shape[1], L, Dm, cfg.hidden, K, cfg.dropout, logits_from=logits_from,
+                        open_set=cfg.open_set)
     if K:
         head.init_prototypes(prototypes)
-    if logits_from == "features" and readout is not None:
+    if logits_from == "features" and readout is not None and not cfg.open_set:
         head.init_logits(readout.weight.detach().float(), readout.bias.detach().float())
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)

@@ -57,6 +57,12 @@ def summary_lines(bundle: str | Path, config: dict[str, Any]) -> list[str]:
     spec = config.get("spec") or {}
     lines.append(f"data: {tr.get('data')} - {ds.get('n', '?')} trials, {ds.get('n_classes', '?')} classes, "
                  f"{len(spec.get('ch_names') or [])} channels at {spec.get('sfreq', '?')} Hz")
+    held = tr.get("holdout_classes") or []
+    if held:
+        judge = ", the judge learnt them from rendered instances" if (
+            (tr.get("rendered_instances") or {}).get("classifier")) else ""
+        lines.append(f"held out {len(held)} classes (zero-shot; no model component trained on them{judge}): "
+                     f"{', '.join(held[:8])}{' ...' if len(held) > 8 else ''}")
     dec = (sel.get("encoder") or {}).get("decoder") or {}
     if dec:
         diff = 100 * (dec["val_acc"] - dec["baseline_val_acc"])
@@ -74,6 +80,6 @@ def summary_lines(bundle: str | Path, config: dict[str, Any]) -> list[str]:
     for warning in below_baseline(tr):
         lines.append(f"WARNING: {warning}")
     lines.append(f"wrote {bundle} (the whole record: {Path(bundle) / 'config.json'}, key 'training')")
-    lines.append(f"next: bci-app evaluate --bundle {bundle} --data SPEC_OF_A_HELD_OUT_SESSION --out eval "
+    lines.append(f"next: bci-app evaluate --bundle {bundle} --data SPEC_OF_A_HELD_OUT_SESSION --out runs/eval "
                  f"(a session of images the bundle never saw, e.g. a second recording)")
     return lines

@@ -1,16 +1,18 @@
-"""Stimulus presentation: ``bci-app present`` and the headless marker publisher.
+"""Stimulus presentation without Qt: schedules counted in frames, the marker outlet, and the
+headless marker publisher.
 
 Two ways to run a presentation schedule, both pushing one LSL string marker
 (``format_marker(stim_id)``, stream type ``Markers``) per stimulus:
 
-- :class:`PresenterWindow` (Qt, in :mod:`bci_app.ui.presenter_window`): shows the
-  images full screen and pushes each marker right after the frame holding the image
-  has been flushed to the window (timestamp taken right after the swap), with an
-  optional photodiode patch;
+- :class:`~bci_app.ui.presenter_window.PresenterWindow` (Qt, with ``bci-app present``):
+  shows the images full screen and pushes each marker right after the frame holding the
+  image has been flushed to the window (timestamp taken right after the swap), with an
+  optional photodiode patch; it builds on this module;
 - :class:`MarkerSchedulePublisher`: a plain thread, no window, used by the headless
   demo, tests and benchmarks.
 
-This module does not import Qt, so headless sessions can use the publisher.
+This module does not import Qt (nor the window's module), so headless sessions can use
+the publisher.
 """
 
 from __future__ import annotations
@@ -20,16 +22,13 @@ import math
 import threading
 import uuid
 from collections.abc import Callable
-from pathlib import Path
 from typing import Any
 
 import numpy as np
 
-from bci_app.stimuli import DemoStimulusSet, Schedule, format_marker, make_schedule
+from bci_app.stimuli import DemoStimulusSet, ImageFolderSet, Schedule, format_marker, make_schedule
 
 log = logging.getLogger(__name__)
-
-IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
 
 
 def make_marker_outlet(name: str = "bci-app-markers", source_id: str | None = None):
@@ -40,45 +39,6 @@ def make_marker_outlet(name: str = "bci-app-markers", source_id: str | None = No
         name, "Markers", 1, pylsl.IRREGULAR_RATE, pylsl.cf_string, source_id or f"{name}-{uuid.uuid4().hex[:8]}"
     )
     return pylsl.StreamOutlet(info)
-
-
-class ImageFolderSet:
-    """Images of a folder (sub-folders = classes); stimulus id = path relative to the folder
-    without suffix, e.g. ``"dogs/img_001"``."""
-
-    def __init__(self, folder: str | Path) -> None:
-        self.folder = Path(folder)
-        if not self.folder.is_dir():
-            raise FileNotFoundError(f"image folder {self.folder} does not exist")
-        files = sorted(p for p in self.folder.rglob("*") if p.suffix.lower() in IMAGE_SUFFIXES)
-        if not files:
-            raise ValueError(
-                f"no images in {self.folder}; expected files ending in {', '.join(IMAGE_SUFFIXES)}"
-            )
-        self._files = {p.relative_to(self.folder).with_suffix("").as_posix(): p for p in files}
-        classes = sorted({sid.split("/")[0] if "/" in sid else "" for sid in self._files})
-        self._class_index = {c: i for i, c in enumerate(classes)}
-
-    @property
-    def stim_ids(self) -> list[str]:
-        return list(self._files)
-
-    def __len__(self) -> int:
-        return len(self._files)
-
-    def __contains__(self, stim_id: object) -> bool:
-        return stim_id in self._files
-
-    def label(self, stim_id: str) -> int:
-        return self._class_index[stim_id.split("/")[0] if "/" in stim_id else ""]
-
-    def image(self, stim_id: str, size: int | None = None) -> np.ndarray:
-        from PIL import Image
-
-        img = Image.open(self._files[stim_id]).convert("RGB")
-        if size:
-            img = img.resize((size, size), Image.BILINEAR)
-        return np.asarray(img, dtype=np.uint8)
 
 
 def schedule_for(stimuli: Any, n_trials: int, *, on: float, off: float, order: str, seed: int,
@@ -268,66 +228,10 @@ class MarkerSchedulePublisher:
             self._thread.join(timeout)
 
 
-def __getattr__(name: str) -> Any:  # lazy: importing this module never imports Qt
-    if name == "PresenterWindow":
-        from bci_app.ui.presenter_window import PresenterWindow
-
-        return PresenterWindow
-    raise AttributeError(name)
-
-
 def load_stimuli(args: Any) -> Any:
     if getattr(args, "images", None):
         return ImageFolderSet(args.images)
     return DemoStimulusSet(seed=0)
-
-
-def run_present(args: Any) -> int:
-    """``bci-app present``: show the stimuli full screen (or windowed) and push markers."""
-    from bci_app.ui.qt import ensure_app, has_display
-
-    if not has_display():
-        raise RuntimeError(
-            "bci-app present needs a display (QT_QPA_PLATFORM is offscreen or no DISPLAY); "
-            "for a presentation without a window, use MarkerSchedulePublisher or `bci-app demo --headless`"
-        )
-    stimuli = load_stimuli(args)
-    n = args.trials or len(stimuli)
-    schedule = schedule_for(stimuli, n, on=args.on, off=args.off, order=args.order, seed=args.seed)
-    ensure_app()
-    from PySide6.QtCore import QEventLoop
-
-    from bci_app.ui.presenter_window import PresenterWindow
-
-    win = PresenterWindow(stimuli, schedule, stream_name=args.stream_name,
-                          photodiode=args.photodiode, **display_options(args))
-    win.show_on_screen(args.screen, fullscreen=not args.windowed)
-    try:  # before the first stimulus: are the flips locked to the refresh?
-        check = win.check_flip_lock(allow_unlocked=bool(getattr(args, "allow_unlocked", False)))
-    except RuntimeError:
-        win.close()
-        raise
-    # a local event loop, not app.exec()/app.quit(): quitting the application leaves Qt's
-    # "quit now" flag set, which ends every later event loop of the process at once
-    loop = QEventLoop()
-    win.finished.connect(loop.quit)
-    if win.clock_timed:
-        print(f"flips are NOT locked to the refresh (every {check['measured_period_ms']:.2f} ms, "
-              f"expected {check['expected_period_ms']:.2f} ms): --allow-unlocked, stimuli timed by the "
-              "clock; onsets are exact to the timer, not to the screen's refresh")
-        win.markerPushed.connect(lambda sid, t: print(
-            f"marker {format_marker(sid)} at {t:.6f} (timing: clock - flips not locked to the refresh)"))
-    else:
-        print(f"flips locked to the refresh: every {check['measured_period_ms']:.2f} ms")
-    if args.photodiode and win.frames.n_off == 0:
-        print("note: --photodiode-patch with --off 0 keeps the patch white from one stimulus to the "
-              "next, so only the first makes a light edge; pass --off > 0 for a sensor to time each")
-    win.start()
-    print(f"presenting {n} stimuli on stream {args.stream_name!r} at {win.refresh_hz:g} Hz: "
-          f"{win.frames.n_on} frames on, {win.frames.n_off} off, timed by {win.timing} (Esc to stop)")
-    loop.exec()
-    print(f"pushed {win.pushed} markers; frames: {win.frame_report()}")
-    return 0
 
 
 def display_options(args: Any) -> dict[str, Any]:

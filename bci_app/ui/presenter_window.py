@@ -1,4 +1,5 @@
-"""The presenter window: stimuli timed in display frames, one LSL marker per image at its flip.
+"""The presenter window (and ``bci-app present``): stimuli timed in display frames, one LSL
+marker per image at its flip.
 
 Timing follows PsychoPy: onsets and durations are whole frames of the display
 (:class:`~bci_app.ui.presenter.FrameSchedule`, at the screen's refresh rate or
@@ -29,11 +30,11 @@ white patch in the bottom-left corner on every frame an image is on) and a light
 on an aux channel of the amplifier.
 
 Checking the timing with the photodiode: tape the sensor over the bottom-left corner, wire
-it to an aux input, run ``bci-app record --source lsl:AMP --present --photodiode --trials
-100`` and, in the recording, compare each marker with the rising edge of the aux channel:
-the median difference is the display's constant lag (subtract it from ``tmin``, or shift
-the markers), its spread the jitter (a frame or less on a vsync'd display), and the printed
-``dropped`` frame count should be 0.
+it to an aux input, run ``bci-app record --source lsl:AMP --present --photodiode-patch
+--photodiode AUX --trials 100``: it prints the marker-to-light delays (their mean is the
+display's constant lag, their spread the jitter: a frame or less on a vsync'd display), and
+``--photodiode AUX`` on train/evaluate/replay/live re-times each trial to its light edge. The
+printed ``dropped`` frame count should be 0.
 """
 
 from __future__ import annotations
@@ -41,14 +42,23 @@ from __future__ import annotations
 import logging
 import math
 import time
+from collections.abc import Callable
 from typing import Any
 
-from PySide6.QtCore import QRect, Qt, QTimer, Signal
+from PySide6.QtCore import QEventLoop, QRect, Qt, QTimer, Signal
 from PySide6.QtGui import QColor, QKeyEvent, QPainter
 from PySide6.QtWidgets import QApplication, QVBoxLayout, QWidget
 
 from bci_app.stimuli import Schedule, format_marker
-from bci_app.ui.presenter import FrameCounter, FrameSchedule, make_marker_outlet, visual_angle_px
+from bci_app.ui.presenter import (
+    FrameCounter,
+    FrameSchedule,
+    display_options,
+    load_stimuli,
+    make_marker_outlet,
+    schedule_for,
+    visual_angle_px,
+)
 from bci_app.ui.qt import to_qimage
 
 log = logging.getLogger(__name__)
@@ -74,21 +84,24 @@ def opengl_available() -> bool:
     return bool(ok)
 
 
-def _make_canvas(owner: PresenterWindow, use_opengl: bool) -> QWidget:
+def _make_canvas(paint: Callable[[QWidget], None], swapped: Callable[[], None],
+                 use_opengl: bool) -> QWidget:
+    """The widget the frames are drawn on: ``paint(canvas)`` draws a frame, ``swapped()`` is
+    called after each OpenGL buffer swap."""
     if use_opengl:
         from PySide6.QtOpenGLWidgets import QOpenGLWidget
 
         class GLCanvas(QOpenGLWidget):
             def paintGL(self) -> None:  # noqa: N802 - Qt API
-                owner._paint(self)
+                paint(self)
 
         canvas = GLCanvas()
-        canvas.frameSwapped.connect(owner._on_swapped)
+        canvas.frameSwapped.connect(swapped)
         return canvas
 
     class RasterCanvas(QWidget):
         def paintEvent(self, event) -> None:  # noqa: N802 - Qt API
-            owner._paint(self)
+            paint(self)
 
     canvas = RasterCanvas()
     canvas.setAttribute(Qt.WidgetAttribute.WA_OpaquePaintEvent)
@@ -158,7 +171,7 @@ class PresenterWindow(QWidget):
         self.refresh_hz = float(refresh_hz or (screen_hz if screen_hz > 1 else DEFAULT_REFRESH_HZ))
         self.frames = FrameSchedule(schedule, self.refresh_hz)
         self.use_opengl = opengl_available() if use_opengl is None else bool(use_opengl)
-        self.canvas = _make_canvas(self, self.use_opengl)
+        self.canvas = _make_canvas(self._paint, self._on_swapped, self.use_opengl)
         layout = QVBoxLayout(self)
         layout.setContentsMargins(0, 0, 0, 0)
         layout.addWidget(self.canvas)
@@ -425,3 +438,47 @@ class PresenterWindow(QWidget):
             self.close()
         else:
             super().keyPressEvent(event)
+
+
+def run_present(args: Any) -> int:
+    """``bci-app present``: show the stimuli full screen (or windowed) and push markers."""
+    from bci_app.ui.qt import ensure_app, has_display
+
+    if not has_display():
+        raise RuntimeError(
+            "bci-app present needs a display (QT_QPA_PLATFORM is offscreen or no DISPLAY); "
+            "for a presentation without a window, use MarkerSchedulePublisher or `bci-app demo --headless`"
+        )
+    stimuli = load_stimuli(args)
+    n = args.trials or len(stimuli)
+    schedule = schedule_for(stimuli, n, on=args.on, off=args.off, order=args.order, seed=args.seed)
+    ensure_app()
+    win = PresenterWindow(stimuli, schedule, stream_name=args.stream_name,
+                          photodiode=args.photodiode, **display_options(args))
+    win.show_on_screen(args.screen, fullscreen=not args.windowed)
+    try:  # before the first stimulus: are the flips locked to the refresh?
+        check = win.check_flip_lock(allow_unlocked=bool(getattr(args, "allow_unlocked", False)))
+    except RuntimeError:
+        win.close()
+        raise
+    # a local event loop, not app.exec()/app.quit(): quitting the application leaves Qt's
+    # "quit now" flag set, which ends every later event loop of the process at once
+    loop = QEventLoop()
+    win.finished.connect(loop.quit)
+    if win.clock_timed:
+        print(f"flips are NOT locked to the refresh (every {check['measured_period_ms']:.2f} ms, "
+              f"expected {check['expected_period_ms']:.2f} ms): --allow-unlocked, stimuli timed by the "
+              "clock; onsets are exact to the timer, not to the screen's refresh")
+        win.markerPushed.connect(lambda sid, t: print(
+            f"marker {format_marker(sid)} at {t:.6f} (timing: clock - flips not locked to the refresh)"))
+    else:
+        print(f"flips locked to the refresh: every {check['measured_period_ms']:.2f} ms")
+    if args.photodiode and win.frames.n_off == 0:
+        print("note: --photodiode-patch with --off 0 keeps the patch white from one stimulus to the "
+              "next, so only the first makes a light edge; pass --off > 0 for a sensor to time each")
+    win.start()
+    print(f"presenting {n} stimuli on stream {args.stream_name!r} at {win.refresh_hz:g} Hz: "
+          f"{win.frames.n_on} frames on, {win.frames.n_off} off, timed by {win.timing} (Esc to stop)")
+    loop.exec()
+    print(f"pushed {win.pushed} markers; frames: {win.frame_report()}")
+    return 0

@@ -9,7 +9,10 @@ full; dropped EEG chunks are counted in ``display_dropped``); a ``QTimer`` (ever
 
 Controls emit signals that the session connects to: ``startRequested``,
 ``stopRequested``, ``recordToggled(bool)``, ``bundleChanged(str)``,
-``refinerChanged(int steps, float strength, float guidance)``. The sampling boxes show
+``refinerChanged(int steps, float strength, float guidance)``; ``displayed(int trial index,
+float ms)`` says when a reconstruction was shown, ms after it was ready (the report's
+``display`` latency). Results arrive with their seen image (``result.seen``), looked up once
+by the session. The sampling boxes show
 the values the bundle samples with (``sampling``) and are checked by
 ``validate_sampling`` before anything is emitted; a refused value is named in the
 window and the previous one stays in force.
@@ -40,13 +43,12 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bci_app.acquisition.trial import InferenceResult
-from bci_app.stimuli.lookup import seen_image_or_none
+from bci_app.acquisition.trial import EXTRA_LATENCIES, LATENCIES, InferenceResult
 from bci_app.ui.trace_panel import TracePanel
 
 log = logging.getLogger(__name__)
 
-LATENCY_STAGES = ("end_to_end", "epoch", "queue", "encoder", "saliency", "semantic", "refiner", "display")
+LATENCY_STAGES = (*LATENCIES, *EXTRA_LATENCIES)
 _STAGE_COLOURS = {
     "end_to_end": (255, 255, 255),
     "epoch": (120, 200, 255),
@@ -109,8 +111,6 @@ class LiveWindow(QMainWindow):
         EEG channel names of the stream (traces are drawn for ``channels`` of them).
     sfreq : float
         EEG sampling rate (Hz).
-    seen_image : callable, optional
-        ``stim_id -> uint8 [H, W, 3]`` or None (the seen-stimulus panel shows it).
     channels : sequence of int, optional
         Which channels to draw (default: all; a page of ``visible`` rows at a time).
     seconds : float
@@ -144,6 +144,7 @@ class LiveWindow(QMainWindow):
     bundleChanged = Signal(str)
     refinerChanged = Signal(int, float, float)
     errored = Signal(str)
+    displayed = Signal(int, float)
     closed = Signal()
 
     def __init__(
@@ -151,7 +152,6 @@ class LiveWindow(QMainWindow):
         ch_names: Sequence[str],
         sfreq: float,
         *,
-        seen_image: Callable[[str], np.ndarray | None] | None = None,
         channels: Sequence[int] | None = None,
         seconds: float = 5.0,
         visible: int = 32,
@@ -173,7 +173,6 @@ class LiveWindow(QMainWindow):
         pg.setConfigOptions(antialias=False)
         self.ch_names = list(ch_names)
         self.sfreq = float(sfreq)
-        self.seen_image = seen_image
         self.channels = np.asarray(list(channels) if channels is not None else range(len(self.ch_names)), dtype=int)
         self._all_channels = channels is None
         self.seconds = float(seconds)
@@ -472,11 +471,12 @@ class LiveWindow(QMainWindow):
             self.results_seen += 1
             if r.outcome == "reconstructed":
                 shown = r
-                r.times_ms["display"] = 1000.0 * (now - r.t_ready)
+                display = 1000.0 * (now - r.t_ready)
+                self.displayed.emit(r.trial.index, display)
                 self._history.appendleft(r)
-                for s in LATENCY_STAGES:
-                    if s in r.times_ms:
-                        self._lat[s].append(r.times_ms[s])
+                for s, v in {**r.times_ms, "display": display}.items():
+                    if s in self._lat:
+                        self._lat[s].append(v)
                         self._lat_idx[s].append(r.trial.index)
         if shown is not None:
             self._show_result(shown)
@@ -486,12 +486,9 @@ class LiveWindow(QMainWindow):
                     curve.setData(np.fromiter(self._lat_idx[s], float), np.fromiter(self._lat[s], float))
         self._render_status()
 
-    def _seen(self, stim_id: str | None) -> np.ndarray | None:
-        return seen_image_or_none(self.seen_image, stim_id)
-
     def _show_result(self, r: InferenceResult) -> None:
         rec = r.reconstruction
-        self.seen_panel.set(self._seen(r.trial.stim_id))
+        self.seen_panel.set(r.seen)
         self.saliency_panel.set(np.asarray(rec.saliency))
         self.recon_panel.set(np.asarray(rec.image))
         e2e = r.times_ms.get("end_to_end")
@@ -505,7 +502,7 @@ class LiveWindow(QMainWindow):
     def _render_history(self) -> None:
         for c, r in enumerate(self._history):
             rec = r.reconstruction
-            for row, img in enumerate((self._seen(r.trial.stim_id), rec.saliency, rec.image)):
+            for row, img in enumerate((r.seen, rec.saliency, rec.image)):
                 self.history_panels[row][c].set(None if img is None else np.asarray(img))
 
     def _drain_status(self) -> None:

@@ -8,6 +8,7 @@ import pytest
 
 from bci_app.acquisition import Acquisition, Epocher, LSLMarkerSource, LSLSource, SessionPlayer
 from bci_app.preprocessing import PreprocessingSpec, epoch_raw
+from bci_app.simulation import simulate_raw
 from bci_app.stimuli import MarkerMapper
 from tests.acquisition.lsl_helpers import player_process
 
@@ -57,10 +58,7 @@ def _replay_and_epoch(raw, spec, name, sid, wait, speed):
 @pytest.mark.parametrize("source", ["handmade", "simulate_raw"])
 def test_replay_reproduces_offline_epochs(source, stream_id, wait):
     if source == "simulate_raw":
-        sim = pytest.importorskip("bci_app.simulation")
-        if not hasattr(sim, "simulate_raw"):
-            pytest.skip("bci_app.simulation.simulate_raw not available yet")
-        raw = sim.simulate_raw(10, seed=3)
+        raw = simulate_raw(10, seed=3)
         speed = 4.0
     else:
         raw = _handmade_raw()

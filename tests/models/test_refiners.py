@@ -14,8 +14,6 @@ from bci_app.models.refiners import (
     sd_turbo_vae_config,
 )
 
-diffusers = pytest.importorskip("diffusers")
-
 
 def get_dummy_components(time_cond_proj_dim=None):
     from diffusers import AutoencoderKL, EulerDiscreteScheduler, UNet2DConditionModel
@@ -122,6 +120,23 @@ def test_refiner_checks_its_inputs():
         ref.refine(sal, emb, guidance_scale=2.0)
     with pytest.raises(ValueError, match="guidance_scale must be"):
         ref.refine(sal, emb, guidance_scale=-1.0)
+
+
+def test_validate_sampling_gives_the_values_in_force_or_names_the_bad_one():
+    """One check for every caller (refine, the window, the pipeline, the Reconstructor):
+    None is the refiner's default; a value this refiner cannot run is a ValueError."""
+    ref = DiffusersImg2ImgRefiner.from_components(*get_dummy_components(), steps=4, strength=0.5)
+    assert ref.validate_sampling() == (4, 0.5, 0.0)
+    assert ref.validate_sampling(2, 1.0, 1.0) == (2, 1.0, 1.0)
+    for bad, match in (((0, None, None), "steps must be an integer >= 1"),
+                       ((None, 1.5, None), r"strength must be in \(0, 1\]"),
+                       ((1, 0.4, None), r"steps \* strength must be >= 1"),
+                       ((None, None, float("nan")), "guidance_scale must be a finite number"),
+                       ((None, None, 2.0), "negative prompt embeddings")):
+        with pytest.raises(ValueError, match=match):
+            ref.validate_sampling(*bad)
+    lcm = DiffusersImg2ImgRefiner.from_components(*get_dummy_components(time_cond_proj_dim=32), kind="lcm")
+    assert lcm.validate_sampling(guidance=2.0) == (4, 0.5, 2.0)  # a guidance embedding: allowed
 
 
 def test_tiny_autoencoder_replaces_the_vae():

@@ -83,3 +83,56 @@ def test_sample_temperature_sharpens_the_mixture_and_is_saved(tmp_path):
     torch.testing.assert_close(back(f), head(f))
     with pytest.raises(ValueError, match="temperature must be > 0"):
         head.set_temperature(0.0)
+
+
+def test_open_set_head_learns_and_takes_new_candidates(tmp_path):
+    """The open-set head trains by eq. (7) among the training captions; afterwards any caption
+    can be a candidate: a feature pointing at an unseen caption's direction picks it, and the
+    head is saved and loaded with its new candidates."""
+    from bci_app.models.bundle import ConfigModule
+
+    torch.manual_seed(0)
+    K, L, D, Fd = 6, 3, 8, 6
+    class_emb = torch.randn(K, L, D)
+    y = torch.arange(4).repeat(20)  # classes 4 and 5 never trained on
+    f = torch.nn.functional.one_hot(y, Fd).float() + 0.2 * torch.randn(len(y), Fd)
+    cfg = {"hidden": 32, "dropout": 0.0, "epochs": 60, "batch_size": 16, "lr": 1e-2, "weight_decay": 0.0,
+           "patience": 100, "open_set": True, "logits_from": "features"}
+    head, m = train_semantic(f[:60], class_emb[y[:60]], f[60:], class_emb[y[60:]], cfg, class_emb[:4], seed=0)
+    assert head.open_set and head.n_prototypes == 4 and m["loss_last"] < 0.5 * m["loss_first"]
+    with torch.no_grad():
+        assert (head.mixture_weights(f[60:]).argmax(1) == y[60:]).float().mean() > 0.8
+        out = head(f[60:])
+        torch.testing.assert_close(out, (head.mixture_weights(f[60:]) @ head.prototypes).view(20, L, D))
+        # a new caption whose centred embedding is where the head's read-out points: chosen
+        q = head.query(f[60:61])
+        new = (head.centre + q[0] / q.norm()).view(1, L, D)
+        head.set_candidates(torch.cat([class_emb, new]))
+        assert head.n_prototypes == K + 1 and head.mixture_weights(f[60:61]).argmax(1).item() == K
+    head.save_pretrained(tmp_path / "h")
+    back = ConfigModule.from_pretrained(tmp_path / "h").eval()
+    assert back.config["open_set"] is True and back.n_prototypes == K + 1
+    torch.testing.assert_close(back(f), head.eval()(f))
+    with pytest.raises(RuntimeError, match="open-set head"):
+        SemanticHead(Fd, L, D, n_prototypes=K).set_candidates(class_emb)
+    with pytest.raises(ValueError, match=r"\[K >= 1, 3, 8\]"):
+        head.set_candidates(torch.zeros(2, 3, 7))
+    with pytest.raises(ValueError, match="open_set needs n_prototypes"):
+        SemanticHead(Fd, L, D, n_prototypes=0, open_set=True)
+    with pytest.raises(ValueError, match="open_set needs candidate captions"):
+        train_semantic(f[:60], class_emb[y[:60]], f[60:], class_emb[y[60:]], cfg, None, seed=0)
+
+
+def test_the_demo_bundle_head_is_the_closed_mixture():
+    """The shipped head loads as before (no open_set in its config) and computes the closed
+    mixture: softmax of its read-out over its learned prototypes plus the residual."""
+    from bci_app.models.bundle import load_component, read_bundle_config
+
+    head = load_component("demo", "semantic")
+    assert not head.open_set and "open_set" not in read_bundle_config("demo")["components"]["semantic"]["kwargs"]
+    f = torch.randn(4, head.in_features, generator=torch.Generator().manual_seed(0))
+    with torch.no_grad():
+        x = f if head.logits_from == "features" else head.trunk(f)
+        w = torch.softmax(head.logits(x) / head.temperature, -1)
+        expected = (w @ head.prototypes + head.residual(head.trunk(f))).view(4, head.seq_len, head.embed_dim)
+        torch.testing.assert_close(head(f), expected)

@@ -168,8 +168,9 @@ def test_live_epocher_cuts_from_the_light_edge_like_offline():
     ep = Epocher(spec, MarkerMapper(), buffer_seconds=8, photodiode_window=(0.0, 0.15))
     ep.push_markers([(f"stim/{k}", ts[k]) for k in marks])
     trials = []
+    rows = np.vstack([x, pd])  # the source's chunks: the spec's channels, then the light sensor
     for s in range(0, n, 17):
-        trials += ep.push_data(x[:, s : s + 17], ts[s : s + 17], photodiode=pd[s : s + 17])
+        trials += ep.push_data(rows[:, s : s + 17], ts[s : s + 17])
     assert len(trials) == marks.size
     edges = find_edges(pd, sf, marks)
     ok = edges >= 0
@@ -180,7 +181,7 @@ def test_live_epocher_cuts_from_the_light_edge_like_offline():
     s = ep.photodiode_summary()
     assert (s["n"], s["missing"]) == (marks.size, 1)
     assert abs(s["mean_ms"] - 1000 * np.delete(delays, 4).mean()) < 2
-    with pytest.raises(ValueError, match="photodiode samples"):
+    with pytest.raises(ValueError, match=r"expected \(3, n_samples\) for the spec's channels, then the photodiode"):
         ep.push_data(x[:, :5], ts[:5] + 100)
     from bci_app.session.report import SessionReport
 
@@ -188,3 +189,156 @@ def test_live_epocher_cuts_from_the_light_edge_like_offline():
     assert "photodiode" not in rep.summary()
     rep.photodiode = s
     assert rep.summary()["photodiode"]["missing"] == 1
+
+
+# ---------------------------------------------------------------- --photodiode on the commands
+def _event_map(raw, path):
+    """A ``marker<TAB>stimulus`` table mapping each of ``raw``'s markers to its stimulus id."""
+    rows = sorted({d: d.removeprefix("stim/") for d in raw.annotations.description}.items())
+    path.write_text("marker\tstimulus\n" + "".join(f"{m}\t{s}\n" for m, s in rows))
+    return path
+
+
+def test_load_spec_takes_the_photodiode_on_one_path(tmp_path):
+    """``load_spec(..., photodiode=)``, the spec option ``photodiode=`` and the folded
+    ``--photodiode`` of train/evaluate are one path, and it combines with ``--event-map``."""
+    from bci_app.cli import _fold_event_options, build_parser
+    from bci_app.datasets import load_spec, read_recording
+
+    path, delays = _session(tmp_path, n_trials=30)
+    by_arg = load_spec(f"session:{path}", photodiode="PD")
+    by_spec = load_spec(f"session:{path},photodiode=PD")
+    tsv = _event_map(read_recording(path), tmp_path / "map.tsv")
+    # what train/evaluate --event-map MAP --photodiode PD load (see the folding below)
+    mapped = load_spec(f"session:{path},event_map={tsv},photodiode=PD")
+    for ds in (by_spec, mapped):
+        assert ds.stim_ids == by_arg.stim_ids and ds.photodiode == by_arg.photodiode
+        np.testing.assert_array_equal(ds.X, by_arg.X)
+    assert abs(by_arg.photodiode["mean_ms"] - 1000 * delays.mean()) < 2
+    assert by_arg.summary()["photodiode"]["n"] == 30 and "PD" not in by_arg.spec.ch_names
+    plain = load_spec(f"session:{path}")
+    assert plain.photodiode is None and not np.array_equal(plain.X, by_arg.X)
+    parser = build_parser()
+    for argv in (["train"], ["evaluate", "--bundle", "b"]):
+        args = parser.parse_args([*argv, "--data", f"session:{path}", "--out", "o", "--event-map",
+                                  str(tsv), "--photodiode", "PD"])
+        _fold_event_options(args)
+        assert args.data == f"session:{path},event_map={tsv},photodiode=PD"
+    args = parser.parse_args(["evaluate", "--bundle", "b", "--data", "synthetic:10", "--out", "o",
+                              "--photodiode", "PD"])
+    with pytest.raises(ValueError, match=r"option\(s\) --photodiode apply to recorded sessions"):
+        _fold_event_options(args)
+    with pytest.raises(ValueError, match=r"option\(s\) --photodiode apply to recorded sessions"):
+        load_spec("synthetic:10", photodiode="PD")
+
+
+def test_live_sources_read_the_photodiode_after_the_bundles_channels(capsys):
+    """``live``/``replay --photodiode``: the stream is read as the bundle's channels, then the
+    sensor (the epocher's last row); a sensor that is one of the EEG channels is an error, and
+    so is one on the virtual subject (``demo``), which has none."""
+    from bci_app.cli import build_parser, main
+    from bci_app.preprocessing import PreprocessingSpec
+    from bci_app.session.sources import source_options
+
+    spec = PreprocessingSpec(sfreq=500.0, ch_names=["Fz", "Cz", "Oz"])
+    args = build_parser().parse_args(["live", "--source", "lsl:Amp", "--photodiode", "AUX1"])
+    assert source_options(args, spec)["ch_names"] == ["Fz", "Cz", "Oz", "AUX1"]
+    args = build_parser().parse_args(["live", "--source", "lsl:Amp", "--photodiode", "oz"])
+    with pytest.raises(ValueError, match=r"--photodiode 'oz' is one of the 3 EEG channels"):
+        source_options(args, spec)
+    assert main(["demo", "--headless", "--photodiode", "PD"]) == 2
+    assert "the virtual subject's stream has no light-sensor channel" in capsys.readouterr().err
+
+
+def test_replay_photodiode_retimes_the_live_trials(tmp_path):
+    """``replay SESSION --photodiode PD --record DIR`` with the demo bundle: the sensor streams
+    with the EEG, each live trial waits for its light edge, report.json has the delays of the
+    truth, and the recording keeps the sensor as a misc channel named in session.json."""
+    import json
+
+    from bci_app.cli import main
+    from bci_app.simulation import simulate_raw
+
+    n = 8
+    raw = simulate_raw(n, seed=9, on=0.6)
+    truth = np.random.default_rng(12).uniform(0.010, 0.050, n)
+    add_photodiode(raw, truth, seed=6)
+    raw.save(tmp_path / "pd_raw.fif", verbose="error")
+    out = tmp_path / "out"
+    rec = tmp_path / "rec"
+    rc = main(["replay", str(tmp_path / "pd_raw.fif"), "--headless", "--speed", "2", "--out", str(out),
+               "--photodiode", "PD", "--record", str(rec)])
+    assert rc == 0
+    report = json.loads((out / "report.json").read_text())
+    assert report["trials"] == n and report["reconstructed"] == n, report
+    pd = report["photodiode"]
+    assert (pd["n"], pd["missing"]) == (n, 0)
+    assert abs(pd["mean_ms"] - 1000 * truth.mean()) < 2 and abs(pd["sd_ms"] - 1000 * truth.std(ddof=1)) < 2
+    meta = json.loads((rec / "session.json").read_text())
+    assert meta["photodiode"] == "PD" and meta["ch_names"][-1] == "PD" and meta["ch_types"][-1] == "misc"
+
+
+def test_record_photodiode_keeps_the_sensor_out_of_the_eeg(tmp_path, stream_id, capsys):
+    """``record --photodiode PD`` of a real LSL stream whose metadata calls the sensor EEG: it
+    is recorded as a misc channel, named in session.json, its delays printed; ``train`` and
+    ``evaluate --photodiode PD`` on the recording find the same delays."""
+    import json
+    import threading
+
+    from bci_app.acquisition import SessionPlayer
+    from bci_app.cli import main
+    from bci_app.datasets import load_spec
+    from bci_app.simulation import simulate_raw
+
+    n = 10
+    raw = simulate_raw(n, seed=2, montage=MONTAGE, sfreq=500.0, on=0.3, off=0.2, line_freq=None)
+    truth = np.random.default_rng(13).uniform(0.010, 0.050, n)
+    add_photodiode(raw, truth, seed=7)
+    raw.set_channel_types({"PD": "eeg"}, on_unit_change="ignore")  # an amplifier that says EEG
+    name, sid = stream_id
+    player = SessionPlayer(raw, speed=2.0, name=name, source_id=sid)
+    player.open()
+    threading.Thread(target=player.start, kwargs={"wait_for_consumers": 10}, daemon=True).start()
+    out = tmp_path / "calib"
+    try:
+        rc = main(["record", "--source", f"lsl:{name}", "--markers", f"{name}-markers",
+                   "--trials", str(n), "--tail", "0.5", "--seconds", "60", "--out", str(out),
+                   "--photodiode", "PD"])
+    finally:
+        player.stop()
+    assert rc == 0
+    text = capsys.readouterr().out
+    meta = json.loads((out / "session.json").read_text())
+    assert meta["photodiode"] == "PD" and meta["ch_types"][meta["ch_names"].index("PD")] == "misc"
+    line = next(x for x in text.splitlines() if x.startswith("photodiode PD: marker-to-light delay"))
+    mean = float(line.split("delay ")[1].split(" ms")[0])
+    assert abs(mean - 1000 * truth.mean()) < 2, line
+    assert f"--data session:{out} --config configs/calibration.toml --out runs/mybundle --photodiode PD" in text
+    ds = load_spec(f"session:{out}", photodiode="PD")
+    assert ds.photodiode["n"] == n and abs(ds.photodiode["mean_ms"] - mean) < 1e-6
+    assert "PD" not in load_spec(f"session:{out}").spec.ch_names  # typed misc: never EEG
+    rc = main(["record", "--source", "lsl:nothing", "--out", str(tmp_path / "x"), "--photodiode-patch"])
+    assert rc == 2 and "--photodiode-patch is drawn by the presenter window; add --present" in \
+        capsys.readouterr().err
+
+
+def test_train_photodiode_trains_on_retimed_trials(tmp_path):
+    """``train --photodiode PD``: the bundle reads the EEG channels only, its recorded data spec
+    names the sensor, and its data summary holds the delays it was trained with."""
+    import json
+
+    from bci_app.cli import main
+
+    path, delays = _session(tmp_path, n_trials=30)
+    cfg = tmp_path / "few.toml"
+    cfg.write_text("[data]\nmin_trials_per_class = 0\n")
+    bundle = tmp_path / "bundle"
+    rc = main(["train", "--data", f"session:{path}", "--out", str(bundle), "--stages", "encoder",
+               "--epochs", "1", "--device", "cpu", "--config", str(cfg), "--photodiode", "PD"])
+    assert rc == 0
+    conf = json.loads((bundle / "config.json").read_text())
+    assert "PD" not in conf["spec"]["ch_names"] and len(conf["spec"]["ch_names"]) == 6
+    summary = conf["training"]["data_summary"]
+    assert summary["source"] == f"session:{path},photodiode=PD"
+    assert summary["photodiode"]["n"] == 30
+    assert abs(summary["photodiode"]["mean_ms"] - 1000 * delays.mean()) < 2

@@ -168,6 +168,37 @@ def test_rejected_trials_skip_the_model_and_are_counted(rec):
     assert w.stats()["rejected"] == {"nan": 1}
 
 
+def test_changes_wait_for_the_batch_running_and_apply_before_the_next(rec):
+    """Another bundle (or new sampling settings) sent while a trial is being reconstructed
+    waits for it: that trial finishes with the old model, every later one uses the new."""
+    old, new = Gate(rec), Gate(rec)
+    old.open.set()
+    new.open.set()
+    results, cb = _collect()
+    w = InferenceWorker(old, on_result=cb, warmup=0).start()
+    old.open.clear()
+    try:
+        w.submit(make_trial(0))
+        assert old.entered.wait(10)
+        swap = threading.Thread(target=w.use, args=(new,))
+        swap.start()
+        swap.join(0.3)
+        assert swap.is_alive() and w.reconstructor is old  # waits for the batch running
+        old.open.set()
+        swap.join(10)
+        assert not swap.is_alive() and w.reconstructor is new
+        w.submit(make_trial(1))
+        assert w.wait_idle(20)
+        w.set_sampling(3, 0.7, 2.0)  # idle: in force when the call returns
+        assert (new.steps, new.strength, new.guidance) == (3, 0.7, 2.0)
+    finally:
+        w.stop()
+    assert old.batches == [1] and new.batches == [1]
+    assert sorted((r.trial.index, r.outcome) for r in results) == [(0, "reconstructed"), (1, "reconstructed")]
+    w.set_sampling(1, 1.0, None)  # the thread has ended: applied by the caller
+    assert (new.steps, new.strength, new.guidance) == (1, 1.0, None)
+
+
 def test_model_error_is_reported_and_worker_goes_on(rec):
     errors, results = [], []
     w = InferenceWorker(rec, on_result=results.append, on_error=lambda e, t: errors.append(e),

@@ -172,6 +172,34 @@ def test_summary_line_names_the_references(tmp_path, capsys):
     assert f"(shuffled pairs {q['ssim_shuffled']:.3f}) | bundle demo, 128 ch at 1000 Hz" in out, out
 
 
+def test_seen_image_looked_up_once_and_display_time_reaches_the_files(tmp_path):
+    """The seen image of a trial is looked up once (for quality, the grid and the window);
+    the window's display time, arriving before or after the trial, reaches report.json and
+    the trial's line."""
+    stimuli = DemoStimulusSet()
+    calls = []
+
+    def seen(sid):
+        calls.append(sid)
+        return stimuli.image(sid)
+
+    rep = SessionReport(seen_image=seen, seen_label=stimuli.label, n_classes=40)
+    first = _result(stimuli, 0, "c03_i00", 3)
+    rep.fetch_seen(first)  # as the pipeline's report thread does, before the window sees it
+    assert first.seen is not None and calls == ["c03_i00"]
+    rep.add_display(0, 20.0)  # the window showed it before the report scored it
+    rep.add(first)
+    assert calls == ["c03_i00"]
+    rep.add(_result(stimuli, 1, "c05_i01", 5))
+    rep.add_display(1, 30.0)
+    summary = rep.write(tmp_path)
+    assert calls.count("c05_i01") == 1
+    assert summary["latency_ms"]["display"] == {"p50": 25.0, "p95": 29.5, "max": 30.0}
+    lines = [json.loads(s) for s in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert [d["times_ms"]["display"] for d in lines] == [20.0, 30.0]
+    assert "display" not in SessionReport().latency()  # no window: not measured
+
+
 def test_bundle_from_classify_and_no_bundle():
     """Without ``reconstructor=``, the object ``classify`` is bound to is the bundle; with
     neither, the first trial's stream names channels and rate, and the references are None."""

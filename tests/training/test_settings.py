@@ -82,3 +82,26 @@ def test_settings_from_dicts_and_records():
     cfg = load_train_config(CONFIGS / "demo.toml")
     assert load_train_config(base=to_dict(cfg)) == cfg
     assert settings(TrainConfig, to_dict(cfg)) == cfg
+
+
+def test_settings_nothing_read_are_skipped_with_a_warning(tmp_path, caplog):
+    """Keys earlier versions accepted but never read (the streams are named on the command
+    line): a file that sets them still loads, and says so; any other unknown key is an error."""
+    from bci_app.config import RETIRED, AcquisitionConfig, EpochConfig
+
+    f = tmp_path / "old.toml"
+    f.write_text("[acquisition]\nsource = 'lsl:amp'\nmarker_pattern = '^img:(?P<id>.+)$'\n"
+                 "reconnect = false\nbrainflow_params = { timeout = 3 }\n"
+                 "[epoch]\ntmin = 0.05\nbuffer_seconds = 20.0\n")
+    with caplog.at_level("WARNING", logger="bci_app.config"):
+        app = load_config(f)
+    assert app.acquisition == AcquisitionConfig(brainflow_params={"timeout": 3})
+    assert app.epoch == EpochConfig(tmin=0.05)
+    warned = [r.getMessage() for r in caplog.records]
+    for key in ("acquisition.source", "acquisition.marker_pattern", "acquisition.reconnect",
+                "epoch.buffer_seconds"):
+        assert any(f"{f}: setting '{key}' is ignored" in m and RETIRED[key] in m for m in warned), warned
+    assert len(warned) == 4
+    f.write_text("[acquisition]\nsorce = 'lsl'\n")
+    with pytest.raises(ValueError, match=r"unknown setting 'acquisition.sorce'; allowed: brainflow_params"):
+        load_config(f)

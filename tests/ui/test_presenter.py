@@ -275,7 +275,7 @@ def test_presenter_allow_unlocked_times_stimuli_by_the_clock(qtbot, stream_id, c
 @pytest.mark.gui
 def test_present_command_refuses_or_says_it_times_by_the_clock(qtbot, monkeypatch, capsys, stream_id):
     from bci_app.cli import build_parser
-    from bci_app.ui import presenter, qt
+    from bci_app.ui import presenter_window, qt
 
     monkeypatch.setattr(qt, "has_display", lambda: True)
     base = ["present", "--demo-set", "--trials", "3", "--on", "0.1", "--windowed", "--refresh", "60",
@@ -283,8 +283,8 @@ def test_present_command_refuses_or_says_it_times_by_the_clock(qtbot, monkeypatc
     args = build_parser().parse_args(base)
     assert args.photodiode and not args.allow_unlocked
     with pytest.raises(RuntimeError, match=r"flips came every \d+\.\d\d ms, expected 16\.67 ms"):
-        presenter.run_present(args)
-    assert presenter.run_present(build_parser().parse_args([*base, "--allow-unlocked"])) == 0
+        presenter_window.run_present(args)
+    assert presenter_window.run_present(build_parser().parse_args([*base, "--allow-unlocked"])) == 0
     out = capsys.readouterr().out
     assert "flips are NOT locked to the refresh" in out and "timed by clock" in out
     assert out.count("(timing: clock - flips not locked to the refresh)") == 3

@@ -6,6 +6,7 @@ import json
 
 import numpy as np
 import pytest
+import torch
 
 from bci_app.acquisition.markers import LSLMarkerSource
 from bci_app.acquisition.sources import LSLSource
@@ -139,6 +140,69 @@ def test_controls_show_the_bundles_sampling_and_refuse_bad_values(qtbot):
     assert rec.guidance == 2.0 and win.sampling == (1, 1.0, 2.0)
 
 
+def sd_turbo_bundle(root):
+    """A bundle on disk whose refiner is an SD-Turbo-layout diffusers directory (tiny random
+    weights, as ``hf download stabilityai/sd-turbo`` lays it out) and whose semantic head
+    predicts that directory's [77, 32] text embeddings."""
+    from bci_app.models.bundle import save_bundle
+    from bci_app.models.encoders import BinnedLinearEncoder
+    from bci_app.models.saliency_gan import SaliencyGenerator
+    from bci_app.models.semantic import SemanticHead
+    from bci_app.preprocessing import PreprocessingSpec
+    from bci_app.simulation.montage import standard_montage_128
+    from tests.models.test_sd_turbo_path import write_tiny_sd_turbo
+
+    sd_dir = write_tiny_sd_turbo(root)
+    torch.manual_seed(0)
+    spec = PreprocessingSpec(sfreq=1000.0, ch_names=standard_montage_128())
+    comps = {
+        "encoder": BinnedLinearEncoder(128, 16, 440, sfreq=1000.0),
+        "generator": SaliencyGenerator(z_dim=8, cond_dim=16, resolution=16, base_channels=8),
+        "semantic": SemanticHead(16, seq_len=77, embed_dim=32, hidden=16),
+    }
+    cfg = {"spec": spec.to_dict(), "classes": [f"c{i}" for i in range(4)], "n_times": 440,
+           "refiner": {"type": "sd-turbo", "model": str(sd_dir), "steps": 2, "strength": 0.5}}
+    return save_bundle(root / "bundle", cfg, comps)
+
+
+def test_guidance_the_sd_turbo_refiner_cannot_run_is_refused_and_trials_go_on(
+        stream_id, qtbot, request, tmp_path, monkeypatch):
+    """SD-Turbo samples without classifier-free guidance (its semantic head predicts no
+    negative embeddings): guidance 2 typed in the window is refused there with the reason,
+    nothing changes, and the trials after it are still reconstructed."""
+    from bci_app.models.reconstructor import Reconstructor
+    from bci_app.models.refiners import DiffusersImg2ImgRefiner
+
+    monkeypatch.setenv("HF_HUB_OFFLINE", "1")
+    bundle = sd_turbo_bundle(tmp_path)
+    # the command line's --guidance reaches the same check when the bundle loads
+    with pytest.raises(ValueError, match="guidance_scale=2.0 would need classifier-free guidance"):
+        Reconstructor.from_bundle(bundle, device="cpu", guidance=2.0)
+    rec = Reconstructor.from_bundle(bundle, device="cpu", dtype="float32")
+    assert isinstance(rec.refiner, DiffusersImg2ImgRefiner) and rec.refiner.kind == "sd-turbo"
+    pipe, win, eeg, pub = start_live(stream_id, qtbot, request, rec=rec)
+    qtbot.waitUntil(lambda: win.trials_shown >= 1, timeout=30000)
+    assert win.guidance_spin.value() == 0.0 and win.sampling == (2, 0.5, 0.0)
+
+    win.guidance_spin.setValue(2.0)
+    assert win.error_label.isVisible()
+    text = win.error_label.text()
+    assert "sampling refused: guidance_scale=2.0" in text and "negative prompt embeddings" in text
+    assert "still sampling with steps 2, strength 0.5, guidance 0" in text
+    assert rec.guidance is None and pipe.sampling() == (2, 0.5, 0.0) and win.sampling == (2, 0.5, 0.0)
+    # the pipeline refuses it too (a script, or a bundle swapped in between)
+    with pytest.raises(ValueError, match="negative prompt embeddings"):
+        pipe.set_sampling(2, 0.5, 2.0)
+    assert rec.guidance is None
+
+    done = pipe.stats()["reconstructed"]
+    qtbot.waitUntil(lambda: pipe.stats()["reconstructed"] >= done + 3, timeout=30000)
+    assert pipe.stats()["last_error"] is None
+    assert all(e.startswith("sampling refused") for e in win.errors), win.errors
+    win.guidance_spin.setValue(1.0)  # 1: no guidance, allowed
+    assert not win.error_label.isVisible() and rec.guidance == 1.0
+
+
 def test_session_ends_after_n_trials_and_writes_the_report(stream_id, qtbot, request, tmp_path):
     from tests.session.test_report import check_report_contract
 
@@ -151,6 +215,10 @@ def test_session_ends_after_n_trials_and_writes_the_report(stream_id, qtbot, req
     check_report_contract(report)
     assert report["trials"] >= 4
     assert len((tmp_path / "trials.jsonl").read_text().splitlines()) == report["trials"]
+    # the window's display time (image ready -> shown) reaches the files
+    assert report["latency_ms"]["display"]["p50"] >= 0
+    lines = [json.loads(s) for s in (tmp_path / "trials.jsonl").read_text().splitlines()]
+    assert any("display" in d["times_ms"] for d in lines if d["outcome"] == "reconstructed")
     assert (tmp_path / "grid.png").stat().st_size > 1000
 
 

@@ -28,12 +28,12 @@ from typing import Any
 
 import torch
 
+from bci_app.file_errors import reading
 from bci_app.models.refiners.base import (
     REFINER_CONFIG,
     REFINER_TYPES,
     Refiner,
     check_guidance,
-    check_steps_strength,
 )
 from bci_app.models.refiners.demo import DemoRefiner
 from bci_app.models.refiners.diffusers_img2img import DiffusersImg2ImgRefiner
@@ -46,7 +46,7 @@ from bci_app.models.refiners.sd_turbo import (
 
 __all__ = [
     "REFINER_CONFIG", "REFINER_TYPES", "DemoRefiner", "DiffusersImg2ImgRefiner", "Refiner",
-    "build_refiner", "build_sd_turbo_random", "check_guidance", "check_steps_strength",
+    "build_refiner", "build_sd_turbo_random", "check_guidance",
     "load_refiner", "sd_turbo_scheduler_config", "sd_turbo_unet_config", "sd_turbo_vae_config",
 ]
 
@@ -91,7 +91,8 @@ def build_refiner(
                 f"refiner config needs 'type' (one of {REFINER_TYPES}) or a 'path' to a directory with "
                 f"{REFINER_CONFIG}; got {cfg}"
             )
-        saved = json.loads((Path(model) / REFINER_CONFIG).read_text())
+        with reading(Path(model) / REFINER_CONFIG, "the refiner's JSON config"):
+            saved = json.loads((Path(model) / REFINER_CONFIG).read_text())
         saved_model = saved.get("model")
         inner = model if saved_model in (None, ".") else _resolve(saved_model, model)
         return build_refiner(
@@ -110,9 +111,7 @@ def build_refiner(
         if model is None:
             raise ValueError("refiner type 'demo' needs 'model' (the refiner directory)")
         ref = DemoRefiner.from_pretrained(model, device=device, dtype=dtype)
-        for k, v in overrides.items():
-            setattr(ref, k, v)
-        check_steps_strength(ref.steps, ref.strength)
+        ref.steps, ref.strength, _ = ref.validate_sampling(**overrides)
         return ref
     if kind == "sd-turbo-random":
         return build_sd_turbo_random(

@@ -12,6 +12,7 @@ from typing import Any
 import torch
 import torch.nn.functional as F
 
+from bci_app.file_errors import reading
 from bci_app.models.text import missing_weights_message
 
 REFINER_CONFIG = "refiner_config.json"
@@ -19,6 +20,8 @@ REFINER_TYPES = ("demo", "sd-turbo", "lcm", "sd-turbo-random")
 
 
 def check_guidance(guidance_scale: float) -> float:
+    """A classifier-free guidance weight as a float (``ValueError`` unless finite and >= 0);
+    what a given refiner accepts is :meth:`Refiner.validate_sampling`."""
     w = float(guidance_scale)
     if not math.isfinite(w) or w < 0:
         raise ValueError(
@@ -26,20 +29,6 @@ def check_guidance(guidance_scale: float) -> float:
             f"got {guidance_scale!r}"
         )
     return w
-
-
-def check_steps_strength(steps: int, strength: float) -> None:
-    if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
-        raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
-    if not (0.0 < float(strength) <= 1.0):
-        raise ValueError(f"strength must be in (0, 1], got {strength!r}")
-    # diffusers runs int(steps * strength) denoising steps; zero would return the input.
-    if int(steps * float(strength) + 1e-6) < 1:
-        raise ValueError(
-            f"steps * strength must be >= 1 (diffusers denoises int(steps * strength) steps), "
-            f"got steps={steps}, strength={strength}: raise strength to >= {1.0 / steps:.3g} "
-            f"or use more steps"
-        )
 
 
 class Refiner:
@@ -51,7 +40,7 @@ class Refiner:
         The ``prompt_embeds`` shape it expects (``[B, seq_len, dim]``).
     resolution : int
         Side of the images it works at (the saliency map is resized to it).
-    steps, strength : defaults for :meth:`refine`.
+    steps, strength, guidance_scale : defaults for :meth:`refine`.
     """
 
     kind = "base"
@@ -60,20 +49,44 @@ class Refiner:
     resolution: int
     steps: int
     strength: float
+    guidance_scale: float
     device: torch.device
     dtype: torch.dtype
 
     # ----------------------------------------------------------------- checks
+    def validate_sampling(
+        self, steps: int | None = None, strength: float | None = None, guidance: float | None = None
+    ) -> tuple[int, float, float]:
+        """Check sampling settings against this refiner; the one check every caller uses
+        (:meth:`refine`, the window, the pipeline, the command line through the Reconstructor).
+
+        ``None`` stands for the refiner's own default. Returns ``(steps, strength, guidance)``
+        in force; raises ``ValueError`` naming the value and what is allowed."""
+        steps = self.steps if steps is None else steps
+        strength = self.strength if strength is None else strength
+        guidance = self.guidance_scale if guidance is None else guidance
+        if not isinstance(steps, int) or isinstance(steps, bool) or steps < 1:
+            raise ValueError(f"steps must be an integer >= 1, got {steps!r}")
+        if not (0.0 < float(strength) <= 1.0):
+            raise ValueError(f"strength must be in (0, 1], got {strength!r}")
+        # diffusers runs int(steps * strength) denoising steps; zero would return the input.
+        if int(steps * float(strength) + 1e-6) < 1:
+            raise ValueError(
+                f"steps * strength must be >= 1 (diffusers denoises int(steps * strength) steps), "
+                f"got steps={steps}, strength={strength}: raise strength to >= {1.0 / steps:.3g} "
+                f"or use more steps"
+            )
+        return steps, float(strength), check_guidance(guidance)
+
     def _prepare(
         self,
         saliency: torch.Tensor,
         prompt_embeds: torch.Tensor,
         steps: int | None,
         strength: float | None,
-    ) -> tuple[torch.Tensor, torch.Tensor, int, float]:
-        steps = self.steps if steps is None else steps
-        strength = self.strength if strength is None else strength
-        check_steps_strength(steps, strength)
+        guidance: float | None,
+    ) -> tuple[torch.Tensor, torch.Tensor, int, float, float]:
+        steps, strength, guidance = self.validate_sampling(steps, strength, guidance)
         if not isinstance(saliency, torch.Tensor) or saliency.ndim != 4 or saliency.shape[1] != 3:
             shape = (
                 tuple(saliency.shape)
@@ -103,7 +116,7 @@ class Refiner:
                 antialias=True,
                 align_corners=False,
             ).clamp(0, 1)
-        return sal, prompt_embeds.to(self.device, self.dtype), steps, float(strength)
+        return sal, prompt_embeds.to(self.device, self.dtype), steps, strength, guidance
 
     # ----------------------------------------------------------------- API
     def refine(
@@ -138,9 +151,17 @@ class Refiner:
         (directory / REFINER_CONFIG).write_text(json.dumps(self.config, indent=2))
 
 
-def load_component(cls, source: str, what: str, dtype: torch.dtype, **kw):
+def load_component(cls, source: str, what: str, dtype: torch.dtype | None = None, **kw):
+    """``cls.from_pretrained(source, **kw)`` with ``local_files_only``: a component folder on
+    this machine that fails to load is named as damaged; else the weights are missing."""
+    if dtype is not None:
+        kw["torch_dtype"] = dtype
+    local = Path(source, kw.get("subfolder", ""))
+    if local.is_dir():
+        with reading(local, f"the {what} in diffusers format (its config JSON and weights)"):
+            return cls.from_pretrained(source, local_files_only=True, **kw)
     try:
-        return cls.from_pretrained(source, local_files_only=True, torch_dtype=dtype, **kw)
+        return cls.from_pretrained(source, local_files_only=True, **kw)
     except (OSError, ValueError) as e:
         raise FileNotFoundError(
             missing_weights_message(source, what) + f" ({type(e).__name__}: {e})"

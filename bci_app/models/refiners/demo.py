@@ -12,11 +12,10 @@ from typing import Any
 import torch
 from diffusers.utils.torch_utils import randn_tensor
 
+from bci_app.file_errors import reading
 from bci_app.models.refiners.base import (
     REFINER_CONFIG,
     Refiner,
-    check_guidance,
-    check_steps_strength,
     load_component,
 )
 from bci_app.models.refiners.diffusers_img2img import DiffusersImg2ImgRefiner
@@ -28,9 +27,12 @@ class DemoRefiner(Refiner):
     ``unet`` (:class:`~diffusers.UNet2DConditionModel`, x0-prediction) denoises the latents
     of a tiny :class:`~diffusers.AutoencoderTiny` with caption embeddings (MiniLM,
     ``[B, seq_len, 384]``) as cross-attention input; ``scheduler`` is a
-    :class:`~diffusers.DDIMScheduler` with trailing timesteps. img2img as in diffusers:
-    encode the saliency map, add noise to the first of the last ``int(steps*strength)``
-    timesteps, denoise, decode. ``guidance_scale`` > 1: classifier-free guidance against
+    :class:`~diffusers.DDIMScheduler` with trailing timesteps. :meth:`refine` is the img2img
+    loop of diffusers' ``StableDiffusionImg2ImgPipeline`` written out again (its
+    ``get_timesteps``, ``prepare_latents`` and guidance steps), so that the UNet and the
+    autoencoder can run through traced calls: encode the saliency map, add noise to the
+    first of the last ``int(steps*strength)`` timesteps, denoise, decode.
+    ``guidance_scale`` > 1: classifier-free guidance against
     the all-zero (null) embeddings, which a UNet trained with caption dropout
     (``DemoRefinerConfig.p_uncond``) has learnt as "no caption"; the two predictions run
     as one batch of 2 per UNet call.
@@ -60,13 +62,11 @@ class DemoRefiner(Refiner):
         from bci_app.models.traced import TracedCall
 
         self.unet = unet.eval()
-        self.guidance_scale = check_guidance(guidance_scale)
         self.vae = vae.eval()
         self.scheduler = scheduler
         self.resolution = int(resolution)
-        self.steps = int(steps)
-        self.strength = float(strength)
-        check_steps_strength(self.steps, self.strength)
+        self.steps, self.strength, self.guidance_scale = int(steps), float(strength), guidance_scale
+        self.steps, self.strength, self.guidance_scale = self.validate_sampling()
         self.seq_len = int(seq_len)
         self.dim = int(unet.config.cross_attention_dim)
         self.text_encoder = dict(text_encoder or {"type": "minilm", "seq_len": self.seq_len})
@@ -126,8 +126,9 @@ class DemoRefiner(Refiner):
     def refine(
         self, saliency, prompt_embeds, steps=None, strength=None, generator=None, guidance_scale=None
     ) -> torch.Tensor:
-        sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
-        w = self.guidance_scale if guidance_scale is None else check_guidance(guidance_scale)
+        sal, emb, steps, strength, w = self._prepare(
+            saliency, prompt_embeds, steps, strength, guidance_scale
+        )
         timesteps = self.timesteps(steps, strength)
         z0 = self.encode(sal)
         noise = randn_tensor(z0.shape, generator=generator, device=torch.device("cpu"))  # one generator per trial, or one
@@ -199,7 +200,8 @@ class DemoRefiner(Refiner):
                 f"no demo refiner at {str(directory)!r}: {REFINER_CONFIG} is missing; train one with "
                 f"`bci-app train --stages refiner` or bci_app.training.demo_refiner.train_demo_refiner"
             )
-        cfg = json.loads(cfg_path.read_text())
+        with reading(cfg_path, "the refiner's JSON config"):
+            cfg = json.loads(cfg_path.read_text())
         if cfg.get("type") != "demo":
             raise ValueError(f"{cfg_path} describes a {cfg.get('type')!r} refiner, expected 'demo'")
         unet = load_component(
@@ -209,7 +211,8 @@ class DemoRefiner(Refiner):
             vae = load_component(
                 AutoencoderTiny, str(directory), "demo autoencoder", dtype, subfolder="vae"
             )
-        scheduler = DDIMScheduler.from_pretrained(str(directory), subfolder="scheduler")
+        scheduler = load_component(DDIMScheduler, str(directory), "demo scheduler config",
+                                   subfolder="scheduler")
         ref = cls(
             unet,
             vae,

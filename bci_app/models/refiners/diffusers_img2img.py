@@ -10,14 +10,12 @@ from typing import Any
 
 import torch
 
+from bci_app.file_errors import reading
 from bci_app.models.refiners.base import (
     REFINER_CONFIG,
     Refiner,
-    check_guidance,
-    check_steps_strength,
     load_component,
 )
-from bci_app.models.text import missing_weights_message
 
 
 class DiffusersImg2ImgRefiner(Refiner):
@@ -73,20 +71,22 @@ class DiffusersImg2ImgRefiner(Refiner):
             self.steps = 2 if steps is None else steps
             self.strength = 0.5 if strength is None else strength
             default_g = 0.0
-        self.guidance_scale = self._pipe_guidance(default_g if guidance_scale is None else guidance_scale)
-        check_steps_strength(self.steps, self.strength)
+        self.guidance_scale = default_g if guidance_scale is None else guidance_scale
+        self.steps, self.strength, self.guidance_scale = self.validate_sampling()
         self.device = unet.device
         self.dtype = unet.dtype
 
-    def _pipe_guidance(self, guidance_scale: float) -> float:
-        w = check_guidance(guidance_scale)
+    def validate_sampling(
+        self, steps: int | None = None, strength: float | None = None, guidance: float | None = None
+    ) -> tuple[int, float, float]:
+        steps, strength, w = super().validate_sampling(steps, strength, guidance)
         if w > 1 and self.pipe.unet.config.time_cond_proj_dim is None:
             raise ValueError(
                 f"guidance_scale={w} would need classifier-free guidance with "
                 f"negative prompt embeddings, which the semantic head does not predict; use 0 "
                 f"(SD-Turbo) or 1 (LCM-LoRA), or an LCM UNet with a guidance embedding"
             )
-        return w
+        return steps, strength, w
 
     def compile(self, mode: str = "reduce-overhead") -> DiffusersImg2ImgRefiner:
         """Compile the UNet with ``torch.compile`` (``"reduce-overhead"`` replays CUDA graphs on
@@ -158,14 +158,7 @@ class DiffusersImg2ImgRefiner(Refiner):
             UNet2DConditionModel, model, "diffusion UNet", dtype, subfolder="unet"
         )
         sched_cls = LCMScheduler if kind == "lcm" else EulerDiscreteScheduler
-        try:
-            scheduler = sched_cls.from_pretrained(
-                model, subfolder="scheduler", local_files_only=True
-            )
-        except (OSError, ValueError) as e:
-            raise FileNotFoundError(
-                missing_weights_message(model, "scheduler config") + f" ({e})"
-            ) from e
+        scheduler = load_component(sched_cls, model, "scheduler config", subfolder="scheduler")
         if kind != "lcm":
             # SD-Turbo samples with trailing timesteps (its model card's 1-4 step setting).
             scheduler = EulerDiscreteScheduler.from_config(
@@ -177,11 +170,10 @@ class DiffusersImg2ImgRefiner(Refiner):
             # A directory saved with a tiny VAE in place of the KL one says so in model_index.json.
             vae_cls = AutoencoderKL
             index = Path(model) / "model_index.json"
-            if (
-                index.is_file()
-                and json.loads(index.read_text()).get("vae", [None, None])[1] == "AutoencoderTiny"
-            ):
-                vae_cls = AutoencoderTiny
+            if index.is_file():
+                with reading(index, "diffusers' model_index.json (JSON)"):
+                    if json.loads(index.read_text()).get("vae", [None, None])[1] == "AutoencoderTiny":
+                        vae_cls = AutoencoderTiny
             vae = load_component(vae_cls, model, "VAE", dtype, subfolder="vae")
         ref = cls.from_components(
             unet,
@@ -208,8 +200,9 @@ class DiffusersImg2ImgRefiner(Refiner):
     def refine(
         self, saliency, prompt_embeds, steps=None, strength=None, generator=None, guidance_scale=None
     ) -> torch.Tensor:
-        sal, emb, steps, strength = self._prepare(saliency, prompt_embeds, steps, strength)
-        w = self.guidance_scale if guidance_scale is None else self._pipe_guidance(guidance_scale)
+        sal, emb, steps, strength, w = self._prepare(
+            saliency, prompt_embeds, steps, strength, guidance_scale
+        )
         out = self.pipe(
             prompt_embeds=emb,
             image=sal.to(self.dtype),

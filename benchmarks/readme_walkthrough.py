@@ -152,8 +152,12 @@ def _is_install(step: str) -> bool:
 
 def copy_checkout(dest: Path) -> None:
     """The checkout's files as a clone of this working tree holds them (git's view of it)."""
-    files = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
-                           cwd=ROOT, check=True, capture_output=True).stdout.decode().split("\0")
+    listed = subprocess.run(["git", "ls-files", "-z", "--cached", "--others", "--exclude-standard"],
+                            cwd=ROOT, capture_output=True)
+    if listed.returncode != 0:
+        raise SystemExit(f"{ROOT} is not a git checkout ({listed.stderr.decode().strip()}): the walkthrough "
+                         "copies what a clone of it holds; run it from a clone")
+    files = listed.stdout.decode().split("\0")
     for rel in filter(None, files):
         src = ROOT / rel
         if src.is_file():  # a tracked file deleted in the working tree is not there
@@ -193,8 +197,9 @@ def _run(command: str, cwd: Path, env: dict[str, str], timeout: float) -> tuple[
 
 
 def walk(shown: list[Shown], workdir: Path, *, fast: bool, venv_dir: Path | None, timeout: float,
-         dry_run: bool = False) -> list[Result]:
-    """Run (or with ``dry_run`` only classify) the commands in ``workdir``, in order."""
+         dry_run: bool = False, skip: tuple[str, ...] = ()) -> list[Result]:
+    """Run (or with ``dry_run`` only classify) the commands in ``workdir``, in order; a command
+    matching a regex of ``skip`` is skipped (said so, with the regex)."""
     env = environment(workdir, venv_dir)
     missing: dict[Path, int] = {}  # outputs a skipped or failed command did not write -> its line
     results = []
@@ -205,6 +210,8 @@ def walk(shown: list[Shown], workdir: Path, *, fast: bool, venv_dir: Path | None
         run = steps if venv_dir is not None else [s for s in steps if not _is_install(s)]
         if (why := _match(NEEDS, cmd.text)) is not None:
             res.reason = why
+        elif (pattern := next((p for p in skip if re.search(p, cmd.text)), None)) is not None:
+            res.reason = f"--skip {pattern!r}: run on its own"
         elif needs:
             res.reason = f"needs {needs[0]}, which the skipped or failed command of line {missing[needs[0]]} writes"
         elif not run:
@@ -251,6 +258,8 @@ def main(argv: list[str] | None = None) -> int:
                          "current environment, pip install steps left out)")
     ap.add_argument("--timeout", type=float, default=3600.0,
                     help="seconds a command may run before it is stopped (default 3600)")
+    ap.add_argument("--skip", action="append", default=[], metavar="REGEX",
+                    help="skip the commands this regex finds (repeatable), e.g. one measured on its own")
     ap.add_argument("--list", action="store_true", help="list the commands and what would be skipped; run nothing")
     ap.add_argument("--json", type=Path, default=None, metavar="FILE", help="also write the results here (default: none)")
     ap.add_argument("--keep", action="store_true",
@@ -272,7 +281,7 @@ def main(argv: list[str] | None = None) -> int:
         where = "" if args.list else f"; in a copy of the checkout at {workdir}, {mode}"
         print(f"{args.readme}: {len(shown)} commands{where}", flush=True)
         results = walk(shown, workdir, fast=args.fast, venv_dir=venv_dir, timeout=args.timeout,
-                       dry_run=args.list)
+                       dry_run=args.list, skip=tuple(args.skip))
     finally:
         if args.keep:
             print(f"kept {workdir}")
@@ -283,6 +292,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.json is not None:
         args.json.parent.mkdir(parents=True, exist_ok=True)
         args.json.write_text(json.dumps({"readme": str(args.readme), "fast": args.fast, "venv": args.venv,
+                                         "skip": list(args.skip),
                                          "date": time.strftime("%Y-%m-%d %H:%M"),
                                          "results": [asdict(r) for r in results]}, indent=2) + "\n")
     return 1 if counts["failed"] or counts["timeout"] else 0

@@ -110,3 +110,18 @@ def test_walkthrough_runs_skips_and_reports(tmp_path):
     assert results[6]["ran"] == "python -c \"print('after the install step')\""
     assert results[6]["output_tail"] == ["after the install step"]
     assert "installs packages" in results[7]["reason"]
+
+
+def test_walkthrough_skip_names_its_regex_and_what_depends_on_it(tmp_path):
+    """``--skip REGEX`` leaves a command out with the regex as the reason, and a later command
+    that reads its output is skipped for that; the others still run."""
+    w = _walkthrough()
+    shown = [w.Shown(1, "bci-app simulate --out runs/a.fif --trials 2 --seed 1"),
+             w.Shown(2, "python -c \"open('runs/a.fif')\""),
+             w.Shown(3, "python -c \"print(40 + 2)\"")]
+    results = w.walk(shown, tmp_path, fast=False, venv_dir=None, timeout=120, skip=(r"simulate",))
+    assert [r.status for r in results] == ["skipped", "skipped", "ok"]
+    assert results[0].reason == "--skip 'simulate': run on its own"
+    assert "runs/a.fif" in results[1].reason and "line 1" in results[1].reason
+    assert results[2].output_tail == ["42"]
+    assert not (tmp_path / "runs").exists()

@@ -13,13 +13,13 @@ from bci_app.acquisition.recorder import Recorder
 from bci_app.datasets import load_spec, read_recording
 from bci_app.datasets.xdf import read_raw_xdf
 from bci_app.preprocessing import marker_sample
-from bci_app.preprocessing.epochs import BOUNDARY_DESCRIPTIONS, LOST_KEY, is_marker
+from bci_app.preprocessing.epochs import BOUNDARY_DESCRIPTIONS, LOST_KEY, epoch_raw, is_marker
 from bci_app.simulation import simulate_raw
 from tests.datasets.xdf_writer import XDFStream, write_xdf
 
 T0 = 5000.0  # LSL time of the first sample on the recording machine
 OFFSET = 123.25  # amplifier clock is this far behind the recording machine's clock
-DATA = Path(__file__).parent / "data"  # xdf-modules/example-files (MIT): minimal, empty_streams
+DATA = Path(__file__).parent / "data"  # xdf-modules/example-files (MIT): minimal, empty_streams, clock_resets
 
 
 @pytest.fixture(scope="module")
@@ -351,3 +351,37 @@ def test_xdf_modules_empty_streams_file(caplog):
     with pytest.raises(ValueError, match=r"stream 'Empty data stream: test stream 0 counter' "
                                          r"\(EEG\) holds no samples"):
         read_raw_xdf(path, eeg_stream="Empty data stream: test stream 0 counter")
+
+
+def test_xdf_modules_clock_resets_file():
+    """xdf-modules' clock_resets.xdf (its EEG clock is reset with 274 s without samples): one
+    zero-length join where pyxdf's stamps jump, every marker kept on its sample, and only the
+    windows that straddle the join rejected as ``gap``."""
+    import pyxdf
+
+    from bci_app.preprocessing.spec import PreprocessingSpec
+    from bci_app.stimuli.markers import MarkerMapper
+
+    path = DATA / "clock_resets.xdf"
+    streams, _ = pyxdf.load_xdf(str(path), verbose=False)
+    eeg = next(s for s in streams if s["info"]["type"] == ["EEG"])
+    ts, sf = eeg["time_stamps"], float(eeg["info"]["nominal_srate"][0])
+    (jump,) = np.nonzero(np.diff(ts) > 1.5 / sf)[0]  # the reset: the stamps jump once
+    raw = read_raw_xdf(path, units="mV")
+    ann = raw.annotations
+    joins = [(round(o * sf), d) for o, d, w in zip(ann.onset, ann.description, ann.duration, strict=True)
+             if not is_marker(d) and w == 0]
+    assert sorted(joins) == sorted((jump + 1, d) for d in BOUNDARY_DESCRIPTIONS)
+    assert not any(ann.duration) and raw.n_times == ts.size  # no stretch laid over valid samples
+    np.testing.assert_allclose(raw.get_data(), eeg["time_series"].T * 1e-3, rtol=1e-6)
+    assert sum(map(is_marker, ann.description)) == 175  # the file's marker stream, all of it
+
+    for tmax, straddle in ((0.5, 0), (5.0, 5)):
+        spec = PreprocessingSpec(sfreq=sf, ch_names=list(raw.ch_names), tmin=0.0, tmax=tmax,
+                                 l_freq=None, h_freq=None, notch=None)
+        ep = epoch_raw(raw, spec, MarkerMapper(r"^(?P<id>.+)$"))
+        on = np.asarray(ep.onset_samples)
+        across = (on <= jump) & (on + spec.n_times > jump + 1)
+        assert across.sum() == straddle
+        reasons = np.asarray(ep.reject, dtype=object)
+        assert all(reasons[across] == "gap") and "gap" not in reasons[~across]

@@ -107,6 +107,33 @@ class SemanticHead(ConfigModule):
         self.config["n_prototypes"] = len(flat)
 
     @torch.no_grad()
+    def init_query(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
+        """Start an open-set head (``logits_from="features"``) from a linear class read-out of
+        the features (``weight [K, in_features]``, ``bias [K]``, row ``k`` = candidate ``k``).
+
+        The query is the read-out's scores mapped back through the pseudo-inverse of the
+        candidates' (centred, normalised) embeddings, so the cosine with candidate ``k`` is the
+        read-out's score ``k`` divided by the query's norm: the head starts by choosing the
+        caption of the class the read-out decodes. A caption added later
+        (:meth:`set_candidates`) scores what the read-out's scores say about its own
+        embedding: the combination of the training captions' scores that composes it."""
+        if not self.open_set or self.logits_from != "features":
+            raise RuntimeError("init_query needs an open-set head with logits_from='features'")
+        expected = ((self.n_prototypes, self.in_features), (self.n_prototypes,))
+        if (tuple(weight.shape), tuple(bias.shape)) != expected:
+            raise ValueError(f"read-out must be weight {expected[0]} and bias {expected[1]} (one row per "
+                             f"candidate), got {tuple(weight.shape)} and {tuple(bias.shape)}")
+        centred = self.prototypes - self.centre
+        norms = centred.norm(dim=-1)
+        back = torch.linalg.pinv(centred / norms[:, None])  # [L*D, K]
+        # the centred keys span every score vector orthogonal to their norms, so each trial's
+        # scores are shifted by one constant onto that span (which keeps their order) first
+        shift = torch.eye(len(norms)).to(back) - torch.outer(torch.ones_like(norms), norms) / norms.sum()
+        self.query.weight.copy_(back @ shift @ weight.to(back))
+        self.query.bias.copy_(back @ shift @ bias.to(back))
+        self.log_scale.fill_(math.log(10.0))
+
+    @torch.no_grad()
     def init_logits(self, weight: torch.Tensor, bias: torch.Tensor) -> None:
         """Start the mixture read-out from a linear class read-out of the features
         (``weight [K, in_features]``, ``bias [K]``; needs ``logits_from="features"``)."""

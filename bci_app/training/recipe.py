@@ -364,17 +364,24 @@ class _Run:
         t_tr, class_emb = caption_targets(ds, tr, te, s.captions)
         t_va, _ = caption_targets(ds, va, te, s.captions)
         protos = class_emb if (class_emb is not None and s.prototypes) else None
+        classes = np.arange(len(class_emb)) if class_emb is not None else None  # class of prototype k
         if s.open_set and protos is not None:  # it chooses among the training classes' captions only
-            protos = class_emb[np.unique(self.y[tr])]
-        closed_readout = s.logits_from == "features" and protos is not None and not s.open_set
-        readout = self.need("encoder_head").fc if closed_readout else None
+            classes = np.unique(self.y[tr])
+            protos = class_emb[classes]
+        readout = None
+        if s.logits_from == "features" and protos is not None:  # the encoder's read-out of those classes
+            fc = self.need("encoder_head").fc
+            readout = torch.nn.Linear(fc.in_features, len(classes))
+            with torch.no_grad():
+                readout.weight.copy_(fc.weight[torch.as_tensor(classes)])
+                readout.bias.copy_(fc.bias[torch.as_tensor(classes)])
         f = self.features()
         head, m = train_semantic(f[tr], t_tr, f[va], t_va, s, protos, self.checkpoint_dir("semantic"),
                                  self.seed + 2, self.device, readout=readout, progress=self.progress)
+        if readout is not None and head.n_prototypes == readout.out_features:
+            self.select_mixture_logits(head, readout, f[va], classes)
         if head.open_set:  # then every class's caption is a candidate (prototype k = class k), held-out ones too
             head.set_candidates(class_emb)
-        if readout is not None and head.n_prototypes == readout.out_features:
-            self.select_mixture_logits(head, readout, f[va])
         if s.sample_temperature is not None:
             if head.n_prototypes == 0:
                 raise ValueError("semantic.sample_temperature needs the prototype head (prototypes = true)")
@@ -451,21 +458,27 @@ class _Run:
         self.trained_on("baseline", ["train"])
         log.info("baseline: val acc %.3f", self.metrics["baseline"]["val_acc"])
 
-    def select_mixture_logits(self, head: Any, readout: torch.nn.Linear, f_va: torch.Tensor) -> None:
+    def select_mixture_logits(self, head: Any, readout: torch.nn.Linear, f_va: torch.Tensor,
+                              classes: np.ndarray) -> None:
         """The caption mixture's weights start as the encoder's class read-out (prototype ``k``
-        = class ``k``'s caption); their fine-tuning is kept only when the caption it picks is
-        right more often on the validation trials (one-sided exact McNemar p < SELECT_P), else
-        the read-out's weights are restored: the caption never knows less than the decoder."""
+        = class ``classes[k]``'s caption; an open-set head's query, :meth:`init_query`); their
+        fine-tuning is kept only when the caption it picks is right more often on the
+        validation trials (one-sided exact McNemar p < SELECT_P), else the read-out's start is
+        restored: the caption never knows less than the decoder."""
         from bci_app.training.encoder import SELECT_P, gain_p
 
-        y = torch.as_tensor(self.y[self.va])
+        y = self.y[self.va]
         head.eval()
         with torch.no_grad():
-            tuned = (head.mixture_weights(f_va).argmax(1) == y).numpy()
-            start = (readout(f_va).argmax(1) == y).numpy()
+            tuned = classes[head.mixture_weights(f_va).argmax(1).numpy()] == y
+            start = classes[readout(f_va).argmax(1).numpy()] == y
         p = gain_p(tuned, start)
         kept = p < SELECT_P
-        if not kept:
+        if not kept and head.open_set:
+            head.init_query(readout.weight, readout.bias)
+            with torch.no_grad():
+                start = classes[head.mixture_weights(f_va).argmax(1).numpy()] == y  # as restored
+        elif not kept:
             with torch.no_grad():
                 head.logits.weight.copy_(readout.weight)
                 head.logits.bias.copy_(readout.bias)

@@ -27,7 +27,8 @@ def train_semantic(f_tr: torch.Tensor, t_tr: torch.Tensor, f_va: torch.Tensor, t
     ``prototypes``: class caption embeddings ``[K, L, D]`` for the prototype head (with
     ``cfg.open_set``, the candidates it is trained to choose among: the training classes');
     ``readout``: the encoder's class read-out, the start of the mixture weights when
-    ``cfg.logits_from == "features"`` (prototype ``k`` = class ``k``'s caption; closed head only)."""
+    ``cfg.logits_from == "features"`` (row ``k`` = prototype ``k``'s class; an open-set head
+    starts its query from it, :meth:`SemanticHead.init_query`)."""
     cfg = settings(SemanticSettings, cfg, "semantic.")
     loop = FitLoop("semantic", cfg.epochs, seed=seed, device=device, checkpoint_dir=checkpoint_dir,
                    monitor="val_loss", mode="min", patience=cfg.patience, progress=progress)
@@ -40,8 +41,9 @@ def train_semantic(f_tr: torch.Tensor, t_tr: torch.Tensor, f_va: torch.Tensor, t
                         open_set=cfg.open_set)
     if K:
         head.init_prototypes(prototypes)
-    if logits_from == "features" and readout is not None and not cfg.open_set:
-        head.init_logits(readout.weight.detach().float(), readout.bias.detach().float())
+    if logits_from == "features" and readout is not None:
+        start = head.init_query if cfg.open_set else head.init_logits
+        start(readout.weight.detach().float(), readout.bias.detach().float())
     opt = torch.optim.AdamW(head.parameters(), lr=cfg.lr, weight_decay=cfg.weight_decay)
     gen = torch.Generator().manual_seed(seed)
     dl = DataLoader(TensorDataset(f_tr, t_tr), batch_size=cfg.batch_size, shuffle=True, generator=gen)

@@ -65,6 +65,38 @@ def test_semantic_logits_from_features_start_at_the_encoder_readout():
     assert m["val_loss"] <= start_loss + 1e-6
 
 
+def test_open_set_query_starts_at_the_readout_and_composes_new_captions():
+    """init_query: the open-set head's cosine logits choose what the read-out chooses (keys of
+    unequal norms, which centring alone would reorder); a caption added afterwards scores what
+    the read-out's scores say about it: one composed of two training captions minus a third
+    gets their scores' combination."""
+    torch.manual_seed(0)
+    K, L, D, Fd = 6, 4, 8, 20
+    protos = torch.randn(K, L, D) * torch.rand(K, 1, 1) * 3
+    W, b = torch.randn(K, Fd), torch.randn(K)
+    head = SemanticHead(Fd, L, D, hidden=16, n_prototypes=K, logits_from="features", open_set=True).eval()
+    head.init_prototypes(protos)
+    head.init_query(W, b)
+    f = torch.randn(500, Fd)
+    with torch.no_grad():
+        assert torch.equal(head.mixture_weights(f).argmax(1), (f @ W.T + b).argmax(1))
+        # "blue ring" = "blue circle" + "green ring" - "green circle", as an attribute code composes
+        new = protos[0] + protos[1] - protos[2]
+        head.set_candidates(torch.cat([protos, new[None]]))
+        cos = head._logits(f, None) / head.log_scale.exp()
+        q = head.query(f)
+        centred = head.prototypes - head.centre
+        expected = (centred[-1] @ q.T) / (centred[-1].norm() * q.norm(dim=1))
+        torch.testing.assert_close(cos[:, -1], expected)
+        # the new caption's score follows the composed read-out scores (up to each trial's scale)
+        composed = f @ (W[0] + W[1] - W[2]) + b[0] + b[1] - b[2]
+        assert torch.corrcoef(torch.stack([cos[:, -1], composed]))[0, 1] > 0.5
+    with pytest.raises(RuntimeError, match="open-set head"):
+        SemanticHead(Fd, L, D, n_prototypes=K, logits_from="features").init_query(W, b)
+    with pytest.raises(ValueError, match="one row per candidate"):
+        head.init_query(W, b)  # 7 candidates now, a read-out of 6 rows
+
+
 def test_sample_temperature_sharpens_the_mixture_and_is_saved(tmp_path):
     from bci_app.models.bundle import ConfigModule
     from bci_app.models.semantic import SemanticHead

@@ -82,7 +82,8 @@ def _out_dir(args: Any) -> Path:
 
 
 def _print_summary(summary: dict[str, Any], out: Path) -> None:
-    """The summary line, each figure with its reference (chance, shuffled pairs, bundle)."""
+    """The summary line, each figure with its reference (chance, shuffled pairs, bundle; the
+    held-out classes' own top-1 when the bundle holds classes out)."""
     lat = summary["latency_ms"]["end_to_end"]
     q = summary["quality"]
 
@@ -94,13 +95,17 @@ def _print_summary(summary: dict[str, Any], out: Path) -> None:
     cap = f"{n_ch} ch" if n_ch else "? ch"
     if sfreq:
         cap += f" at {sfreq:g} Hz"
+    h = q.get("held_out")
+    held = "" if h is None else (
+        f"held out ({', '.join(h['classes'])}): top-1 {f(h['top1'], '.2f')} ({h['ways']}-way among "
+        f"them, chance {f(h['chance'], '.3g')}, n={h['n']})\n")
     print(
         f"trials {summary['trials']}: reconstructed {summary['reconstructed']}, dropped "
         f"{summary['dropped']}, rejected {sum(summary['rejected'].values())}; end-to-end p50 "
         f"{lat['p50']} ms p95 {lat['p95']} ms\n"
         f"top-1 {f(q['top1'], '.2f')} ({q['ways']}-way, chance {f(q.get('chance'), '.3g')}, n={q['n']}) | "
         f"SSIM {f(q['ssim'], '.3f')} (shuffled pairs {f(q.get('ssim_shuffled'), '.3f')}) | "
-        f"bundle {bundle}, {cap}\nwrote {out / 'report.json'}, {out / 'trials.jsonl'}, {out / 'grid.png'}"
+        f"bundle {bundle}, {cap}\n{held}wrote {out / 'report.json'}, {out / 'trials.jsonl'}, {out / 'grid.png'}"
     )
 
 

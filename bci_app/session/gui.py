@@ -61,7 +61,7 @@ class GuiSession:
         if self._ending:
             return
         st = self.pipeline.stats()
-        self.win.push_status(st)
+        self.win.push_status({**st, "quality": self.pipeline.report.quality()})  # the running top-1
         err = self.pipeline.acquisition.error or st.get("recorder_error")
         if err is not None and str(err) != self._error_shown:
             self._error_shown = str(err)
@@ -210,7 +210,7 @@ def run_gui(pipeline: Pipeline, *, stimuli: Any = None, bundle: str = "demo",
     win = LiveWindow(spec.ch_names, spec.sfreq, bundles=[bundle],
                      sampling=sampling_of(rec), validate_sampling=validate_sampling,
                      yield_to=pipeline.inference_busy, notch=spec.notch or 50.0,
-                     device=str(getattr(rec, "device", "")))
+                     device=str(getattr(rec, "device", "")), held_out=pipeline.report.held_out_class)
     session = GuiSession(pipeline, win, out=out, n_trials=n_trials, close_when_done=close_when_done,
                          cfg=cfg, record_dir=record_dir, presenter=presenter)
     win.session = session

@@ -9,14 +9,20 @@ inference thread) and writes the three files of a session:
   image's class, ``ways`` = number of classes, ``chance`` = 1/ways, mean SSIM
   reconstruction vs seen image, and ``ssim_shuffled``: mean SSIM of shuffled pairs, each
   reconstruction against the seen image of a random earlier trial of another stimulus)
-  where the seen image is known; and what the figures were measured with: ``bundle``,
+  where the seen image is known; for a bundle that held classes out of its training
+  (``training.holdout_classes``) also ``quality["held_out"]``: ``classes`` (those the bundle's
+  class list knows), ``n``, ``top1`` (the judge's N-way among the held-out classes, as
+  ``evaluate``'s ``zero_shot.recon_acc``: right when the seen class scores above every other
+  held-out class), ``ways``, ``chance``; and what the figures were measured with: ``bundle``,
   ``montage``, ``n_channels``, ``sfreq``, ``date`` (session start, ISO, UTC), ``version``;
 - ``trials.jsonl``: one line per trial, with (when the model gives them) the encoder's
   decoded class, the semantic head's most probable caption and the class the image
-  classifier judges the drawing to be; and the window's ``display`` time
+  classifier judges the drawing to be; ``held_out: true`` (and ``held_out_top1_correct``) for
+  a trial of a held-out class; and the window's ``display`` time
   (:meth:`SessionReport.add_display`: image ready -> shown) where a window showed it;
 - ``grid.png``: rows of seen image | saliency | reconstruction, each under a label band
-  (trial, stimulus, seen class, decoded caption and judged class, green right / red wrong).
+  (trial, stimulus, seen class, decoded caption and judged class, green right / red wrong;
+  a "held out" tag on the rows of held-out classes).
 
 Errors raised by the model are reported under ``rejected["error"]`` so that
 ``reconstructed + dropped + sum(rejected.values()) == trials`` always holds.
@@ -49,6 +55,8 @@ from bci_app.stimuli.lookup import seen_image_or_none
 SHUFFLE_POOL = 64
 #: how a class's caption reads (the label caption of the seed paper, as DemoStimulusSet.caption)
 CAPTION_TEMPLATE = "an image of a {}"
+#: the colour of the "held out" tag in grid.png
+HELD_OUT_RGB = (250, 190, 60)
 
 
 def percentiles(values: list[float] | np.ndarray) -> dict[str, float | None]:
@@ -97,6 +105,9 @@ class SessionReport:
         classes. Default: the object ``classify`` is a bound method of, if any.
     class_names : list of str, optional
         Class index -> name (default: the reconstructor's ``classes``).
+    holdout_classes : list of str, optional
+        Names of the classes the bundle never trained on (default: the reconstructor's bundle
+        config, ``training.holdout_classes``; none for an ordinary bundle).
     """
 
     def __init__(
@@ -110,6 +121,7 @@ class SessionReport:
         keep_results: bool = False,
         reconstructor: Any = None,
         class_names: list[str] | None = None,
+        holdout_classes: list[str] | None = None,
     ) -> None:
         if reconstructor is None:
             reconstructor = getattr(classify, "__self__", None)
@@ -117,6 +129,12 @@ class SessionReport:
         if class_names is None:
             class_names = list(getattr(reconstructor, "classes", None) or [])
         self.class_names = [str(c) for c in class_names]
+        if holdout_classes is None:
+            training = (getattr(reconstructor, "config", None) or {}).get("training") or {}
+            holdout_classes = training.get("holdout_classes") or []
+        held = {str(c) for c in holdout_classes}
+        #: indices of the held-out classes the class list knows, in class order
+        self.held_out = [k for k, c in enumerate(self.class_names) if c in held]
         self.date = datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds")
         self._stream: tuple[int, float] | None = None  # (channels, sfreq) of the first trial
         self._pool: list[str] = []  # reservoir of seen stim ids, for ssim_shuffled
@@ -135,6 +153,8 @@ class SessionReport:
         self._grid: list[tuple[np.ndarray | None, np.ndarray, np.ndarray, dict[str, Any]]] = []
         self._correct = 0
         self._n_quality = 0
+        self._held_correct = 0
+        self._n_held = 0
         self._ssim_sum = 0.0
         self._n = 0
         self._outcomes: dict[str, int] = {"reconstructed": 0, "dropped": 0}
@@ -165,8 +185,16 @@ class SessionReport:
                 shuffled = self._shuffled_ssim(result)
         record = self.trial_record(result)
         record.update(self._readout(result))
+        held = self.held_out_class(result.trial.stim_id) is not None
+        held_correct = None
+        if held:
+            record["held_out"] = True
         if quality is not None:  # per trial, so a reader can score any subset of trials
             record["top1_correct"], record["ssim"] = bool(quality[0]), round(float(quality[1]), 4)
+            if held:
+                held_correct = self._held_out_correct(quality[2], self._label(result.trial.stim_id))
+            if held_correct is not None:
+                record["held_out_top1_correct"] = held_correct
         line = json.dumps(record)
         with self._lock:
             if self._stream is None:
@@ -190,10 +218,13 @@ class SessionReport:
                 for key in (*LATENCIES, "queue"):
                     self._lat[key].append(float(result.times_ms.get(key, math.nan)))
             if quality is not None:
-                correct, s = quality
+                correct, s, _ = quality
                 self._n_quality += 1
                 self._correct += int(correct)
                 self._ssim_sum += float(s)
+            if held_correct is not None:
+                self._n_held += 1
+                self._held_correct += int(held_correct)
             if result.outcome == "reconstructed" and len(self._grid) < self.grid_rows:
                 rec = result.reconstruction
                 self._grid.append((result.seen, np.asarray(rec.saliency), np.asarray(rec.image), record))
@@ -218,6 +249,22 @@ class SessionReport:
             return self.seen_label(stim_id)
         except (KeyError, ValueError):
             return None
+
+    def held_out_class(self, stim_id: str | None) -> str | None:
+        """The class name of ``stim_id`` when the bundle held that class out, else None (any
+        thread: the window marks held-out trials with it)."""
+        label = self._label(stim_id) if self.held_out else None
+        return self._name(int(label)) if label is not None and int(label) in self.held_out else None
+
+    def _held_out_correct(self, probs: np.ndarray, label: int) -> bool | None:
+        """The judge's N-way among the held-out classes: right when the seen class scores above
+        every other held-out class (ties count against, as in ``evaluate``); None when the
+        judge scores another number of classes than the class list has."""
+        p = np.asarray(probs, dtype=float).ravel()
+        if p.size != len(self.class_names):
+            return None
+        others = [k for k in self.held_out if k != int(label)]
+        return bool(not others or p[int(label)] > p[others].max())
 
     def _name(self, k: int | None) -> str | None:
         if k is None:
@@ -279,7 +326,8 @@ class SessionReport:
             return None
         return float(ssim(seen, np.asarray(result.reconstruction.image)))
 
-    def _quality(self, result: InferenceResult) -> tuple[bool, float] | None:
+    def _quality(self, result: InferenceResult) -> tuple[bool, float, np.ndarray] | None:
+        """``(all-class top-1 right, SSIM, the judge's scores)`` where the seen image is known."""
         rec = result.reconstruction
         seen = result.seen
         label = self._label(result.trial.stim_id)
@@ -292,7 +340,7 @@ class SessionReport:
         if probs is None:
             return None
         correct = int(np.argmax(probs)) == int(label)
-        return correct, ssim(seen, np.asarray(rec.image))
+        return correct, ssim(seen, np.asarray(rec.image)), np.asarray(probs)
 
     # ------------------------------------------------------------------ summaries
     @property
@@ -320,7 +368,8 @@ class SessionReport:
             top1 = self._correct / n if n else None
             s = self._ssim_sum / n if n else None
             sh = self._shuffled_sum / self._n_shuffled if self._n_shuffled else None
-        return {
+            n_held, held_correct = self._n_held, self._held_correct
+        out = {
             "n": n,
             "top1": None if top1 is None else round(top1, 4),
             "ways": self.n_classes,
@@ -328,6 +377,16 @@ class SessionReport:
             "ssim": None if s is None else round(s, 4),
             "ssim_shuffled": None if sh is None else round(sh, 4),
         }
+        if self.held_out:
+            ways = len(self.held_out)
+            out["held_out"] = {
+                "classes": [self.class_names[k] for k in self.held_out],
+                "n": n_held,
+                "top1": round(held_correct / n_held, 4) if n_held else None,
+                "ways": ways,
+                "chance": round(1.0 / ways, 6),
+            }
+        return out
 
     def session_info(self) -> dict[str, Any]:
         """``bundle``, ``montage``, ``n_channels``, ``sfreq``, ``date``, ``version``: what the
@@ -425,7 +484,8 @@ class SessionReport:
         columns seen | saliency | reconstruction, each row under a label band: trial number,
         stimulus id and seen class; the decoded caption (green when its class is the seen
         one, red when not); the class the drawing is judged to be (green/red: the top-1
-        figure of report.json)."""
+        figure of report.json); on a trial of a held-out class, an amber "held out" tag with
+        the judge's verdict among the held-out classes."""
         from PIL import Image, ImageDraw
 
         with self._lock:
@@ -459,6 +519,12 @@ class SessionReport:
             if rec.get("seen_class"):
                 head += f"  seen: {rec['seen_class']}"
             draw.text((pad, y), head, fill=grey)
+            if rec.get("held_out"):
+                tag = "  HELD OUT"
+                if rec.get("held_out_top1_correct") is not None:
+                    verdict = "right" if rec["held_out_top1_correct"] else "wrong"
+                    tag += f" ({len(self.held_out)}-way: {verdict})"
+                draw.text((pad + draw.textlength(head), y), tag, fill=HELD_OUT_RGB)
             cap = rec.get("caption") or (
                 f"#{rec['caption_index']}" if "caption_index" in rec else "n/a")
             word, colour = mark(rec.get("caption_correct"))

@@ -12,7 +12,11 @@ Controls emit signals that the session connects to: ``startRequested``,
 ``refinerChanged(int steps, float strength, float guidance)``; ``displayed(int trial index,
 float ms)`` says when a reconstruction was shown, ms after it was ready (the report's
 ``display`` latency). Results arrive with their seen image (``result.seen``), looked up once
-by the session. The sampling boxes show
+by the session. A trial whose class the bundle held out of its training (``held_out``) is
+tagged "held out" beside its caption and its images are framed in amber (in the history strip
+too); the status bar shows the running top-1 of the session report (``quality`` in a pushed
+status: report.json's figures), with the held-out classes' own N-way top-1 beside it when the
+bundle holds classes out. The sampling boxes show
 the values the bundle samples with (``sampling``) and are checked by
 ``validate_sampling`` before anything is emitted; a refused value is named in the
 window and the previous one stays in force.
@@ -20,6 +24,7 @@ window and the previous one stays in force.
 
 from __future__ import annotations
 
+import html
 import logging
 import time
 from collections import deque
@@ -59,6 +64,7 @@ _STAGE_COLOURS = {
     "refiner": (255, 90, 90),
     "display": (240, 240, 120),
 }
+HELD_OUT_COLOUR = "#fa3"  # the "held out" tag and score (amber, as in the report's grid.png)
 _STATE_COLOURS = {"connected": "#3c3", "lost": "#e33", "reconnecting": "#e93", "stopped": "#999"}
 
 
@@ -88,6 +94,13 @@ class _ImagePanel:
         self.view.addItem(self.item)
         self.shape: tuple[int, ...] | None = None
         self.has_image = False
+        self.marked = False
+
+    def mark(self, on: bool) -> None:
+        """An amber frame around the panel (a held-out trial's), or none."""
+        if on != self.marked:
+            self.view.setBorder(pg.mkPen(HELD_OUT_COLOUR, width=3) if on else None)
+            self.marked = on
 
     def set(self, img: np.ndarray | None) -> None:
         if img is None:
@@ -136,6 +149,9 @@ class LiveWindow(QMainWindow):
     yield_to : callable, optional
         ``() -> bool``; while it returns True (inference is running) the traces are
         not redrawn (at most ``max_yield_ms`` late), so drawing does not slow inference.
+    held_out : callable, optional
+        ``stim_id -> class name`` when the bundle held that stimulus's class out of its
+        training, else None: such trials are tagged "held out" and framed.
     """
 
     startRequested = Signal()
@@ -166,6 +182,7 @@ class LiveWindow(QMainWindow):
         yield_to: Callable[[], bool] | None = None,
         max_yield_ms: float = 250.0,
         device: str = "",
+        held_out: Callable[[str | None], str | None] | None = None,
         parent: QWidget | None = None,
     ) -> None:
         super().__init__(parent)
@@ -182,6 +199,7 @@ class LiveWindow(QMainWindow):
         self.yield_to = yield_to
         self.max_yield_s = float(max_yield_ms) / 1000.0
         self.frames_yielded = 0
+        self.held_out = held_out
 
         # thread-safe, bounded inputs (deque append/popleft are atomic)
         self._eeg_q: deque = deque(maxlen=4096)
@@ -196,6 +214,8 @@ class LiveWindow(QMainWindow):
         self.trials_shown = 0
         self.results_seen = 0
         self.last_result: InferenceResult | None = None
+        self.held_out_shown = 0  # reconstructed trials of held-out classes shown
+        self.last_held_out: str | None = None  # the held-out class of the trial shown, if it is one
         self.state = "stopped"
         self.over = False
         self.status: dict[str, Any] = {"device": device}
@@ -316,8 +336,13 @@ class LiveWindow(QMainWindow):
         self.drops_label = QLabel()
         self.device_label = QLabel()
         self.fps_label = QLabel()
-        for w in (self.state_label, self.sfreq_label, self.lost_label, self.queue_label,
-                  self.drops_label, self.device_label, self.fps_label):
+        self.score_label = QLabel()
+        self.held_out_score_label = QLabel()
+        self.held_out_score_label.setStyleSheet(f"color:{HELD_OUT_COLOUR}; font-weight:bold;")
+        # the scores before the counters: a narrow window cuts the status bar's right end
+        for w in (self.state_label, self.sfreq_label, self.score_label, self.held_out_score_label,
+                  self.lost_label, self.queue_label, self.drops_label, self.device_label,
+                  self.fps_label):
             sb.addWidget(w)
         self._render_status()
         self.resize(1280, 800)
@@ -470,40 +495,48 @@ class LiveWindow(QMainWindow):
         for r in results:
             self.results_seen += 1
             if r.outcome == "reconstructed":
-                shown = r
                 display = 1000.0 * (now - r.t_ready)
                 self.displayed.emit(r.trial.index, display)
-                self._history.appendleft(r)
+                held = self.held_out(r.trial.stim_id) if self.held_out is not None else None
+                self._history.appendleft((r, held))
+                shown = (r, held)
                 for s, v in {**r.times_ms, "display": display}.items():
                     if s in self._lat:
                         self._lat[s].append(v)
                         self._lat_idx[s].append(r.trial.index)
         if shown is not None:
-            self._show_result(shown)
+            self._show_result(*shown)
             self._render_history()
             for s, curve in self.latency_curves.items():
                 if self._lat[s]:
                     curve.setData(np.fromiter(self._lat_idx[s], float), np.fromiter(self._lat[s], float))
         self._render_status()
 
-    def _show_result(self, r: InferenceResult) -> None:
+    def _show_result(self, r: InferenceResult, held: str | None) -> None:
         rec = r.reconstruction
         self.seen_panel.set(r.seen)
         self.saliency_panel.set(np.asarray(rec.saliency))
         self.recon_panel.set(np.asarray(rec.image))
+        for panel in (self.seen_panel, self.saliency_panel, self.recon_panel):
+            panel.mark(held is not None)
         e2e = r.times_ms.get("end_to_end")
         self.trial_label.setText(
-            f"trial {r.trial.index}  {r.trial.stim_id or r.trial.marker}"
+            html.escape(f"trial {r.trial.index}  {r.trial.stim_id or r.trial.marker}")
             + (f"  end-to-end {e2e:.0f} ms" if e2e is not None else "")
+            + (f"&nbsp;&nbsp;<span style='color:{HELD_OUT_COLOUR}; font-weight:bold'>"
+               f"HELD OUT: {html.escape(held)}</span>" if held is not None else "")
         )
         self.trials_shown += 1
+        self.held_out_shown += held is not None
+        self.last_held_out = held
         self.last_result = r
 
     def _render_history(self) -> None:
-        for c, r in enumerate(self._history):
+        for c, (r, held) in enumerate(self._history):
             rec = r.reconstruction
             for row, img in enumerate((r.seen, rec.saliency, rec.image)):
                 self.history_panels[row][c].set(None if img is None else np.asarray(img))
+                self.history_panels[row][c].mark(held is not None)
 
     def _drain_status(self) -> None:
         items = drain(self._status_q)
@@ -525,6 +558,13 @@ class LiveWindow(QMainWindow):
         self.drops_label.setText(f"drops: {st.get('dropped', 0)}  rejected: {st.get('rejected', 0)}")
         self.device_label.setText(f"device: {st.get('device', '') or '?'}")
         self.fps_label.setText(f"{self.fps:.0f} fps")
+        q = st.get("quality")
+        self.score_label.setVisible(q is not None)
+        self.held_out_score_label.setVisible(q is not None and q.get("held_out") is not None)
+        if q is not None:
+            self.score_label.setText(_score_text("top-1", q))
+            if q.get("held_out") is not None:
+                self.held_out_score_label.setText(_score_text("held out top-1", q["held_out"]))
 
     def _drain_errors(self) -> None:
         for msg in drain(self._error_q):
@@ -542,6 +582,14 @@ class LiveWindow(QMainWindow):
         self._timer.stop()
         super().closeEvent(event)
         self.closed.emit()
+
+
+def _score_text(name: str, q: dict[str, Any]) -> str:
+    """``name 0.50 (n=12, 40-way, chance 0.025)`` from a report's quality figures."""
+    top1 = "n/a" if q.get("top1") is None else f"{q['top1']:.2f}"
+    chance = "" if q.get("chance") is None else f", chance {q['chance']:.3g}"
+    ways = f", {q['ways']}-way" if q.get("ways") else ""
+    return f"{name} {top1} (n={q.get('n', 0)}{ways}{chance})"
 
 
 def _lsl_now() -> float:

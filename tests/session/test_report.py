@@ -106,6 +106,7 @@ def test_report_files(tmp_path):
     options = [(first + ssim(img[k], img[ids[2]])) / 2 for k in ids[:2]]
     assert min(abs(q["ssim_shuffled"] - o) for o in options) < 1e-3, (q, options)
     assert q["ssim_shuffled"] < 0.9 < q["ssim"]
+    assert "held_out" not in q  # the bundle held no class out (tests/session/test_holdout_live.py)
     # what the figures were measured with
     assert report["bundle"] == "demo"
     assert report["montage"] == "biosemi128 (128 ch)" and report["n_channels"] == 128
@@ -117,6 +118,7 @@ def test_report_files(tmp_path):
     assert {"marker", "onset", "times_ms", "outcome"} <= set(lines[0])
     # per-trial quality, so any subset of trials can be scored from the file
     assert [d.get("top1_correct") for d in lines] == [True, True, False, None, None, None]
+    assert not any("held_out" in d for d in lines)
     assert lines[0]["ssim"] > 0.99 and "ssim" not in lines[3]
     # the read-outs: encoder's class, semantic head's caption, the drawing's judged class
     names = DemoStimulusSet.class_names()

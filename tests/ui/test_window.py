@@ -19,18 +19,19 @@ from tests.ui.conftest import LoopbackEEG
 pytestmark = pytest.mark.gui
 
 
-def start_live(stream_id, qtbot, request, rec=None, **gui):
-    """Loopback EEG + marker publisher + pipeline (tiny real model) + live window."""
+def start_live(stream_id, qtbot, request, rec=None, ids=None, report=None, **gui):
+    """Loopback EEG + marker publisher (``ids``, default 20 across the classes) + pipeline (tiny
+    real model; ``report``: a SessionReport, default the pipeline's own) + live window."""
     rec = rec or tiny_reconstructor()
     name, sid = stream_id
     eeg = LoopbackEEG(name, sid, rec.spec.ch_names).start()
     stimuli = DemoStimulusSet()
-    ids = stimuli.stim_ids[::37][:20]
+    ids = ids or stimuli.stim_ids[::37][:20]
     schedule = Schedule(ids, 0.5 + 0.25 * np.arange(len(ids)), 0.25, 0.0)
     pub = MarkerSchedulePublisher(schedule, name=f"{name}-mk", source_id=f"{sid}-mk")
     source = LSLSource(name=name, source_id=sid, n_channels=128, sfreq=1000.0, lost_timeout=0.5)
     markers = LSLMarkerSource(name=f"{name}-mk")
-    pipe = Pipeline(source, markers, rec, report=None)
+    pipe = Pipeline(source, markers, rec, report=report)
     pipe.worker.warmup_n = 1
     pipe.start()
     win = run_gui(pipe, stimuli=stimuli, exec_loop=False, **gui)
@@ -68,6 +69,60 @@ def test_window_shows_trials_and_screenshot(live, qtbot, tmp_path):
     arr = np.array([[img.pixelColor(x, y).value() for x in range(0, img.width(), 16)]
                     for y in range(0, img.height(), 16)])
     assert path.stat().st_size > 10_000 and arr.std() > 10  # not blank
+    assert not win.errors
+    # a bundle that holds no class out: no tag, no held-out score; the running top-1 is shown
+    assert win.held_out_shown == 0 and "HELD OUT" not in win.trial_label.text
+    assert not any(p.marked for row in win.history_panels for p in row) and not win.seen_panel.marked
+    assert win.score_label.isVisible() and win.score_label.text().startswith("top-1 ")
+    assert not win.held_out_score_label.isVisible()
+
+
+def test_window_marks_held_out_trials_and_scores_them(stream_id, qtbot, request, tmp_path,
+                                                      tmp_path_factory):
+    """The real tiny held-out bundle, trials alternating between held-out and trained classes:
+    a held-out trial is tagged with its class, a trained one is not, and the status bar shows
+    the session report's running top-1 with the held-out classes' own beside it."""
+    from bci_app.models.reconstructor import Reconstructor
+    from bci_app.session.commands import _report_for
+    from tests.training.holdout_bundle import HOLDOUT, trained_holdout_bundle
+
+    bundle, _ = trained_holdout_bundle(tmp_path_factory.getbasetemp() / "holdout_shared")
+    rec = Reconstructor.from_bundle(bundle, device="cpu")
+    stimuli = DemoStimulusSet()
+    names = DemoStimulusSet.class_names()
+    held = [k for k, c in enumerate(names) if c in HOLDOUT]
+    trained = [k for k, c in enumerate(names) if c not in HOLDOUT][::5][:len(held)]
+    ids = [DemoStimulusSet.make_id(k, 40 + i) for i, pair in enumerate(zip(held, trained, strict=True)) for k in pair]
+    pipe, win, eeg, pub = start_live(stream_id, qtbot, request, rec=rec, ids=ids,
+                                     report=_report_for(stimuli, rec))
+    qtbot.waitUntil(lambda: win.last_held_out is not None, timeout=30000)
+    sid = win.last_result.trial.stim_id
+    assert win.last_held_out == names[stimuli.label(sid)] and win.last_held_out in HOLDOUT
+    assert f"{sid}" in win.trial_label.text and f"HELD OUT: {win.last_held_out}" in win.trial_label.text
+    assert win.seen_panel.marked and win.recon_panel.marked and win.history_panels[2][0].marked
+    path = tmp_path / "holdout_window.png"
+    assert win.grab().save(str(path)) and path.stat().st_size > 10_000
+    n = win.trials_shown
+    qtbot.waitUntil(lambda: win.trials_shown > n and win.last_held_out is None, timeout=30000)
+    assert "HELD OUT" not in win.trial_label.text
+    assert not win.seen_panel.marked and not win.history_panels[0][0].marked
+    assert any(p.marked for p in win.history_panels[0][1:])  # the earlier held-out trial's column
+
+    def scores_shown() -> bool:  # the report's figures once the session has settled
+        q = pipe.report.quality()
+        h = q["held_out"]
+        done = pub.pushed == len(ids) and pipe.n_results == pipe.stats()["trials"]  # every marker's outcome
+        return (done and h["n"] >= 1
+                and win.score_label.text() == f"top-1 {q['top1']:.2f} (n={q['n']}, 40-way, chance 0.025)"
+                and win.held_out_score_label.text()
+                == f"held out top-1 {h['top1']:.2f} (n={h['n']}, {len(HOLDOUT)}-way, chance "
+                   f"{1 / len(HOLDOUT):.3g})")
+    qtbot.waitUntil(scores_shown, timeout=30000)
+    assert win.held_out_score_label.isVisible() and win.held_out_shown >= 1
+    pipe.report.write(tmp_path / "out")
+    rows = [json.loads(s) for s in (tmp_path / "out" / "trials.jsonl").read_text().splitlines()]
+    assert [d.get("held_out", False) for d in rows] == [d["seen_class"] in HOLDOUT for d in rows]
+    assert pipe.report.quality()["held_out"]["n"] == sum("held_out_top1_correct" in d for d in rows)
     assert not win.errors
 
 

@@ -29,6 +29,8 @@ NEVER: dict[str, set[str]] = {
     "session": {"training", "evaluation", "cli"},
     # below every layer (each one's loaders name damaged files through it): imports none
     "file_errors": ALL,
+    # the plain data the live threads pass each other (Trial, InferenceResult): imports none
+    "messages": ALL,
 }
 
 

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from importlib import import_module
 
-from bci_app.acquisition.trial import Trial
+from bci_app.messages import Trial
 
 _LAZY = {
     "Acquisition": "bci_app.acquisition.acquisition",

@@ -25,7 +25,7 @@ from collections.abc import Callable
 
 from bci_app.acquisition.epocher import Epocher
 from bci_app.acquisition.stats import GapReader
-from bci_app.acquisition.trial import Trial
+from bci_app.messages import Trial
 
 logger = logging.getLogger(__name__)
 

@@ -38,7 +38,7 @@ import numpy as np
 
 from bci_app.acquisition.ring_buffer import RingBuffer
 from bci_app.acquisition.stats import AcquisitionStats, GapReader
-from bci_app.acquisition.trial import Trial
+from bci_app.messages import Trial
 from bci_app.preprocessing import CausalFilter, PreprocessingSpec, normalise
 from bci_app.preprocessing.epochs import window_bounds
 

@@ -26,8 +26,8 @@ import uuid
 from pathlib import Path
 from typing import Any
 
-from bci_app.acquisition.trial import LATENCIES
 from bci_app.config import InferenceConfig
+from bci_app.messages import LATENCIES
 from bci_app.models.device import resolve_device
 from bci_app.session.realtime import realtime_settings
 from bci_app.session.report import percentiles

@@ -22,7 +22,7 @@ from bci_app.session.gui import run_gui
 from bci_app.session.pipeline import Pipeline, stop_signals_as_interrupt
 from bci_app.session.report import SessionReport
 from bci_app.session.runs import run_folder
-from bci_app.session.sources import (
+from bci_app.session.wiring import (
     inference_config,
     load_reconstructor,
     marker_mapper_for,

@@ -23,7 +23,7 @@ from typing import Any
 
 from bci_app.config import InferenceConfig
 from bci_app.session.pipeline import Pipeline, sampling_of
-from bci_app.session.sources import load_reconstructor
+from bci_app.session.wiring import load_reconstructor
 
 log = logging.getLogger(__name__)
 

@@ -31,7 +31,7 @@ from typing import Any
 
 import numpy as np
 
-from bci_app.acquisition.trial import InferenceResult, Trial
+from bci_app.messages import InferenceResult, Trial
 
 log = logging.getLogger(__name__)
 

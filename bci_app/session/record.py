@@ -282,7 +282,7 @@ def run_record(args: Any) -> int:
     """Entry point of ``bci-app record`` (argparse namespace from :mod:`bci_app.cli`)."""
     from bci_app.session.pipeline import stop_signals_as_interrupt
     from bci_app.session.realtime import realtime_settings
-    from bci_app.session.sources import open_sources, source_options
+    from bci_app.session.wiring import open_sources, source_options
 
     virtual = str(args.source).split(":")[0] == "virtual"
     if not virtual and (args.montage or args.sfreq):

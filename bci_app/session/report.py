@@ -47,7 +47,7 @@ from typing import Any
 
 import numpy as np
 
-from bci_app.acquisition.trial import EXTRA_LATENCIES, LATENCIES
+from bci_app.messages import EXTRA_LATENCIES, LATENCIES
 from bci_app.session.inference import InferenceResult
 from bci_app.stimuli.lookup import seen_image_or_none
 

@@ -48,7 +48,7 @@ from PySide6.QtWidgets import (
     QWidget,
 )
 
-from bci_app.acquisition.trial import EXTRA_LATENCIES, LATENCIES, InferenceResult
+from bci_app.messages import EXTRA_LATENCIES, LATENCIES, InferenceResult
 from bci_app.ui.trace_panel import TracePanel
 
 log = logging.getLogger(__name__)

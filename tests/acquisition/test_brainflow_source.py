@@ -106,7 +106,7 @@ def test_board_missing_channel_and_lower_rate_are_clear():
 
 def test_board_parameters_from_config_and_flags(tmp_path):
     from bci_app.acquisition.brainflow_source import input_params
-    from bci_app.session.sources import open_sources, source_options
+    from bci_app.session.wiring import open_sources, source_options
 
     p = input_params({"timeout": "5", "master_board": "synthetic", "serial_port": "/dev/ttyUSB0"})
     assert (p.timeout, p.master_board, p.serial_port) == (5, -1, "/dev/ttyUSB0")

@@ -281,7 +281,7 @@ def test_wireless_amplifier_over_loopback_lsl(wait):
 
 def test_no_dejitter_flag_reaches_the_sources():
     from bci_app.cli import build_parser
-    from bci_app.session.sources import open_sources, source_options
+    from bci_app.session.wiring import open_sources, source_options
 
     parser = build_parser()
     for argv in (

@@ -93,7 +93,7 @@ _ONE_LIBLSL = textwrap.dedent(
     import pylsl
     from bci_app.acquisition import Acquisition, Epocher, LSLMarkerSource, LSLSource, SessionPlayer
     import bci_app.acquisition.brainflow_source, bci_app.acquisition.bench
-    import bci_app.session.sources
+    import bci_app.session.wiring
 
     name, mname = sys.argv[1:3]
     info = pylsl.StreamInfo(name, "EEG", 2, 250.0, pylsl.cf_float32, name + "-sid")

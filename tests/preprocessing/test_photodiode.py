@@ -238,7 +238,7 @@ def test_live_sources_read_the_photodiode_after_the_bundles_channels(capsys):
     so is one on the virtual subject (``demo``), which has none."""
     from bci_app.cli import build_parser, main
     from bci_app.preprocessing import PreprocessingSpec
-    from bci_app.session.sources import source_options
+    from bci_app.session.wiring import source_options
 
     spec = PreprocessingSpec(sfreq=500.0, ch_names=["Fz", "Cz", "Oz"])
     args = build_parser().parse_args(["live", "--source", "lsl:Amp", "--photodiode", "AUX1"])

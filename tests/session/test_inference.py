@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 import torch
 
-from bci_app.acquisition.trial import Trial
+from bci_app.messages import Trial
 from bci_app.session.inference import InferenceWorker, local_clock
 
 

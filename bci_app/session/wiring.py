@@ -1,5 +1,6 @@
-"""What a session runs on: the EEG and marker sources named by ``--source``, the
-stimulus set named by ``--images``, and the bundle on the configured device."""
+"""The wiring of a session's command-line arguments to objects: the EEG and marker sources
+named by ``--source``, the stimulus set named by ``--images``, and the bundle on the
+configured device (the LSL sources themselves are ``bci_app.acquisition.sources``)."""
 
 from __future__ import annotations
 

@@ -176,7 +176,7 @@ class DemoRefiner(Refiner):
         unet, vae = self.unet, self.vae
         if weights_dtype is not None and weights_dtype != self.dtype:
             unet, vae = copy.deepcopy(unet).to(weights_dtype), copy.deepcopy(vae).to(weights_dtype)
-        pipe = DiffusersImg2ImgRefiner._make_pipe(unet, vae, self.scheduler)
+        pipe = DiffusersImg2ImgRefiner.make_pipe(unet, vae, self.scheduler)
         pipe.save_pretrained(directory)
         _drop_derived_vae_key(directory / "vae" / "config.json")
         self._write_config(directory)

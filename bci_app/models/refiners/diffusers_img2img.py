@@ -100,7 +100,9 @@ class DiffusersImg2ImgRefiner(Refiner):
 
     # ------------------------------------------------------------ constructors
     @staticmethod
-    def _make_pipe(unet, vae, scheduler):
+    def make_pipe(unet, vae, scheduler):
+        """diffusers' img2img pipeline around these modules, without a text encoder (the
+        caller passes caption embeddings); the demo refiner builds its own with it too."""
         from diffusers import StableDiffusionImg2ImgPipeline
 
         return StableDiffusionImg2ImgPipeline(
@@ -129,7 +131,7 @@ class DiffusersImg2ImgRefiner(Refiner):
 
             if not isinstance(scheduler, LCMScheduler):
                 scheduler = LCMScheduler.from_config(scheduler.config)
-        pipe = cls._make_pipe(unet, tiny_vae if tiny_vae is not None else vae, scheduler)
+        pipe = cls.make_pipe(unet, tiny_vae if tiny_vae is not None else vae, scheduler)
         return cls(pipe, kind=kind, **kwargs)
 
     @classmethod

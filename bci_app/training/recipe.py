@@ -387,10 +387,14 @@ class _Run:
                 raise ValueError("semantic.sample_temperature needs the prototype head (prototypes = true)")
             head.set_temperature(float(s.sample_temperature))
             m["sample_temperature"] = float(s.sample_temperature)
-        if class_emb is not None:
+        if class_emb is not None:  # the caption the refiner is guided by, as evaluate's "caption" row reads it
             with torch.no_grad():
-                d = ((head(f[va])[:, None] - class_emb[None]) ** 2).flatten(2).mean(2)
-                m["val_acc"] = float((d.argmin(1).numpy() == self.y[va]).mean())
+                if head.n_prototypes == len(class_emb):  # prototype k = class k: its most probable caption
+                    picked, m["val_acc_rule"] = head.mixture_weights(f[va]).argmax(1), "most probable caption"
+                else:
+                    d = ((head(f[va])[:, None] - class_emb[None]) ** 2).flatten(2).mean(2)
+                    picked, m["val_acc_rule"] = d.argmin(1), "class caption nearest to the predicted embedding"
+                m["val_acc"] = float((picked.numpy() == self.y[va]).mean())
         self.metrics["semantic"] = m
         self.components["semantic"] = head
         self.config["semantic"] = {

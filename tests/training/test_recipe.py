@@ -283,6 +283,11 @@ def test_layout_recipe_end_to_end(tmp_path):
     head_w = rec.encoder_head.fc.weight.detach()
     assert mix["kept"] == (mix["p"] < 0.1)
     assert torch.equal(rec.semantic.logits.weight.detach(), head_w) == (not mix["kept"])
+    # train's "caption" figure is the most probable caption, as evaluate's caption row reads it
+    sem_m = conf["training"]["metrics"]["semantic"]
+    assert sem_m["val_acc_rule"] == "most probable caption"
+    if not mix["kept"]:  # then it is the read-out's class on every validation trial
+        assert sem_m["val_acc"] == pytest.approx(mix["val_acc_readout"])
     x = np.zeros((2, rec.encoder.n_chans, rec.n_times), np.float32)
     [a, b] = rec.reconstruct(x)
     assert a.saliency.shape == (16, 16, 3) and a.image.shape == (16, 16, 3)

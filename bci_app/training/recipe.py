@@ -478,10 +478,8 @@ class _Run:
             start = classes[readout(f_va).argmax(1).numpy()] == y
         p = gain_p(tuned, start)
         kept = p < SELECT_P
-        if not kept and head.open_set:
+        if not kept and head.open_set:  # its caption is then the read-out's class again, exactly
             head.init_query(readout.weight, readout.bias)
-            with torch.no_grad():
-                start = classes[head.mixture_weights(f_va).argmax(1).numpy()] == y  # as restored
         elif not kept:
             with torch.no_grad():
                 head.logits.weight.copy_(readout.weight)

@@ -185,14 +185,14 @@ class SessionReport:
                 shuffled = self._shuffled_ssim(result)
         record = self.trial_record(result)
         record.update(self._readout(result))
-        held = self.held_out_class(result.trial.stim_id) is not None
+        label = self._label(result.trial.stim_id) if self.held_out else None
+        held = label is not None and int(label) in self.held_out
         held_correct = None
         if held:
             record["held_out"] = True
         if quality is not None:  # per trial, so a reader can score any subset of trials
             record["top1_correct"], record["ssim"] = bool(quality[0]), round(float(quality[1]), 4)
-            if held:
-                held_correct = self._held_out_correct(quality[2], self._label(result.trial.stim_id))
+            held_correct = self._held_out_correct(quality[2], label) if held else None
             if held_correct is not None:
                 record["held_out_top1_correct"] = held_correct
         line = json.dumps(record)

@@ -20,8 +20,13 @@ Session directory layout::
                                 chunk_000000_ts.npy, ...
       session_raw.fif           written by ``close()``: all chunks concatenated, every
                                 marker as an annotation (description = marker string),
-                                lost samples as ``BAD_gap`` annotations. The chunks are
-                                then removed.
+                                each place where samples were lost as a join between two
+                                samples, the way MNE marks the joins of concatenated raws:
+                                zero-length ``BAD boundary`` + ``EDGE boundary`` with the
+                                lost sample count in their ``extras`` (``samples_lost``).
+                                No sample is made up and no valid one is marked bad; the
+                                epocher rejects the windows across a join as ``gap``.
+                                The chunks are then removed.
 
 Every FIF holds the channel types of the stream's metadata (``ch_types``: EEG, EOG, ECG,
 MISC, STIM...; :meth:`Recorder.for_source` reads them from the source), the data in volts,
@@ -44,7 +49,7 @@ import numpy as np
 
 from bci_app.acquisition.stats import GapReader
 from bci_app.file_errors import reading
-from bci_app.preprocessing.epochs import GAP_DESCRIPTION
+from bci_app.preprocessing.epochs import BOUNDARY_DESCRIPTIONS, LOST_KEY
 
 logger = logging.getLogger(__name__)
 
@@ -204,12 +209,20 @@ class Recorder:
         self._gaps_fh = open(self.dir / "gaps.tsv", "a", encoding="utf-8")
 
     @classmethod
-    def for_source(cls, directory: str | Path, source, **kwargs) -> Recorder:
+    def for_source(cls, directory: str | Path, source, photodiode: str | None = None,
+                   **kwargs) -> Recorder:
         """A recorder of ``source``'s channels and rate, with the channel types and units of
-        its metadata (:func:`channel_metadata`)."""
+        its metadata (:func:`channel_metadata`).
+
+        ``photodiode``: the source delivers a light sensor as its last channel (``--photodiode``,
+        the pipeline appends it after the bundle's channels): it is written as ``misc``, never
+        EEG, and named in session.json (``"photodiode"``), as ``record --photodiode`` keeps it."""
+        names = list(source.ch_names)
         types, units = channel_metadata(source)
-        return cls(directory, list(source.ch_names), float(source.sfreq), ch_types=types,
-                   units=units, **kwargs)
+        if photodiode is not None:
+            types = [*(types or ["eeg"] * len(names))[:-1], "misc"]
+            kwargs["notes"] = {**(kwargs.get("notes") or {}), "photodiode": names[-1]}
+        return cls(directory, names, float(source.sfreq), ch_types=types, units=units, **kwargs)
 
     def _write_meta(self) -> None:
         tmp = self.dir / "session.json.tmp"
@@ -349,20 +362,25 @@ def _raw_from_chunks(directory: Path):
     raw = mne.concatenate_raws(raws, verbose="error") if len(raws) > 1 else raws[0]
     n = raw.n_times
     sfreq = float(meta["sfreq"])
-    onsets, descs, durs = [], [], []
+    onsets, descs, extras = [], [], []
     for k, _t, m in _read_tsv(directory / "markers.tsv"):
         k = int(k)
         if 0 <= k < n:
             onsets.append(k / sfreq)
             descs.append(m)
-            durs.append(0.0)
+            extras.append({})
     for k, lost in _read_tsv(directory / "gaps.tsv"):
         k = int(k)
-        if 0 <= k < n:
-            onsets.append(k / sfreq)
-            descs.append(GAP_DESCRIPTION)
-            durs.append(int(lost) / sfreq)
-    raw.set_annotations(mne.Annotations(onsets, durs, descs, orig_time=raw.annotations.orig_time))
+        if 0 < k < n:  # a join between samples k - 1 and k: nothing valid marked bad
+            for d in BOUNDARY_DESCRIPTIONS:
+                onsets.append(k / sfreq)
+                descs.append(d)
+                extras.append({LOST_KEY: int(lost)})
+    order = np.argsort(onsets, kind="stable")
+    raw.set_annotations(mne.Annotations(np.asarray(onsets)[order], np.zeros(len(onsets)),
+                                        np.asarray(descs, dtype=object)[order],
+                                        orig_time=raw.annotations.orig_time,
+                                        extras=[extras[i] for i in order]))
     return raw
 
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -90,7 +91,38 @@ def test_close_writes_session_fif_with_markers_and_gaps(tmp_path):
         )
     )
     # 11.15 s -> sample 115 in time = recorded index 105 after the 10-sample gap
-    assert ann == [(20, "stim/x"), (50, "stim/y"), (60, "BAD_gap"), (105, "late")]
+    assert ann == [(20, "stim/x"), (50, "stim/y"), (60, "BAD boundary"), (60, "EDGE boundary"), (105, "late")]
+    # the loss is a join between samples 59 and 60 (as MNE marks joins), never a stretch
+    # of the valid samples after it; the lost count travels in the annotations' extras
+    assert set(raw.annotations.duration) == {0.0}
+    joins = [ex for d, ex in zip(raw.annotations.description, raw.annotations.extras, strict=True)
+             if "boundary" in d]
+    assert joins == [{"samples_lost": 10}, {"samples_lost": 10}]
+    from bci_app.preprocessing.epochs import discontinuities
+
+    assert discontinuities(raw) == [(60, 10)]
+    np.testing.assert_array_equal(raw.get_data(picks="a")[0], keep)  # every recorded sample, as sent
     assert not (tmp_path / "s" / "chunks").exists()
     with pytest.raises(ValueError, match="already holds a recorded session"):
         Recorder(tmp_path / "s", ["a"], 100.0)
+
+
+def test_for_source_with_a_photodiode_writes_the_sensor_as_misc(tmp_path):
+    """The live pipeline with ``--photodiode`` delivers the bundle's channels and then the
+    sensor; ``--record`` and the window's Record box both record through
+    ``Recorder.for_source(..., photodiode=...)``: the sensor is ``misc`` (never EEG, even when
+    the stream's metadata calls it EEG), named in session.json; the other types are kept."""
+    from types import SimpleNamespace
+
+    src = SimpleNamespace(ch_names=["Fz", "VEOG", "PD"], sfreq=100.0, ch_types=["EEG", "EOG", "EEG"],
+                          ch_units=["microvolts", "microvolts", "microvolts"])
+    rec = Recorder.for_source(tmp_path / "s", src, photodiode="PD")
+    rec.write(np.zeros((3, 50)), 10.0 + np.arange(50) / 100.0)
+    raw = mne.io.read_raw_fif(rec.close(), verbose="error")
+    assert raw.get_channel_types() == ["eeg", "eog", "misc"]
+    meta = json.loads((tmp_path / "s" / "session.json").read_text())
+    assert meta["photodiode"] == "PD" and meta["ch_types"] == ["eeg", "eog", "misc"]
+    plain = Recorder.for_source(tmp_path / "t", src)  # without it: the metadata's types as they are
+    plain.write(np.zeros((3, 50)), 10.0 + np.arange(50) / 100.0)
+    assert mne.io.read_raw_fif(plain.close(), verbose="error").get_channel_types() == ["eeg", "eog", "eeg"]
+    assert "photodiode" not in json.loads((tmp_path / "t" / "session.json").read_text())

@@ -167,15 +167,9 @@ def _recorder_factory(args: Any) -> Callable[[Any], Any] | None:
         return None
 
     def make(source: Any) -> Any:
-        from bci_app.acquisition.recorder import Recorder, channel_metadata
+        from bci_app.acquisition.recorder import Recorder
 
-        if getattr(args, "photodiode", None) is None:
-            return Recorder.for_source(args.record, source)
-        names = list(source.ch_names)
-        types, units = channel_metadata(source)
-        types = [*(types or ["eeg"] * len(names))[:-1], "misc"]
-        return Recorder(args.record, names, float(source.sfreq), ch_types=types, units=units,
-                        notes={"photodiode": names[-1]})
+        return Recorder.for_source(args.record, source, photodiode=getattr(args, "photodiode", None))
     return make
 
 

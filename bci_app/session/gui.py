@@ -143,8 +143,10 @@ class GuiSession:
                 while (d / "session.json").exists():  # two toggles within one second
                     d, n = base / (time.strftime("session-%Y%m%d-%H%M%S") + f"-{n}"), n + 1
                 src = self.pipeline.raw_source
-                # the stream's channel types and units (EOG, MISC...), as `--record` writes them
-                self.pipeline.set_recorder(Recorder.for_source(d, src), on_closed=closed)
+                # the stream's channel types and units (EOG, MISC...), a --photodiode sensor as
+                # misc: as `--record` writes them
+                self.pipeline.set_recorder(Recorder.for_source(d, src, photodiode=self.pipeline.photodiode),
+                                           on_closed=closed)
                 self.win.statusBar().showMessage(f"recording to {d}", 5000)
             else:
                 self.pipeline.set_recorder(None, on_closed=closed)

@@ -77,6 +77,63 @@ def test_same_session_fif_brainvision_edf_identical_trials_and_top1(session_file
     assert accs[0] == accs[1] == accs[2] == accs[3], accs
 
 
+
+def test_eeglab_set_and_egi_mff_written_by_their_own_tools(tmp_path):
+    """EEGLAB ``.set`` written by MNE's exporter with eeglabio (events typed "stim/<id>"), and
+    EGI ``.mff`` written by EGI's own library mffpy (a HydroCel 32 net: E1..E32 plus the
+    vertex reference, events as 4-letter codes + an event map): the same trials, data to
+    float32 precision and the same linear-baseline top-1 as the FIF they were made from."""
+    import datetime
+
+    import mne
+
+    pytest.importorskip("eeglabio")
+    mffpy = pytest.importorskip("mffpy")
+    from mffpy.writer import BinWriter
+
+    from bci_app.simulation import simulate_raw
+
+    raw = simulate_raw(160, seed=4, montage="biosemi32", sfreq=SFREQ, classes=8, snr=2.0)
+    raw.rename_channels({n: f"E{i + 1}" for i, n in enumerate(raw.ch_names)})  # the net's names
+    raw.save(tmp_path / "s_raw.fif", verbose="error")
+    mne.export.export_raw(tmp_path / "s.set", raw, fmt="eeglab", verbose="error")
+
+    start = datetime.datetime(2026, 12, 8, 10, 0, tzinfo=datetime.UTC)
+    writer = mffpy.Writer(str(tmp_path / "s.mff"))
+    writer.addxml("fileInfo", recordTime=start)
+    signal = BinWriter(sampling_rate=int(SFREQ), data_type="EEG")
+    ref = np.zeros((1, raw.n_times))  # the vertex reference, recorded as a 33rd channel
+    signal.add_block((np.vstack([raw.get_data(), ref]) * 1e6).astype(np.float32), offset_us=0)
+    writer.addbin(signal)
+    writer.add_coordinates_and_sensor_layout("HydroCel GSN 32 1.0")
+    codes: dict[str, str] = {}
+    events = []
+    for onset, desc in zip(raw.annotations.onset, raw.annotations.description, strict=True):
+        code = codes.setdefault(desc.split("/", 1)[1], f"S{len(codes) + 1:03d}")
+        events.append({"beginTime": start + datetime.timedelta(seconds=float(onset)), "duration": 4,
+                       "code": code, "label": desc})
+    writer.addxml("eventTrack", name="Events", trackType="EVNT", events=events)
+    writer.write()
+    emap = tmp_path / "codes.tsv"
+    emap.write_text("marker\tstimulus\n" + "".join(f"{c}\t{s}\n" for s, c in codes.items()))
+
+    a = load_spec(f"session:{tmp_path / 's_raw.fif'}")
+    b = load_spec(f"session:{tmp_path / 's.set'}")
+    c = load_spec(f"session:{tmp_path / 's.mff'}", event_map=emap)
+    assert len(a.stim_ids) == 160 and b.stim_ids == a.stim_ids and c.stim_ids == a.stim_ids
+    assert list(b.spec.ch_names) == list(a.spec.ch_names)
+    assert list(c.spec.ch_names) == [*a.spec.ch_names, "Vertex Reference"]  # as MNE reads the net
+    scale = float(np.abs(a.X).max())
+    assert np.max(np.abs(b.X - a.X)) < 1e-6 * scale
+    assert np.max(np.abs(c.X[:, :32] - a.X)) < 1e-6 * scale and not c.X[:, 32].any()
+    for other in (b, c):
+        np.testing.assert_array_equal(other.labels, a.labels)
+        for k in ("train", "val", "test"):
+            np.testing.assert_array_equal(other.splits[k], a.splits[k])
+    accs = [_top1(ds) for ds in (a, b)]
+    assert accs[0] > 1.5 / 8 and accs[0] == accs[1], accs
+
+
 def test_brainvision_through_marker_pattern(session_files):
     """Without a map, "Stimulus/S N" markers map through --marker-pattern (the code is the id)."""
     with pytest.raises(ValueError, match="no usable trial"):

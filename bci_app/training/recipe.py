@@ -55,6 +55,10 @@ JUDGE_RENDER_PHASE = 10
 # the settings tables each stage reads (kept from the bundle's record when a stage is not rerun)
 STAGE_TABLES = {"encoder": ("encoder",), "gan": ("gan",), "semantic": ("semantic",),
                 "refiner": ("refiner", "classifier"), "baseline": ("baseline",)}
+#: settings of the choices made after the stages (``select_sampling``, ``select_sharpening``):
+#: any run that trains one of these stages makes the choices again with its own values
+SELECTION_SETTINGS = {("refiner", "sample_grid"), ("semantic", "sample_temperature")}
+SELECTION_STAGES = ("semantic", "refiner")
 
 
 def resolve_settings(config: TrainConfig | dict[str, Any] | str | Path | None,
@@ -111,7 +115,7 @@ def train_bundle(
             getattr(run, f"stage_{stage}")()
             run.times[stage] = round(time.perf_counter() - t0, 1)
             run.save(stage)
-    if {"semantic", "refiner"} & set(stages):
+    if set(SELECTION_STAGES) & set(stages):
         t0 = time.perf_counter()
         chose_sampling = run.select_sampling()
         if run.select_sharpening() or chose_sampling:
@@ -553,10 +557,17 @@ class _Run:
 
     def select_sharpening(self) -> bool:
         """Keep the semantic head's prototype sharpening (``[semantic] sample_temperature``)
-        only when the drawings of the validation trials are right more often with it than
-        without (temperature 1), judged by the bundle's image classifier. Needs a refiner and
-        a classifier (else nothing to judge: returns False). Rewrites the semantic component
-        with the chosen temperature."""
+        only when, on the validation trials, the drawings show the caption's class more often
+        with it than without (temperature 1) and are right no less often, judged by the
+        bundle's image classifier. Needs a refiner and a classifier (else nothing to judge:
+        returns False). Rewrites the semantic component with the chosen temperature.
+
+        Sharpening rescales the caption mixture's logits, so it never changes which caption is
+        the most probable: what it can change is whether the drawing shows that caption
+        (a flat mixture of many captions guides the refiner towards none of them). That is
+        tested on every validation trial (one-sided exact McNemar), not only on the trials
+        whose caption is right, which a small calibration session has too few of to show
+        anything."""
         from bci_app.training.encoder import SELECT_P, gain_p
 
         s = self.cfg.semantic
@@ -566,28 +577,36 @@ class _Run:
         va = self.va
         X, y, seeds = self._validation_drawings(rec)
 
-        right = {}
+        right, keeps = {}, {}
         for temp in (float(s.sample_temperature), 1.0):
             rec.semantic.set_temperature(temp)
-            r_t = []
+            r_t, k_t = [], []
             for a in range(0, len(X), 32):
-                out = rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32])
-                r_t += [int(np.argmax(r.class_probs)) == int(t) for r, t in zip(out, y[a:a + 32], strict=True)]
-            right[temp] = np.asarray(r_t)
-        sharp, flat = float(right[float(s.sample_temperature)].mean()), float(right[1.0].mean())
-        p = gain_p(right[float(s.sample_temperature)], right[1.0])
-        kept = p < SELECT_P
+                for r, t in zip(rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32]), y[a:a + 32], strict=True):
+                    drawn = int(np.argmax(r.class_probs))
+                    r_t.append(drawn == int(t))
+                    k_t.append(r.caption_probs is not None and drawn == int(np.argmax(r.caption_probs)))
+            right[temp], keeps[temp] = np.asarray(r_t), np.asarray(k_t)
+        t_sharp = float(s.sample_temperature)
+        sharp, flat = float(right[t_sharp].mean()), float(right[1.0].mean())
+        p = gain_p(keeps[t_sharp], keeps[1.0])
+        kept = p < SELECT_P and int(right[t_sharp].sum()) >= int(right[1.0].sum())
         head = self.need("semantic")
-        head.set_temperature(float(s.sample_temperature) if kept else 1.0)
+        head.set_temperature(t_sharp if kept else 1.0)
         self.components["semantic"] = head
         self.select("semantic", {"sharpening": {
-            "kept": bool(kept), "temperature": float(s.sample_temperature), "val_drawing_acc": sharp,
-            "val_drawing_acc_without": flat, "n_val": int(len(va)), "p": round(p, 4),
-            "rule": "prototype sharpening kept when the drawings of validation trials are right more often "
-                    f"(the bundle's classifier, all-class top-1; one-sided exact McNemar p < {SELECT_P})"}})
+            "kept": bool(kept), "temperature": t_sharp,
+            "val_drawing_shows_caption": float(keeps[t_sharp].mean()),
+            "val_drawing_shows_caption_without": float(keeps[1.0].mean()),
+            "val_drawing_acc": sharp, "val_drawing_acc_without": flat, "n_val": int(len(va)), "p": round(p, 4),
+            "rule": "prototype sharpening kept when the validation drawings show the caption's most probable "
+                    "class more often (the bundle's classifier, all-class top-1; one-sided exact McNemar "
+                    f"p < {SELECT_P} over all validation trials) and are right no less often; sharpening "
+                    "never changes which caption is the most probable"}})
         self.metrics.setdefault("semantic", {})["sample_temperature"] = head.temperature
-        log.info("semantic: sharpening %s (validation drawings %.3f with, %.3f without)",
-                 "kept" if kept else "dropped", sharp, flat)
+        log.info("semantic: sharpening %s (validation drawings show the caption %.3f with, %.3f without; "
+                 "right %.3f with, %.3f without)", "kept" if kept else "dropped",
+                 keeps[t_sharp].mean(), keeps[1.0].mean(), sharp, flat)
         return True
 
     # ------------------------------------------------------------------ image side
@@ -758,6 +777,10 @@ def _recorded_settings(old: dict[str, Any] | None, cfg: TrainConfig, stages: lis
             merged[table] = new[table]
     for table in new:
         merged.setdefault(table, new[table])
+    if set(SELECTION_STAGES) & set(stages):  # the choices were made again, with these settings
+        for table, key in SELECTION_SETTINGS:
+            if key in new.get(table, {}):
+                merged[table] = {**merged.get(table, {}), key: new[table][key]}
     return merged
 
 

@@ -406,6 +406,12 @@ def test_calibration_recipe_on_another_montage(tmp_path):
     # the prototype sharpening was judged on the validation trials' drawings, and recorded
     sharp = conf["training"]["selection"]["semantic"]["sharpening"]
     assert sharp["temperature"] == 0.25 and {"val_drawing_acc", "val_drawing_acc_without"} <= set(sharp)
+    # kept only when the drawings show the caption more often (McNemar over every validation
+    # trial) and are right no less often
+    assert sharp["kept"] == (sharp["p"] < 0.1 and sharp["val_drawing_acc"] >= sharp["val_drawing_acc_without"])
+    assert 0 <= sharp["val_drawing_shows_caption_without"] <= 1 and 0 <= sharp["val_drawing_shows_caption"] <= 1
+    if sharp["kept"]:
+        assert sharp["val_drawing_shows_caption"] > sharp["val_drawing_shows_caption_without"]
     from bci_app.models.bundle import load_component
 
     assert load_component(out, "semantic").temperature == (0.25 if sharp["kept"] else 1.0)
@@ -438,3 +444,22 @@ def test_sample_grid_needs_a_refiner_the_recipe_trains():
     cfg.refiner.sample_grid = ["4:0.5:1.25"]
     with pytest.raises(ValueError, match="references 'demo'"):
         _check_component_settings(cfg, ["encoder"])
+
+
+def test_rerun_selections_record_the_settings_they_used():
+    """``train --stages refiner --resume`` with a recipe whose sharpening temperature changed:
+    the choices are made again with the new value, so the bundle records that value, while
+    the semantic stage's own settings (it did not run) stay the bundle's."""
+    from bci_app.config import TrainConfig, to_dict
+    from bci_app.training.recipe import _recorded_settings
+
+    old = to_dict(TrainConfig())
+    old["semantic"].update(sample_temperature=0.25, epochs=7)
+    new = TrainConfig()
+    new.semantic.sample_temperature, new.semantic.epochs = 0.1, 60
+    new.refiner.sample_grid = ["4:0.5:1.25"]
+    rec = _recorded_settings(old, new, ["refiner"])
+    assert rec["semantic"]["sample_temperature"] == 0.1 and rec["semantic"]["epochs"] == 7
+    assert rec["refiner"]["sample_grid"] == ["4:0.5:1.25"]
+    # a run that makes no choice (encoder only) keeps the recorded value
+    assert _recorded_settings(old, new, ["encoder"])["semantic"]["sample_temperature"] == 0.25

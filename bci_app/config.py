@@ -172,7 +172,9 @@ class SemanticSettings:
     # "features": mixture weights from the EEG feature, started from the encoder's class
     # read-out (needs label captions and prototypes); "hidden": from the MLP
     logits_from: str = "hidden"
-    sample_temperature: float | None = None  # mixture temperature at sampling
+    # mixture temperature at sampling: one value, or several for the validation choice to
+    # pick from (the recipe's select_sharpening)
+    sample_temperature: float | list[float] | None = None
     # open set: the prototypes are caption embeddings scored by their cosine with a read-out of
     # the EEG, so any caption can be added (the bundle holds every class's, held-out ones too)
     open_set: bool = False

@@ -4,9 +4,10 @@ every component (``training.holdout_classes``, see ``bci-app train --holdout-cla
 The protocol of THINGS-EEG2 papers (ATM, UBP, NeuroBridge), on single trials:
 
 - ``retrieval_top1`` / ``retrieval_top5``: the cosine between the semantic head's predicted
-  caption embedding (what the refiner is guided by) and the label-caption embeddings of the
-  held-out classes (the bundle's text encoder); a trial is right when its class's caption is
-  among the ``k`` most similar, all held-out classes being the candidates.
+  caption embedding (its own prediction, eq. 7: temperature 1, whatever sharpening the refiner's
+  guidance is sampled with) and the label-caption embeddings of the held-out classes (the
+  bundle's text encoder); a trial is right when its class's caption is among the ``k`` most
+  similar, all held-out classes being the candidates.
 - ``recon_acc``: the judge (the bundle's image classifier) on the reconstruction, its scores
   restricted to the held-out classes; right when the true class scores highest.
 
@@ -75,11 +76,18 @@ def retrieval(pred: torch.Tensor, candidates: torch.Tensor, truth: np.ndarray, s
 
 @torch.no_grad()
 def predicted_embeddings(recon, X: np.ndarray, batch: int = 64) -> torch.Tensor:
-    """The semantic head's caption embeddings ``[N, L, D]`` of windows ``X`` (as the refiner gets them)."""
+    """The semantic head's caption embeddings ``[N, L, D]`` of windows ``X``: its own prediction
+    (temperature 1), not the sharpened mixture the refiner is guided by (a sampling setting,
+    chosen for the drawings)."""
+    from bci_app.models.semantic import SemanticHead
+
+    head = recon.semantic
     out = []
     for a in range(0, len(X), batch):
         x = torch.as_tensor(np.asarray(X[a : a + batch])).to(recon.device, recon.dtype)
-        out.append(recon.semantic(recon.encoder(x)).float().cpu())
+        feats = recon.encoder(x)
+        emb = head.embed(feats, temperature=1.0)[0] if isinstance(head, SemanticHead) else head(feats)
+        out.append(emb.float().cpu())
     return torch.cat(out)
 
 
@@ -147,7 +155,8 @@ def zero_shot(recon, ds, bundle_config: dict[str, Any] | None, *, seed: int = 0,
     }
     zs.update(figures)
     zs["retrieval_definition"] = (
-        "cosine between the semantic head's predicted caption embedding and the label-caption embeddings "
+        "cosine between the semantic head's predicted caption embedding (temperature 1: its own prediction, "
+        "not the sharpened guidance) and the label-caption embeddings "
         f"('{ds.label_caption(cls_idx[0])}', ...) of the {len(classes)} held-out classes, by the bundle's text "
         "encoder; right when the true class's caption is among the k most similar (ties count against)")
     judged = None

@@ -174,18 +174,21 @@ class SemanticHead(ConfigModule):
     def forward(self, feats: torch.Tensor) -> torch.Tensor:
         return self.embed(feats)[0]
 
-    def embed(self, feats: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor | None]:
+    def embed(self, feats: torch.Tensor, temperature: float | None = None
+              ) -> tuple[torch.Tensor, torch.Tensor | None]:
         """The caption embeddings ``[B, L, D]`` and, for the prototype head, the mixture
-        weights ``[B, K]`` they were mixed with (one pass of the trunk for both)."""
+        weights ``[B, K]`` they were mixed with (one pass of the trunk for both).
+        ``temperature``: instead of the sampling one (1: the head's own prediction, eq. 7)."""
         if feats.ndim != 2 or feats.shape[1] != self.in_features:
             raise ValueError(f"SemanticHead expects features [B, {self.in_features}], got {tuple(feats.shape)}")
+        t = self.temperature if temperature is None else float(temperature)
         h = self.trunk(feats)
         w = None
         if self.open_set:  # on the candidates' hull: no residual to carry them off it
-            w = F.softmax(self._logits(feats, h) / self.temperature, dim=-1)
+            w = F.softmax(self._logits(feats, h) / t, dim=-1)
             out = w @ self.prototypes
         elif self.n_prototypes > 0:
-            w = F.softmax(self._logits(feats, h) / self.temperature, dim=-1)
+            w = F.softmax(self._logits(feats, h) / t, dim=-1)
             out = w @ self.prototypes + self.residual(h)
         else:
             out = self.head(h)

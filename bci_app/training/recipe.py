@@ -61,6 +61,20 @@ SELECTION_SETTINGS = {("refiner", "sample_grid"), ("semantic", "sample_temperatu
 SELECTION_STAGES = ("semantic", "refiner")
 
 
+def sample_temperatures(value: float | list[float] | None) -> list[float]:
+    """``[semantic] sample_temperature`` as a list of temperatures (each > 0)."""
+    values = [] if value is None else list(value) if isinstance(value, list | tuple) else [value]
+    out = []
+    for v in values:
+        if isinstance(v, bool) or not isinstance(v, int | float) or not v > 0:
+            raise ValueError(f"semantic.sample_temperature: expected a temperature > 0 or a list of them, "
+                             f"got {value!r}")
+        out.append(float(v))
+    if value is not None and not out:
+        raise ValueError("semantic.sample_temperature: an empty list; give a temperature > 0 or leave it out")
+    return out
+
+
 def resolve_settings(config: TrainConfig | dict[str, Any] | str | Path | None,
                      existing: dict[str, Any], resume: bool = False) -> TrainConfig:
     """The run's settings (a copy): a ``TrainConfig``/dict/TOML path as given; with none and
@@ -132,6 +146,7 @@ def train_bundle(
 def _check_component_settings(cfg: TrainConfig, stages: list[str]) -> None:
     """Refuse bad semantic/refiner/classifier settings before hours of earlier stages run."""
     s = cfg.semantic
+    sample_temperatures(s.sample_temperature)  # a clear error now, not after the earlier stages
     if "semantic" in stages and s.open_set and not (s.prototypes and s.captions == "label"):
         raise ValueError("semantic.open_set needs prototypes = true and captions = \"label\" (its candidates "
                          f"are the classes' label captions); got prototypes = {s.prototypes}, captions = {s.captions!r}")
@@ -389,8 +404,8 @@ class _Run:
         if s.sample_temperature is not None:
             if head.n_prototypes == 0:
                 raise ValueError("semantic.sample_temperature needs the prototype head (prototypes = true)")
-            head.set_temperature(float(s.sample_temperature))
-            m["sample_temperature"] = float(s.sample_temperature)
+            head.set_temperature(sample_temperatures(s.sample_temperature)[0])
+            m["sample_temperature"] = head.temperature
         if class_emb is not None:  # the caption the refiner is guided by, as evaluate's "caption" row reads it
             with torch.no_grad():
                 if head.n_prototypes == len(class_emb):  # prototype k = class k: its most probable caption
@@ -556,18 +571,21 @@ class _Run:
         return True
 
     def select_sharpening(self) -> bool:
-        """Keep the semantic head's prototype sharpening (``[semantic] sample_temperature``)
-        only when, on the validation trials, the drawings show the caption's class more often
-        with it than without (temperature 1) and are right no less often, judged by the
-        bundle's image classifier. Needs a refiner and a classifier (else nothing to judge:
-        returns False). Rewrites the semantic component with the chosen temperature.
+        """Choose the semantic head's prototype sharpening (``[semantic] sample_temperature``,
+        one temperature or several) on the validation trials, judged by the bundle's image
+        classifier: the temperature whose drawings show the caption's class most often is
+        kept when they show it more often than without sharpening (temperature 1) and are
+        right no less often. Needs a refiner and a classifier (else nothing to judge: returns
+        False). Rewrites the semantic component with the chosen temperature.
 
         Sharpening rescales the caption mixture's logits, so it never changes which caption is
         the most probable: what it can change is whether the drawing shows that caption
         (a flat mixture of many captions guides the refiner towards none of them). That is
         tested on every validation trial (one-sided exact McNemar), not only on the trials
         whose caption is right, which a small calibration session has too few of to show
-        anything."""
+        anything. How flat the mixture is depends on the data (the read-out's logits on a
+        low-SNR cap span a fraction of what they span on the demo's), hence the choice among
+        several temperatures."""
         from bci_app.training.encoder import SELECT_P, gain_p
 
         s = self.cfg.semantic
@@ -578,7 +596,9 @@ class _Run:
         X, y, seeds = self._validation_drawings(rec)
 
         right, keeps = {}, {}
-        for temp in (float(s.sample_temperature), 1.0):
+        for temp in (*sample_temperatures(s.sample_temperature), 1.0):
+            if temp in right:
+                continue
             rec.semantic.set_temperature(temp)
             r_t, k_t = [], []
             for a in range(0, len(X), 32):
@@ -587,7 +607,8 @@ class _Run:
                     r_t.append(drawn == int(t))
                     k_t.append(r.caption_probs is not None and drawn == int(np.argmax(r.caption_probs)))
             right[temp], keeps[temp] = np.asarray(r_t), np.asarray(k_t)
-        t_sharp = float(s.sample_temperature)
+        grid = [t for t in right if t != 1.0] or [1.0]
+        t_sharp = max(grid, key=lambda t: (int(keeps[t].sum()), int(right[t].sum()), t))  # ties: the milder
         sharp, flat = float(right[t_sharp].mean()), float(right[1.0].mean())
         p = gain_p(keeps[t_sharp], keeps[1.0])
         kept = p < SELECT_P and int(right[t_sharp].sum()) >= int(right[1.0].sum())
@@ -599,13 +620,15 @@ class _Run:
             "val_drawing_shows_caption": float(keeps[t_sharp].mean()),
             "val_drawing_shows_caption_without": float(keeps[1.0].mean()),
             "val_drawing_acc": sharp, "val_drawing_acc_without": flat, "n_val": int(len(va)), "p": round(p, 4),
-            "rule": "prototype sharpening kept when the validation drawings show the caption's most probable "
-                    "class more often (the bundle's classifier, all-class top-1; one-sided exact McNemar "
-                    f"p < {SELECT_P} over all validation trials) and are right no less often; sharpening "
-                    "never changes which caption is the most probable"}})
+            "grid": [{"temperature": t, "val_drawing_shows_caption": float(keeps[t].mean()),
+                      "val_drawing_acc": float(right[t].mean())} for t in right],
+            "rule": "the temperature whose validation drawings show the caption's most probable class most "
+                    "often (the bundle's classifier, all-class top-1), kept when they show it more often than "
+                    f"without sharpening (one-sided exact McNemar p < {SELECT_P} over all validation trials) "
+                    "and are right no less often; sharpening never changes which caption is the most probable"}})
         self.metrics.setdefault("semantic", {})["sample_temperature"] = head.temperature
-        log.info("semantic: sharpening %s (validation drawings show the caption %.3f with, %.3f without; "
-                 "right %.3f with, %.3f without)", "kept" if kept else "dropped",
+        log.info("semantic: sharpening at %g %s (validation drawings show the caption %.3f with, %.3f without; "
+                 "right %.3f with, %.3f without)", t_sharp, "kept" if kept else "dropped",
                  keeps[t_sharp].mean(), keeps[1.0].mean(), sharp, flat)
         return True
 

@@ -405,16 +405,23 @@ def test_calibration_recipe_on_another_montage(tmp_path):
     assert not (out / "refiner").exists() and (out / "baseline.safetensors").is_file()
     # the prototype sharpening was judged on the validation trials' drawings, and recorded
     sharp = conf["training"]["selection"]["semantic"]["sharpening"]
-    assert sharp["temperature"] == 0.25 and {"val_drawing_acc", "val_drawing_acc_without"} <= set(sharp)
+    # every temperature of the recipe's grid was judged on the validation drawings, and the
+    # one whose drawings show the caption most often is the candidate (ties: the milder)
+    grid = {row["temperature"]: row for row in sharp["grid"]}
+    assert set(grid) == {0.25, 0.1, 0.03, 1.0}
+    best = max((t for t in grid if t != 1.0), key=lambda t: (grid[t]["val_drawing_shows_caption"],
+                                                             grid[t]["val_drawing_acc"], t))
+    assert sharp["temperature"] == best
+    assert sharp["val_drawing_shows_caption"] == grid[best]["val_drawing_shows_caption"]
+    assert sharp["val_drawing_shows_caption_without"] == grid[1.0]["val_drawing_shows_caption"]
     # kept only when the drawings show the caption more often (McNemar over every validation
     # trial) and are right no less often
     assert sharp["kept"] == (sharp["p"] < 0.1 and sharp["val_drawing_acc"] >= sharp["val_drawing_acc_without"])
-    assert 0 <= sharp["val_drawing_shows_caption_without"] <= 1 and 0 <= sharp["val_drawing_shows_caption"] <= 1
     if sharp["kept"]:
         assert sharp["val_drawing_shows_caption"] > sharp["val_drawing_shows_caption_without"]
     from bci_app.models.bundle import load_component
 
-    assert load_component(out, "semantic").temperature == (0.25 if sharp["kept"] else 1.0)
+    assert load_component(out, "semantic").temperature == (best if sharp["kept"] else 1.0)
     rec = Reconstructor.from_bundle(out, device="cpu")
     x = np.random.default_rng(0).standard_normal((2, 64, rec.n_times)).astype(np.float32)
     [a, _] = rec.reconstruct(x)
@@ -463,3 +470,21 @@ def test_rerun_selections_record_the_settings_they_used():
     assert rec["refiner"]["sample_grid"] == ["4:0.5:1.25"]
     # a run that makes no choice (encoder only) keeps the recorded value
     assert _recorded_settings(old, new, ["encoder"])["semantic"]["sample_temperature"] == 0.25
+
+
+
+def test_sample_temperature_one_value_or_a_grid_and_bad_values_named():
+    """``[semantic] sample_temperature``: a temperature or a list of them; anything else is
+    refused before any stage runs, naming the setting and what was expected."""
+    from bci_app.config import TrainConfig
+    from bci_app.training.recipe import _check_component_settings, sample_temperatures
+
+    assert sample_temperatures(0.1) == [0.1] and sample_temperatures([0.25, 0.1]) == [0.25, 0.1]
+    assert sample_temperatures(None) == []
+    for bad in ([], [0.0], [-1.0], [0.1, "x"], True):
+        with pytest.raises(ValueError, match="semantic.sample_temperature"):
+            sample_temperatures(bad)
+    cfg = TrainConfig()
+    cfg.semantic.sample_temperature = [0.1, 0]
+    with pytest.raises(ValueError, match=r"temperature > 0"):
+        _check_component_settings(cfg, ["encoder"])

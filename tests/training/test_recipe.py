@@ -488,3 +488,25 @@ def test_sample_temperature_one_value_or_a_grid_and_bad_values_named():
     cfg.semantic.sample_temperature = [0.1, 0]
     with pytest.raises(ValueError, match=r"temperature > 0"):
         _check_component_settings(cfg, ["encoder"])
+
+
+def test_few_trials_of_a_class_or_a_class_only_in_validation_is_an_error_or_a_recorded_decision(tmp_path):
+    """A calibration session (80 trials over 40 classes: 1-2 training trials a class, "blue
+    circle" in validation only) is refused before any stage runs, naming the classes and the way out;
+    with ``[data] min_trials_per_class = 0`` it trains, and the bundle records the decision."""
+    from bci_app.models import bundle as bundle_io
+    from bci_app.training.recipe import train_bundle
+
+    with pytest.raises(ValueError) as err:
+        train_bundle("synthetic:80,seed=3", tmp_path / "refused", {}, stages=["baseline"], device="cpu",
+                     progress=False)
+    msg = str(err.value)
+    assert "fewer than 5 training trials" in msg and "min_trials_per_class = 0" in msg
+    assert "1 class(es) only in the validation split (never decodable): blue circle" in msg
+    assert not (tmp_path / "refused" / "baseline.safetensors").exists()
+    out = train_bundle("synthetic:80,seed=3", tmp_path / "b", {"data": {"min_trials_per_class": 0}},
+                       stages=["baseline"], device="cpu", progress=False)
+    rec = bundle_io.read_bundle_config(out)["training"]["selection"]["data"]
+    assert rec["decision"] == "trained anyway ([data] min_trials_per_class = 0)"
+    assert rec["classes_with_few_trials"] and rec["min_training_trials"] < 5
+    assert rec["classes_only_in_validation"] == ["blue circle"]

@@ -143,6 +143,21 @@ def train_bundle(
     return out
 
 
+def _judge_drawings(rec: Any, X: np.ndarray, y: np.ndarray, seeds: list[int]
+                    ) -> tuple[np.ndarray, np.ndarray, list[np.ndarray]]:
+    """Reconstruct ``X`` (batches of 32, per-trial ``seeds``) and judge each drawing with the
+    bundle's classifier (all-class top-1): right (its class is ``y``), shows the caption (its
+    class is the caption mixture's most probable) and the images."""
+    right, shows, images = [], [], []
+    for a in range(0, len(X), 32):
+        for r, t in zip(rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32]), y[a:a + 32], strict=True):
+            drawn = int(np.argmax(r.class_probs))
+            right.append(drawn == int(t))
+            shows.append(r.caption_probs is not None and drawn == int(np.argmax(r.caption_probs)))
+            images.append(r.image)
+    return np.asarray(right), np.asarray(shows), images
+
+
 def _check_component_settings(cfg: TrainConfig, stages: list[str]) -> None:
     """Refuse bad semantic/refiner/classifier settings before hours of earlier stages run."""
     s = cfg.semantic
@@ -550,11 +565,7 @@ class _Run:
                 raise ValueError(f"refiner.sample_grid entry {setting!r}: expected 'steps:strength:guidance', "
                                  "e.g. '4:0.5:1.25'") from None
             rec.steps, rec.strength, rec.guidance = rec.refiner.validate_sampling(int(steps), strength, guidance)
-            right, imgs = [], []
-            for a in range(0, len(X), 32):
-                out = rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32])
-                right += [int(np.argmax(r.class_probs)) == int(t) for r, t in zip(out, y[a:a + 32], strict=True)]
-                imgs += [r.image for r in out]
+            right, _, imgs = _judge_drawings(rec, X, y, seeds)
             rows.append({"setting": str(setting), "val_drawing_acc": float(np.mean(right)),
                          "val_ssim": float(ssim_batch(seen, np.stack(imgs), 64).mean())})
             log.info("sampling %s: validation drawings %.3f, SSIM %.3f", setting, rows[-1]["val_drawing_acc"],
@@ -600,13 +611,7 @@ class _Run:
             if temp in right:
                 continue
             rec.semantic.set_temperature(temp)
-            r_t, k_t = [], []
-            for a in range(0, len(X), 32):
-                for r, t in zip(rec.reconstruct(X[a:a + 32], seeds=seeds[a:a + 32]), y[a:a + 32], strict=True):
-                    drawn = int(np.argmax(r.class_probs))
-                    r_t.append(drawn == int(t))
-                    k_t.append(r.caption_probs is not None and drawn == int(np.argmax(r.caption_probs)))
-            right[temp], keeps[temp] = np.asarray(r_t), np.asarray(k_t)
+            right[temp], keeps[temp], _ = _judge_drawings(rec, X, y, seeds)
         grid = [t for t in right if t != 1.0] or [1.0]
         t_sharp = max(grid, key=lambda t: (int(keeps[t].sum()), int(right[t].sum()), t))  # ties: the milder
         sharp, flat = float(right[t_sharp].mean()), float(right[1.0].mean())
